@@ -1,0 +1,58 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+/// AVX2/FMA for Swift SIMD types in the numeric core (see DESIGN.md § Performance).
+let simdFlags: [SwiftSetting] = [.unsafeFlags(["-Xcc", "-mavx2", "-Xcc", "-mfma"])]
+
+let package = Package(
+    name: "Precept",
+    platforms: [.macOS(.v14)],
+    products: [
+        .executable(name: "precept", targets: ["precept"]),
+        .library(name: "PipelineKit", targets: ["PipelineKit"]),
+        .library(name: "ModelKit", targets: ["ModelKit"]),
+        .library(name: "TensorKit", targets: ["TensorKit"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+    ],
+    targets: [
+        // OpenBLAS's cblas.h (apt: libopenblas-dev).
+        .systemLibrary(
+            name: "CBLAS",
+            path: "Sources/CBLAS",
+            providers: [.apt(["libopenblas-dev"])]
+        ),
+        .target(
+            name: "TensorKit",
+            dependencies: ["CBLAS"],
+            swiftSettings: simdFlags
+        ),
+        .target(
+            name: "ModelKit",
+            dependencies: ["TensorKit"],
+            swiftSettings: simdFlags
+        ),
+        .target(
+            name: "PipelineKit",
+            dependencies: [
+                "ModelKit",
+                .product(name: "Yams", package: "Yams"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .executableTarget(
+            name: "precept",
+            dependencies: [
+                "PipelineKit",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+        .testTarget(name: "TensorKitTests", dependencies: ["TensorKit"]),
+        .testTarget(name: "ModelKitTests", dependencies: ["ModelKit"]),
+        .testTarget(name: "PipelineKitTests", dependencies: ["PipelineKit", "precept"]),
+    ],
+    swiftLanguageModes: [.v5]
+)

@@ -1,0 +1,118 @@
+import Foundation
+
+/// One principle of a constitution: the texts used to critique, revise and judge under it.
+public struct Principle: Sendable, Equatable, Codable {
+    /// Unique id within the constitution (lowercase kebab-case).
+    public var id: String
+    /// Critique request shown after a response ("Identify …").
+    public var critique: String
+    /// Revision request shown after the critique ("Rewrite …").
+    public var revision: String
+    /// Question the judge answers when comparing two responses under this principle.
+    public var preference: String
+    public var tags: [String]
+    /// Relative sampling weight (> 0).
+    public var weight: Double
+}
+
+/// A worked critique/revision example shown to the model before the real task.
+public struct FewShotExample: Sendable, Equatable, Codable {
+    public var prompt: String
+    public var response: String
+    /// Id of the principle the example demonstrates.
+    public var principle: String
+    public var critique: String
+    public var revision: String
+}
+
+/// A constitution file (`constitutions/*.yaml`, version 1). See docs/constitution-format.md.
+public struct Constitution: Sendable, Equatable, Codable {
+    public static let supportedVersion = 1
+
+    public var name: String
+    public var description: String
+    public var principles: [Principle]
+    public var fewShot: [FewShotExample]
+
+    public func principle(id: String) -> Principle? { principles.first { $0.id == id } }
+
+    /// Every tag used by some principle, sorted.
+    public var tags: [String] { Array(Set(principles.flatMap(\.tags))).sorted() }
+}
+
+extension Constitution {
+    /// Loads and validates a constitution file.
+    public static func load(path: String, displayName: String? = nil) throws -> Constitution {
+        let name = displayName ?? path
+        let root = try YAMLDocument.load(path: path, displayName: name)
+        return try decode(NodeReader(node: root, path: "", file: name))
+    }
+
+    static let topKeys = ["version", "name", "description", "principles", "few_shot"]
+    static let principleKeys = ["id", "critique", "revision", "preference", "tags", "weight"]
+    static let exampleKeys = ["prompt", "response", "principle", "critique", "revision"]
+
+    /// Decodes from a located node; every error names file, line, column and key path.
+    public static func decode(_ reader: NodeReader) throws -> Constitution {
+        let map = try reader.mapping(allowed: topKeys)
+        try checkVersion(map)
+        let name = try map.require("name").text()
+        let description = try map["description"]?.string() ?? ""
+
+        let principleReaders = try map.require("principles").list()
+        guard !principleReaders.isEmpty else {
+            throw try map.require("principles").invalid("a constitution needs at least one principle")
+        }
+        var principles: [Principle] = []
+        var firstLine: [String: Int] = [:]
+        for item in principleReaders {
+            let p = try item.mapping(allowed: principleKeys)
+            let idReader = try p.require("id")
+            let id = try idReader.text()
+            guard id.range(of: #"^[a-z0-9][a-z0-9_-]*$"#, options: .regularExpression) != nil else {
+                throw idReader.invalid("principle ids use lowercase letters, digits, '-' and '_' (found `\(id)`)")
+            }
+            if let line = firstLine[id] {
+                throw idReader.invalid("duplicate principle id `\(id)` (first defined on line \(line))")
+            }
+            firstLine[id] = idReader.node.line
+            let weight = try p["weight"]?.double() ?? 1.0
+            if weight <= 0, let w = p["weight"] { throw w.invalid("weight must be greater than 0") }
+            principles.append(Principle(
+                id: id,
+                critique: try p.require("critique").text(),
+                revision: try p.require("revision").text(),
+                preference: try p.require("preference").text(),
+                tags: try p["tags"]?.stringList() ?? [],
+                weight: weight))
+        }
+
+        var examples: [FewShotExample] = []
+        for item in try map["few_shot"]?.list() ?? [] {
+            let e = try item.mapping(allowed: exampleKeys)
+            let principleReader = try e.require("principle")
+            let principle = try principleReader.text()
+            guard firstLine[principle] != nil else {
+                let hint = closestMatch(to: principle, in: principles.map(\.id)).map { "; did you mean `\($0)`?" } ?? ""
+                throw principleReader.invalid("no principle has id `\(principle)`\(hint)")
+            }
+            examples.append(FewShotExample(
+                prompt: try e.require("prompt").text(),
+                response: try e.require("response").text(),
+                principle: principle,
+                critique: try e.require("critique").text(),
+                revision: try e.require("revision").text()))
+        }
+        return Constitution(name: name, description: description, principles: principles, fewShot: examples)
+    }
+}
+
+/// Checks `version:` against the one this build reads (shared by both file formats).
+func checkVersion(_ map: MappingReader, supported: Int = 1) throws {
+    let reader = try map.require("version")
+    guard case .scalar(let text, _, _) = reader.node.kind else { throw reader.mismatch("an integer") }
+    guard let version = try? reader.int() else { throw reader.mismatch("an integer") }
+    guard version == supported else {
+        throw ConfigError.unsupportedVersion(reader.location, found: text, supported: supported)
+    }
+}

@@ -1,0 +1,72 @@
+import Foundation
+
+/// What `precept validate` found: the decoded pipeline and everything it references.
+public struct ValidationSummary: Sendable {
+    public var pipeline: Pipeline
+    public var constitution: Constitution
+    /// Prompts the run will use (after `limit`).
+    public var promptCount: Int
+    /// Files named by evaluate stages, with their record counts.
+    public var extraPromptFiles: [(path: String, count: Int)]
+
+    /// A short human-readable summary.
+    public var text: String {
+        var lines: [String] = []
+        lines.append("pipeline \(pipeline.name) (\(pipeline.file)): OK")
+        lines.append("  constitution: \(constitution.name), \(constitution.principles.count) principles, \(constitution.fewShot.count) few-shot examples")
+        let models = pipeline.models.map { model -> String in
+            switch model.source {
+            case .catalog(let name): return "\(model.name)=\(name)"
+            case .file(let path): return "\(model.name)=\(path)"
+            case .openAI(let endpoint): return "\(model.name)=openai:\(endpoint.model)@\(endpoint.baseURLs.joined(separator: ","))"
+            }
+        }
+        lines.append("  models: \(models.joined(separator: ", "))")
+        lines.append("  prompts: \(promptCount) from \(pipeline.prompts.file) (field `\(pipeline.prompts.field)`)")
+        for extra in extraPromptFiles {
+            lines.append("  evaluation prompts: \(extra.count) from \(extra.path)")
+        }
+        lines.append("  stages (\(pipeline.stages.count)): \(pipeline.stages.map { "\($0.id) [\($0.kind.keyword)]" }.joined(separator: " → "))")
+        lines.append("  seed: \(pipeline.seed)  output: \(pipeline.output)")
+        return lines.joined(separator: "\n")
+    }
+}
+
+/// Decodes a pipeline and checks every file it names, in the order a run would read them.
+public enum PipelineValidator {
+    public static func validate(path: String) throws -> ValidationSummary {
+        let pipeline = try Pipeline.load(path: path)
+        for reference in pipeline.fileReferences where !FileManager.default.fileExists(atPath: reference.path) {
+            // Model files are checked here too: a missing .gguf is an error before any work starts.
+            throw ConfigError.fileNotFound(path: reference.path, referencedFrom: reference.location,
+                                           keyPath: reference.keyPath)
+        }
+        let constitution = try Constitution.load(path: pipeline.constitution)
+        for (index, stage) in pipeline.stages.enumerated() {
+            let tags: [String]
+            switch stage.kind {
+            case .critique(let s), .revise(let s), .critiqueRevise(let s): tags = s.tags
+            default: tags = []
+            }
+            for tag in tags where !constitution.tags.contains(tag) {
+                let hint = closestMatch(to: tag, in: constitution.tags).map { "; did you mean `\($0)`?" } ?? ""
+                throw ConfigError.invalidValue(stage.location, keyPath: "stages[\(index)].\(stage.kind.keyword).tags",
+                                               message: "no principle of constitution `\(constitution.name)` has tag `\(tag)`\(hint)")
+            }
+        }
+        let prompts = try PromptFile.read(path: pipeline.prompts.file, field: pipeline.prompts.field,
+                                          idField: pipeline.prompts.idField, limit: pipeline.prompts.limit)
+        if prompts.isEmpty {
+            throw ConfigError.jsonl(file: pipeline.prompts.file, line: 1, byteOffset: 0, message: "the prompt file has no records")
+        }
+        var extras: [(String, Int)] = []
+        for stage in pipeline.stages {
+            guard case .evaluate(let e) = stage.kind else { continue }
+            for path in [e.prompts, e.benignPrompts, e.sycophancyPrompts].compactMap({ $0 }) {
+                extras.append((path, try PromptFile.read(path: path).count))
+            }
+        }
+        return ValidationSummary(pipeline: pipeline, constitution: constitution, promptCount: prompts.count,
+                                 extraPromptFiles: extras)
+    }
+}

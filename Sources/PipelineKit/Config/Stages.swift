@@ -1,0 +1,346 @@
+import Foundation
+
+/// Sampling settings shared by every stage that generates text.
+public struct SamplingSpec: Sendable, Equatable, Codable {
+    public var temperature: Double
+    public var topP: Double
+    public var topK: Int
+    public var maxTokens: Int
+    public var stop: [String]
+
+    static let keys = ["temperature", "top_p", "top_k", "max_tokens", "stop"]
+
+    static func decode(_ m: MappingReader, defaultTemperature: Double, defaultMaxTokens: Int) throws -> SamplingSpec {
+        SamplingSpec(
+            temperature: try m["temperature"]?.double(in: 0...5) ?? defaultTemperature,
+            topP: try m["top_p"]?.double(in: 0.0001...1) ?? 1.0,
+            topK: try m["top_k"]?.int(in: 0...1_000_000) ?? 0,
+            maxTokens: try m["max_tokens"]?.int(in: 1...32_768) ?? defaultMaxTokens,
+            stop: try m["stop"]?.stringList() ?? [])
+    }
+}
+
+/// How a critique stage picks principles: one sampled per record and round, or every one.
+public enum PrincipleSelection: String, Sendable, Codable, CaseIterable { case sample, all }
+public enum PairMode: String, Sendable, Codable, CaseIterable { case originalVsRevision = "original_vs_revision", sampled }
+public enum JudgeOrders: String, Sendable, Codable, CaseIterable { case both, single }
+public enum DPOLoss: String, Sendable, Codable, CaseIterable { case sigmoid, ipo, robust, hinge }
+public enum LabelKind: String, Sendable, Codable, CaseIterable { case soft, hard }
+public enum PolicyAlgorithm: String, Sendable, Codable, CaseIterable { case ppo, rloo }
+public enum ExportFormat: String, Sendable, Codable, CaseIterable { case sft, trl, openrlhf }
+public enum LoRATarget: String, Sendable, Codable, CaseIterable { case q, k, v, o, gate, up, down }
+
+/// Critique/revise settings (SL-CAI): generate → critique → revise.
+public struct CritiqueSpec: Sendable, Equatable {
+    public var model: String
+    public var input: String
+    public var principles: PrincipleSelection
+    /// Restrict sampling to principles carrying one of these tags (empty: all).
+    public var tags: [String]
+    /// Number of few-shot examples rendered before the task.
+    public var fewShot: Int
+    /// Critique/revision rounds (CAI paper: up to 4).
+    public var rounds: Int
+    /// Whether a critique precedes each revision (`critique: false` revises directly).
+    public var critique: Bool
+    public var sampling: SamplingSpec
+}
+
+public struct GenerateSpec: Sendable, Equatable {
+    public var model: String
+    public var samples: Int
+    public var system: String?
+    public var sampling: SamplingSpec
+}
+
+public struct JudgeSpec: Sendable, Equatable {
+    public var model: String
+    public var input: String
+    public var pairs: PairMode
+    public var orders: JudgeOrders
+    /// Preference principles sampled and averaged per pair.
+    public var principles: Int
+    public var fewShot: Int
+    public var cot: Bool
+    /// Chain-of-thought probabilities are clamped into this range (RL-CAI: [0.4, 0.6]).
+    public var cotClamp: ClosedRange<Double>
+    /// Labels with |p − 0.5| below this are kept in the store but not exported.
+    public var minConfidence: Double
+    public var sampling: SamplingSpec
+}
+
+public struct LoRASpec: Sendable, Equatable {
+    public var rank: Int
+    public var alpha: Double
+    public var dropout: Double
+    public var targets: [LoRATarget]
+    public var rsLoRA: Bool
+
+    static let keys = ["rank", "alpha", "dropout", "targets", "rslora"]
+
+    static func decode(_ r: NodeReader?) throws -> LoRASpec {
+        guard let r else { return LoRASpec(rank: 16, alpha: 32, dropout: 0, targets: LoRATarget.allCases, rsLoRA: false) }
+        let m = try r.mapping(allowed: keys)
+        let rank = try m["rank"]?.int(in: 1...1024) ?? 16
+        return LoRASpec(
+            rank: rank,
+            alpha: try m["alpha"]?.double(in: 0.001...100_000) ?? Double(2 * rank),
+            dropout: try m["dropout"]?.double(in: 0...0.9) ?? 0,
+            targets: try m["targets"]?.list().map { try $0.oneOf(LoRATarget.self) } ?? LoRATarget.allCases,
+            rsLoRA: try m["rslora"]?.bool() ?? false)
+    }
+}
+
+/// Settings every trainer shares (TRL's TrainingArguments, trimmed).
+public struct TrainingSpec: Sendable, Equatable {
+    public var base: String
+    public var input: String
+    public var lora: LoRASpec
+    public var epochs: Int
+    public var learningRate: Double
+    public var batchSize: Int
+    public var gradientAccumulation: Int
+    public var maxLength: Int
+    public var evalFraction: Double
+
+    static let keys = ["base", "input", "lora", "epochs", "learning_rate", "batch_size", "gradient_accumulation",
+                       "max_length", "eval_fraction"]
+
+    static func decode(_ m: MappingReader, defaultLearningRate: Double) throws -> TrainingSpec {
+        TrainingSpec(
+            base: try m.require("base").text(),
+            input: try m.require("input").text(),
+            lora: try LoRASpec.decode(m["lora"]),
+            epochs: try m["epochs"]?.int(in: 1...1000) ?? 1,
+            learningRate: try m["learning_rate"]?.double(in: 1e-9...1) ?? defaultLearningRate,
+            batchSize: try m["batch_size"]?.int(in: 1...4096) ?? 4,
+            gradientAccumulation: try m["gradient_accumulation"]?.int(in: 1...4096) ?? 1,
+            maxLength: try m["max_length"]?.int(in: 16...32_768) ?? 512,
+            evalFraction: try m["eval_fraction"]?.double(in: 0...0.9) ?? 0.1)
+    }
+}
+
+public struct RewardModelSpec: Sendable, Equatable {
+    public var training: TrainingSpec
+    public var labels: LabelKind
+    public var margin: Double
+    public var centerRewards: Double
+}
+
+public struct DPOSpec: Sendable, Equatable {
+    public var training: TrainingSpec
+    public var beta: Double
+    public var loss: DPOLoss
+    public var labelSmoothing: Double
+}
+
+public struct PPOSpec: Sendable, Equatable {
+    public var policy: String
+    public var rewardModel: String
+    public var algorithm: PolicyAlgorithm
+    public var lora: LoRASpec
+    public var steps: Int
+    public var batchSize: Int
+    public var ppoEpochs: Int
+    public var learningRate: Double
+    public var klCoef: Double
+    public var adaptiveKL: Bool
+    public var targetKL: Double
+    public var gamma: Double
+    public var lambda: Double
+    public var clipRange: Double
+    public var clipRangeValue: Double
+    /// Samples per prompt for RLOO's leave-one-out baseline.
+    public var rlooK: Int
+    public var sampling: SamplingSpec
+}
+
+public struct EvaluateSpec: Sendable, Equatable {
+    /// A training stage id or a model name.
+    public var policy: String
+    public var baseline: String
+    public var judge: String
+    public var rewardModel: String?
+    public var prompts: String
+    public var benignPrompts: String?
+    public var sycophancyPrompts: String?
+    public var limit: Int?
+    public var sampling: SamplingSpec
+}
+
+public struct ExportSpec: Sendable, Equatable {
+    public var input: String
+    public var format: ExportFormat
+    public var testFraction: Double
+}
+
+/// One stage of a pipeline and its typed parameters.
+public enum StageKind: Sendable, Equatable {
+    case generate(GenerateSpec)
+    case critique(CritiqueSpec)
+    case revise(CritiqueSpec)
+    case critiqueRevise(CritiqueSpec)
+    case judge(JudgeSpec)
+    case rewardModel(RewardModelSpec)
+    case sft(TrainingSpec)
+    case dpo(DPOSpec)
+    case ppo(PPOSpec)
+    case evaluate(EvaluateSpec)
+    case export(ExportSpec)
+
+    /// The YAML key naming the stage type.
+    public var keyword: String {
+        switch self {
+        case .generate: "generate"
+        case .critique: "critique"
+        case .revise: "revise"
+        case .critiqueRevise: "critique_revise"
+        case .judge: "judge"
+        case .rewardModel: "reward_model"
+        case .sft: "sft"
+        case .dpo: "dpo"
+        case .ppo: "ppo"
+        case .evaluate: "evaluate"
+        case .export: "export"
+        }
+    }
+
+    static let keywords = ["generate", "critique", "revise", "critique_revise", "judge", "reward_model",
+                           "sft", "dpo", "ppo", "evaluate", "export"]
+}
+
+/// `- { id: responses, generate: { … } }`
+public struct Stage: Sendable, Equatable {
+    public var id: String
+    public var kind: StageKind
+    public var location: SourceLocation
+
+    static func decode(_ reader: NodeReader, resolve: (NodeReader) throws -> String) throws -> Stage {
+        let m = try reader.mapping(allowed: ["id"] + StageKind.keywords)
+        let idReader = try m.require("id")
+        let id = try idReader.text()
+        guard id.range(of: #"^[A-Za-z0-9][A-Za-z0-9_-]*$"#, options: .regularExpression) != nil else {
+            throw idReader.invalid("stage ids use letters, digits, '-' and '_' (found `\(id)`)")
+        }
+        let kinds = m.keys.filter { $0 != "id" }
+        guard kinds.count == 1, let keyword = kinds.first else {
+            let message = kinds.isEmpty
+                ? "a stage needs one type key: \(StageKind.keywords.joined(separator: ", "))"
+                : "a stage has exactly one type key, found \(kinds.joined(separator: " and "))"
+            throw reader.invalid(message)
+        }
+        let body = try m.require(keyword)
+        return Stage(id: id, kind: try decodeKind(keyword, body, resolve: resolve), location: reader.location)
+    }
+
+    private static func decodeKind(_ keyword: String, _ r: NodeReader,
+                                   resolve: (NodeReader) throws -> String) throws -> StageKind {
+        let critiqueKeys = ["model", "input", "principles", "tags", "few_shot", "rounds", "critique"] + SamplingSpec.keys
+        switch keyword {
+        case "generate":
+            let m = try r.mapping(allowed: ["model", "samples", "system"] + SamplingSpec.keys)
+            return .generate(GenerateSpec(
+                model: try m.require("model").text(),
+                samples: try m["samples"]?.int(in: 1...64) ?? 1,
+                system: try m["system"]?.string(),
+                sampling: try .decode(m, defaultTemperature: 0.8, defaultMaxTokens: 192)))
+        case "critique", "revise", "critique_revise":
+            let m = try r.mapping(allowed: critiqueKeys)
+            let spec = CritiqueSpec(
+                model: try m.require("model").text(),
+                input: try m.require("input").text(),
+                principles: try m["principles"]?.oneOf(PrincipleSelection.self) ?? .sample,
+                tags: try m["tags"]?.stringList() ?? [],
+                fewShot: try m["few_shot"]?.int(in: 0...16) ?? 2,
+                rounds: try m["rounds"]?.int(in: 1...4) ?? 1,
+                critique: try m["critique"]?.bool() ?? true,
+                sampling: try .decode(m, defaultTemperature: 0.7, defaultMaxTokens: 160))
+            if keyword == "critique" {
+                for key in ["rounds", "critique"] where m.has(key) {
+                    throw ConfigError.invalidValue(m.keyLocation(key), keyPath: "\(r.path).\(key)",
+                                                   message: "`\(key)` belongs on a revise or critique_revise stage")
+                }
+                return .critique(spec)
+            }
+            return keyword == "revise" ? .revise(spec) : .critiqueRevise(spec)
+        case "judge":
+            let m = try r.mapping(allowed: ["model", "input", "pairs", "orders", "principles", "few_shot", "cot",
+                                            "cot_clamp", "min_confidence"] + SamplingSpec.keys)
+            var clamp = 0.4...0.6
+            if let c = m["cot_clamp"] {
+                let bounds = try c.list().map { try $0.double(in: 0...1) }
+                guard bounds.count == 2, bounds[0] < bounds[1] else { throw c.invalid("expected [low, high] with low < high") }
+                clamp = bounds[0]...bounds[1]
+            }
+            return .judge(JudgeSpec(
+                model: try m.require("model").text(),
+                input: try m.require("input").text(),
+                pairs: try m["pairs"]?.oneOf(PairMode.self) ?? .originalVsRevision,
+                orders: try m["orders"]?.oneOf(JudgeOrders.self) ?? .both,
+                principles: try m["principles"]?.int(in: 1...32) ?? 1,
+                fewShot: try m["few_shot"]?.int(in: 0...16) ?? 2,
+                cot: try m["cot"]?.bool() ?? false,
+                cotClamp: clamp,
+                minConfidence: try m["min_confidence"]?.double(in: 0...0.5) ?? 0,
+                sampling: try .decode(m, defaultTemperature: 0, defaultMaxTokens: 128)))
+        case "reward_model":
+            let m = try r.mapping(allowed: TrainingSpec.keys + ["labels", "margin", "center_rewards"])
+            return .rewardModel(RewardModelSpec(
+                training: try .decode(m, defaultLearningRate: 1e-4),
+                labels: try m["labels"]?.oneOf(LabelKind.self) ?? .soft,
+                margin: try m["margin"]?.double(in: 0...100) ?? 0,
+                centerRewards: try m["center_rewards"]?.double(in: 0...1) ?? 0))
+        case "sft":
+            let m = try r.mapping(allowed: TrainingSpec.keys)
+            return .sft(try .decode(m, defaultLearningRate: 1e-4))
+        case "dpo":
+            let m = try r.mapping(allowed: TrainingSpec.keys + ["beta", "loss", "label_smoothing"])
+            return .dpo(DPOSpec(
+                training: try .decode(m, defaultLearningRate: 5e-5),
+                beta: try m["beta"]?.double(in: 0.0001...100) ?? 0.1,
+                loss: try m["loss"]?.oneOf(DPOLoss.self) ?? .sigmoid,
+                labelSmoothing: try m["label_smoothing"]?.double(in: 0...0.5) ?? 0))
+        case "ppo":
+            let m = try r.mapping(allowed: ["policy", "reward_model", "algorithm", "lora", "steps", "batch_size",
+                                            "ppo_epochs", "learning_rate", "kl_coef", "adaptive_kl", "target_kl",
+                                            "gamma", "lambda", "cliprange", "cliprange_value", "rloo_k"] + SamplingSpec.keys)
+            return .ppo(PPOSpec(
+                policy: try m.require("policy").text(),
+                rewardModel: try m.require("reward_model").text(),
+                algorithm: try m["algorithm"]?.oneOf(PolicyAlgorithm.self) ?? .ppo,
+                lora: try LoRASpec.decode(m["lora"]),
+                steps: try m["steps"]?.int(in: 1...1_000_000) ?? 20,
+                batchSize: try m["batch_size"]?.int(in: 1...4096) ?? 8,
+                ppoEpochs: try m["ppo_epochs"]?.int(in: 1...100) ?? 2,
+                learningRate: try m["learning_rate"]?.double(in: 1e-9...1) ?? 1e-5,
+                klCoef: try m["kl_coef"]?.double(in: 0...100) ?? 0.05,
+                adaptiveKL: try m["adaptive_kl"]?.bool() ?? false,
+                targetKL: try m["target_kl"]?.double(in: 0.0001...100) ?? 6,
+                gamma: try m["gamma"]?.double(in: 0...1) ?? 1,
+                lambda: try m["lambda"]?.double(in: 0...1) ?? 0.95,
+                clipRange: try m["cliprange"]?.double(in: 0.001...10) ?? 0.2,
+                clipRangeValue: try m["cliprange_value"]?.double(in: 0.001...10) ?? 0.2,
+                rlooK: try m["rloo_k"]?.int(in: 2...64) ?? 4,
+                sampling: try .decode(m, defaultTemperature: 1.0, defaultMaxTokens: 64)))
+        case "evaluate":
+            let m = try r.mapping(allowed: ["policy", "baseline", "judge", "reward_model", "prompts", "benign_prompts",
+                                            "sycophancy_prompts", "limit"] + SamplingSpec.keys)
+            return .evaluate(EvaluateSpec(
+                policy: try m.require("policy").text(),
+                baseline: try m.require("baseline").text(),
+                judge: try m.require("judge").text(),
+                rewardModel: try m["reward_model"]?.text(),
+                prompts: try resolve(try m.require("prompts")),
+                benignPrompts: try m["benign_prompts"].map(resolve),
+                sycophancyPrompts: try m["sycophancy_prompts"].map(resolve),
+                limit: try m["limit"]?.int(in: 1...1_000_000),
+                sampling: try .decode(m, defaultTemperature: 0.7, defaultMaxTokens: 160)))
+        default:  // "export": the mapping's allowed keys leave no other keyword
+            let m = try r.mapping(allowed: ["input", "format", "test_fraction"])
+            return .export(ExportSpec(
+                input: try m.require("input").text(),
+                format: try m["format"]?.oneOf(ExportFormat.self) ?? .trl,
+                testFraction: try m["test_fraction"]?.double(in: 0...0.9) ?? 0.1))
+        }
+    }
+}

@@ -1,0 +1,46 @@
+import CBLAS
+
+/// Row-major single-precision matrix products on OpenBLAS.
+///
+/// Weights are stored as llama.cpp and PyTorch store them, `(out, in)` row-major, so the
+/// common product is `Y = X · Wᵀ`.
+public enum GEMM {
+    /// `C(m, n) = alpha · A(m, k) · B(n, k)ᵀ + beta · C` — activations times transposed weights.
+    public static func matmulTransposedB(
+        _ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ c: UnsafeMutablePointer<Float>,
+        m: Int, n: Int, k: Int, alpha: Float = 1, beta: Float = 0
+    ) {
+        precondition(m >= 0 && n >= 0 && k >= 0)
+        guard m > 0, n > 0 else { return }
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(m), Int32(n), Int32(k),
+                    alpha, a, Int32(k), b, Int32(k), beta, c, Int32(n))
+    }
+
+    /// `C(m, n) = alpha · A(m, k) · B(k, n) + beta · C`.
+    public static func matmul(
+        _ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ c: UnsafeMutablePointer<Float>,
+        m: Int, n: Int, k: Int, alpha: Float = 1, beta: Float = 0
+    ) {
+        precondition(m >= 0 && n >= 0 && k >= 0)
+        guard m > 0, n > 0 else { return }
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(m), Int32(n), Int32(k),
+                    alpha, a, Int32(k), b, Int32(n), beta, c, Int32(n))
+    }
+
+    /// `C(m, n) = alpha · A(k, m)ᵀ · B(k, n) + beta · C` — the weight-gradient product.
+    public static func matmulTransposedA(
+        _ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ c: UnsafeMutablePointer<Float>,
+        m: Int, n: Int, k: Int, alpha: Float = 1, beta: Float = 0
+    ) {
+        precondition(m >= 0 && n >= 0 && k >= 0)
+        guard m > 0, n > 0 else { return }
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Int32(m), Int32(n), Int32(k),
+                    alpha, a, Int32(m), b, Int32(n), beta, c, Int32(n))
+    }
+
+    /// Number of threads OpenBLAS uses.
+    public static var threads: Int {
+        get { Int(openblas_get_num_threads()) }
+        set { openblas_set_num_threads(Int32(newValue)) }
+    }
+}

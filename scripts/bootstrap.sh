@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Installs what Precept needs on a Debian machine, if it is missing:
+# OpenBLAS (the numeric core's sgemm) and SQLite headers (the run store).
+set -euo pipefail
+
+packages=(libopenblas-dev libsqlite3-dev)
+missing=()
+for p in "${packages[@]}"; do
+    dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+    echo "bootstrap: installing ${missing[*]} with apt" >&2
+    sudo_cmd=""
+    [ "$(id -u)" -ne 0 ] && sudo_cmd="sudo"
+    $sudo_cmd apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+if ! command -v swift >/dev/null 2>&1; then
+    echo "bootstrap: swift is not on PATH; install Swift 6 (https://www.swift.org/install/linux/)" >&2
+    exit 1
+fi
