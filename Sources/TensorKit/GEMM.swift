@@ -44,3 +44,17 @@ public enum GEMM {
         set { openblas_set_num_threads(Int32(newValue)) }
     }
 }
+
+extension GEMM {
+    /// General strided product: `C = alpha · op(A) · op(B) + beta · C`, row-major with leading
+    /// dimensions (row strides) `lda`, `ldb`, `ldc` — for heads and cache rows inside larger rows.
+    public static func strided(
+        transposeA: Bool, transposeB: Bool, m: Int, n: Int, k: Int,
+        alpha: Float = 1, _ a: UnsafePointer<Float>, lda: Int, _ b: UnsafePointer<Float>, ldb: Int,
+        beta: Float = 0, _ c: UnsafeMutablePointer<Float>, ldc: Int
+    ) {
+        guard m > 0, n > 0 else { return }
+        cblas_sgemm(CblasRowMajor, transposeA ? CblasTrans : CblasNoTrans, transposeB ? CblasTrans : CblasNoTrans,
+                    Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
+    }
+}

@@ -8,6 +8,7 @@ struct BinaryHeap<Element> {
     }
 
     var isEmpty: Bool { items.isEmpty }
+    var peek: Element? { items.first }
 
     mutating func push(_ element: Element) {
         items.append(element)

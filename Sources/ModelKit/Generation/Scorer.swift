@@ -1,0 +1,73 @@
+import Foundation
+import TensorKit
+
+/// Log-probabilities of a continuation after a prompt.
+public struct ContinuationScore: Sendable, Equatable {
+    /// log p(token_i | prompt, token_<i) for each continuation token.
+    public var tokenLogProbs: [Float]
+    /// Per continuation position: the target's logit, the log-sum-exp and the top-k.
+    public var positions: [PositionScore]
+
+    /// Σ log p: the sequence log-likelihood (DPO's log π(y|x)).
+    public var sum: Float { tokenLogProbs.reduce(0, +) }
+}
+
+/// A prompt and continuation to score; `prefix` as in `GenerationRequest`.
+public struct ScoringRequest {
+    public var prompt: [Int32]
+    public var continuation: [Int32]
+    public var prefix: KVCache?
+
+    public init(prompt: [Int32], continuation: [Int32], prefix: KVCache? = nil) {
+        self.prompt = prompt
+        self.continuation = continuation
+        self.prefix = prefix
+    }
+}
+
+/// Batched scoring: every request's prompt and continuation go through one forward pass;
+/// the LM head runs only at the positions that predict continuation tokens, and the
+/// vocabulary is streamed in chunks there (never a (tokens × vocab) matrix).
+public struct Scorer {
+    public let model: LanguageModel
+
+    public init(model: LanguageModel) { self.model = model }
+
+    public func score(_ requests: [ScoringRequest], topK: Int = 0) -> [ContinuationScore] {
+        var inputs: [SequenceInput] = []
+        var starts: [Int] = []  // index in the fed tokens of the row that predicts continuation[0]
+        for r in requests {
+            precondition(!r.prompt.isEmpty, "scoring needs a prompt of at least one token (e.g. BOS)")
+            let all = r.prompt + r.continuation
+            let skip = min(r.prefix?.length ?? 0, r.prompt.count - 1)
+            let cache = r.prefix.map { $0.copy(reserving: all.count - skip) } ?? model.transformer.makeCache(capacity: all.count)
+            cache.truncate(to: skip)
+            inputs.append(SequenceInput(cache: cache, tokens: Array(all[skip...])))
+            starts.append(r.prompt.count - 1 - skip)
+        }
+        let hidden = model.transformer.forward(inputs)
+        let rows = requests.reduce(0) { $0 + $1.continuation.count }
+        let gathered = Tensor(shape: [max(rows, 1), model.config.hidden])
+        var targets: [Int32?] = []
+        var offset = 0, out = 0
+        for (i, r) in requests.enumerated() {
+            for j in 0..<r.continuation.count {
+                (gathered.data + out * model.config.hidden).update(from: hidden.row(offset + starts[i] + j), count: model.config.hidden)
+                targets.append(r.continuation[j])
+                out += 1
+            }
+            offset += inputs[i].tokens.count
+        }
+        let scores = withExtendedLifetime((hidden, gathered)) {
+            rows > 0 ? model.head.score(gathered.data, rows: rows, targets: targets, topK: topK) : []
+        }
+        var result: [ContinuationScore] = []
+        var k = 0
+        for r in requests {
+            let slice = Array(scores[k..<(k + r.continuation.count)])
+            result.append(ContinuationScore(tokenLogProbs: slice.map { $0.logProbability ?? -.infinity }, positions: slice))
+            k += r.continuation.count
+        }
+        return result
+    }
+}

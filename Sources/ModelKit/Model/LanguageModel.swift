@@ -1,0 +1,23 @@
+import Foundation
+import TensorKit
+
+/// A loaded model: weights, tokenizer and LM head, ready for generation and scoring.
+public final class LanguageModel: @unchecked Sendable {
+    public let path: String
+    public let file: GGUFFile
+    public let config: TransformerConfig
+    public let transformer: Transformer
+    public let tokenizer: GGUFTokenizer
+    public let head: LogitHead
+
+    /// Loads a GGUF file, dequantizing every weight to Float32.
+    public init(path: String) throws {
+        self.path = path
+        file = try GGUFFile(path: path)
+        config = try ArchitectureRegistry.config(for: file)
+        let weights = try WeightReader(file: file).weights(config)
+        transformer = Transformer(config: config, weights: weights)
+        tokenizer = try GGUFTokenizer(file: file)
+        head = LogitHead(head: weights.head)
+    }
+}

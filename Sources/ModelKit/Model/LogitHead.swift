@@ -1,0 +1,95 @@
+import Foundation
+import TensorKit
+
+/// What scoring reports for one position: the log-probability of the given next token, the
+/// log-sum-exp over the vocabulary, and the k most likely tokens with their logits.
+public struct PositionScore: Sendable, Equatable {
+    public var target: Int32?
+    public var targetLogit: Float?
+    public var logSumExp: Float
+    public var top: [(id: Int32, logit: Float)]
+
+    /// log p(target) = logit − logsumexp.
+    public var logProbability: Float? { targetLogit.map { $0 - logSumExp } }
+
+    public static func == (a: PositionScore, b: PositionScore) -> Bool {
+        a.target == b.target && a.targetLogit == b.targetLogit && a.logSumExp == b.logSumExp
+            && a.top.map(\.id) == b.top.map(\.id) && a.top.map(\.logit) == b.top.map(\.logit)
+    }
+}
+
+/// The LM head: hidden states (after the final norm) times the output matrix (vocab, hidden),
+/// computed only for the rows asked for (DESIGN.md § Performance: only the logits you need).
+public struct LogitHead: Sendable {
+    public let head: Tensor
+    /// Vocabulary rows per GEMM when scoring, so (rows × vocab) is never materialised.
+    public var chunk = 16_384
+
+    public init(head: Tensor) { self.head = head }
+
+    public var vocabSize: Int { head.rows }
+    public var hidden: Int { head.columns }
+
+    /// Full logits (rows, vocab) for a few rows (sampling).
+    public func logits(_ hidden: UnsafePointer<Float>, rows: Int) -> Tensor {
+        let out = Tensor(shape: [rows, vocabSize])
+        GEMM.matmulTransposedB(hidden, head.data, out.data, m: rows, n: vocabSize, k: self.hidden)
+        return out
+    }
+
+    /// Logits of specific tokens only (rows, ids.count): a dot product per id (the judge's A/B).
+    public func logits(_ hidden: UnsafePointer<Float>, rows: Int, ids: [Int32]) -> [[Float]] {
+        (0..<rows).map { r in
+            ids.map { id in
+                let w = head.row(Int(id)), x = hidden + r * self.hidden
+                var sum: Float = 0
+                for j in 0..<self.hidden { sum += w[j] * x[j] }
+                return sum
+            }
+        }
+    }
+
+    /// Log-sum-exp, target logit and top-k per row, streaming over vocabulary chunks.
+    public func score(_ hidden: UnsafePointer<Float>, rows: Int, targets: [Int32?], topK: Int) -> [PositionScore] {
+        precondition(targets.count == rows)
+        var maxima = [Float](repeating: -.infinity, count: rows)
+        var sums = [Float](repeating: 0, count: rows)       // Σ exp(logit − max) so far
+        var targetLogits = [Float?](repeating: nil, count: rows)
+        var tops = [[(id: Int32, logit: Float)]](repeating: [], count: rows)
+        let buffer = Tensor(shape: [rows, min(chunk, vocabSize)])
+        defer { withExtendedLifetime(buffer) {} }
+        var start = 0
+        while start < vocabSize {
+            let n = min(chunk, vocabSize - start)
+            GEMM.matmulTransposedB(hidden, head.row(start), buffer.data, m: rows, n: n, k: self.hidden)
+            for r in 0..<rows {
+                let logits = buffer.data + r * n
+                var chunkMax = -Float.infinity
+                for j in 0..<n where logits[j] > chunkMax { chunkMax = logits[j] }
+                let newMax = max(maxima[r], chunkMax)
+                var s: Float = 0
+                for j in 0..<n { s += expf(logits[j] - newMax) }
+                sums[r] = sums[r] * expf(maxima[r] - newMax) + s
+                maxima[r] = newMax
+                if let t = targets[r], Int(t) >= start, Int(t) < start + n { targetLogits[r] = logits[Int(t) - start] }
+                if topK > 0 { insertTop(&tops[r], logits, count: n, offset: start, k: topK) }
+            }
+            start += n
+        }
+        return (0..<rows).map { r in
+            PositionScore(target: targets[r], targetLogit: targetLogits[r], logSumExp: maxima[r] + logf(sums[r]), top: tops[r])
+        }
+    }
+
+    /// Keeps the k largest (descending; ties: lower id first).
+    private func insertTop(_ top: inout [(id: Int32, logit: Float)], _ logits: UnsafePointer<Float>, count: Int, offset: Int, k: Int) {
+        var threshold = top.count == k ? top[k - 1].logit : -Float.infinity
+        for j in 0..<count where logits[j] > threshold {
+            let entry = (id: Int32(offset + j), logit: logits[j])
+            let index = top.firstIndex { $0.logit < entry.logit } ?? top.count
+            top.insert(entry, at: index)
+            if top.count > k { top.removeLast() }
+            threshold = top.count == k ? top[k - 1].logit : -Float.infinity
+        }
+    }
+}

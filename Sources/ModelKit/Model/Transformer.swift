@@ -1,0 +1,135 @@
+import Foundation
+import TensorKit
+
+/// New tokens for one sequence, appended after what its cache holds.
+public struct SequenceInput {
+    public var cache: KVCache
+    public var tokens: [Int32]
+
+    public init(cache: KVCache, tokens: [Int32]) {
+        self.cache = cache
+        self.tokens = tokens
+    }
+}
+
+/// A decoder-only transformer (Gemma 3, Llama, Qwen2, …) running on Float32 weights.
+///
+/// A forward pass takes any number of sequences at once: their new tokens are stacked into one
+/// (T, hidden) matrix so every projection is a single GEMM, while attention runs per sequence
+/// against its own cache. Prefill (many tokens, one sequence) and batched decode (one token,
+/// many sequences) are the same call.
+public final class Transformer: @unchecked Sendable {
+    public let config: TransformerConfig
+    public let weights: TransformerWeights
+
+    public init(config: TransformerConfig, weights: TransformerWeights) {
+        self.config = config
+        self.weights = weights
+    }
+
+    /// An empty cache for one sequence.
+    public func makeCache(capacity: Int = 256) -> KVCache {
+        KVCache(layers: config.layers, kvDim: config.kvDim, capacity: capacity)
+    }
+
+    /// Runs the new tokens of every sequence through all layers, appending to their caches.
+    /// Returns the final-norm hidden states, (Σ tokens, hidden), sequences in order.
+    public func forward(_ inputs: [SequenceInput]) -> Tensor {
+        let c = config
+        let rows = inputs.reduce(0) { $0 + $1.tokens.count }
+        let x = Tensor(shape: [rows, c.hidden])        // residual stream (T, hidden)
+        guard rows > 0 else { return x }
+        var positions = [Int32](repeating: 0, count: rows)
+        var offsets: [Int] = []                           // first row of each sequence
+        var row = 0
+        for input in inputs {
+            offsets.append(row)
+            input.cache.reserve(input.cache.length + input.tokens.count)
+            for (i, token) in input.tokens.enumerated() {
+                precondition(token >= 0 && Int(token) < c.vocabSize, "token id \(token) outside the vocabulary")
+                positions[row] = Int32(input.cache.length + i)
+                let source = weights.embedding.row(Int(token))
+                let target = x.row(row)
+                for j in 0..<c.hidden { target[j] = source[j] * c.embeddingScale }
+                row += 1
+            }
+        }
+
+        let qkvWidth = c.qDim + 2 * c.kvDim
+        let h = Tensor(shape: [rows, c.hidden])           // normed input of a sublayer
+        let qkv = Tensor(shape: [rows, qkvWidth])         // Q | K | V per row
+        let attn = Tensor(shape: [rows, c.qDim])          // attention output per head
+        let proj = Tensor(shape: [rows, c.hidden])        // sublayer output
+        let gateUp = Tensor(shape: [rows, 2 * c.ffn])     // gate | up per row
+        let act = Tensor(shape: [rows, c.ffn])
+        let maxContext = inputs.map { $0.cache.length + $0.tokens.count }.max() ?? 0
+        let maxNew = inputs.map(\.tokens.count).max() ?? 0
+        let scratch = Tensor(shape: [maxNew * maxContext])
+        // Pointers into these buffers outlive any single use of the objects: keep them alive.
+        defer { withExtendedLifetime((h, qkv, attn, proj, gateUp, act, scratch)) {} }
+
+        for (l, w) in weights.layers.enumerated() {
+            let sliding = c.slidingLayers[l] ? c.slidingWindow : nil
+            // Attention sublayer.
+            rmsnorm_forward(h.data, x.data, w.attnNorm.data, rows: rows, dim: c.hidden, eps: c.normEps)
+            GEMM.matmulTransposedB(h.data, w.qkv.data, qkv.data, m: rows, n: qkvWidth, k: c.hidden)
+            if let bias = w.qkvBias {
+                for r in 0..<rows { let q = qkv.row(r); for j in 0..<qkvWidth { q[j] += bias.data[j] } }
+            }
+            if let qNorm = w.qNorm, let kNorm = w.kNorm {
+                for r in 0..<rows {
+                    let q = qkv.row(r)
+                    rmsnorm_forward(q, q, qNorm.data, rows: c.heads, dim: c.headDim, eps: c.normEps)
+                    rmsnorm_forward(q + c.qDim, q + c.qDim, kNorm.data, rows: c.kvHeads, dim: c.headDim, eps: c.normEps)
+                }
+            }
+            let rope = sliding == nil ? c.globalRoPE : c.localRoPE
+            positions.withUnsafeBufferPointer { p in
+                rope_forward(qkv.data, rows: rows, heads: c.heads, headDim: c.headDim, rowStride: qkvWidth,
+                             positions: p.baseAddress!, rope: rope)
+                rope_forward(qkv.data + c.qDim, rows: rows, heads: c.kvHeads, headDim: c.headDim, rowStride: qkvWidth,
+                             positions: p.baseAddress!, rope: rope)
+            }
+            for (s, input) in inputs.enumerated() {
+                let cache = input.cache, n = input.tokens.count, start = cache.length
+                guard n > 0 else { continue }
+                let keys = cache.keys(l), values = cache.values(l)
+                for i in 0..<n {
+                    let src = qkv.row(offsets[s] + i)
+                    (keys + (start + i) * c.kvDim).update(from: src + c.qDim, count: c.kvDim)
+                    (values + (start + i) * c.kvDim).update(from: src + c.qDim + c.kvDim, count: c.kvDim)
+                }
+                attention_forward(attn.row(offsets[s]), outStride: c.qDim,
+                                  q: qkv.row(offsets[s]), qStride: qkvWidth,
+                                  k: keys, v: values, kvStride: c.kvDim,
+                                  nNew: n, nCtx: start + n, heads: c.heads, kvHeads: c.kvHeads, headDim: c.headDim,
+                                  scale: c.attentionScale, window: sliding, scratch: scratch.data)
+            }
+            GEMM.matmulTransposedB(attn.data, w.output.data, proj.data, m: rows, n: c.hidden, k: c.qDim)
+            if let post = w.postAttnNorm {
+                rmsnorm_forward(proj.data, proj.data, post.data, rows: rows, dim: c.hidden, eps: c.normEps)
+            }
+            addInPlace(x.data, proj.data, count: rows * c.hidden)
+
+            // MLP sublayer: down(act(gate · h) ⊙ (up · h)).
+            rmsnorm_forward(h.data, x.data, w.ffnNorm.data, rows: rows, dim: c.hidden, eps: c.normEps)
+            GEMM.matmulTransposedB(h.data, w.gateUp.data, gateUp.data, m: rows, n: 2 * c.ffn, k: c.hidden)
+            for r in 0..<rows {
+                let g = gateUp.row(r)
+                gated_activation_forward(act.row(r), gate: g, up: g + c.ffn, count: c.ffn, activation: c.activation)
+            }
+            GEMM.matmulTransposedB(act.data, w.down.data, proj.data, m: rows, n: c.hidden, k: c.ffn)
+            if let post = w.postFFNNorm {
+                rmsnorm_forward(proj.data, proj.data, post.data, rows: rows, dim: c.hidden, eps: c.normEps)
+            }
+            addInPlace(x.data, proj.data, count: rows * c.hidden)
+        }
+        for input in inputs { input.cache.advance(by: input.tokens.count) }
+        rmsnorm_forward(x.data, x.data, weights.outputNorm.data, rows: rows, dim: c.hidden, eps: c.normEps)
+        return x
+    }
+
+    private func addInPlace(_ a: UnsafeMutablePointer<Float>, _ b: UnsafePointer<Float>, count: Int) {
+        for i in 0..<count { a[i] += b[i] }
+    }
+}

@@ -1,0 +1,49 @@
+import Foundation
+
+/// Gated MLP activations: out = act(gate) ⊙ up, elementwise over `count` values.
+public enum GatedActivation: Sendable {
+    /// GELU, tanh approximation (Gemma): 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))).
+    case geluTanh
+    /// SiLU / swish (Llama, Qwen): x·σ(x).
+    case silu
+}
+
+/// GELU, tanh approximation, in ggml's arrangement: 0.5·x·(1 + tanh(√(2/π)·x·(1 + 0.044715·x²))).
+@inline(__always)
+func geluTanh(_ x: Float) -> Float {
+    0.5 * x * (1 + tanhf(0.797_884_560_802_865_4 * x * (1 + 0.044715 * x * x)))
+}
+
+/// Shapes: `gate`, `up`, `out` (count); `out` may alias `gate`.
+public func gated_activation_forward(
+    _ out: UnsafeMutablePointer<Float>, gate: UnsafePointer<Float>, up: UnsafePointer<Float>,
+    count: Int, activation: GatedActivation
+) {
+    switch activation {
+    case .geluTanh:
+        for i in 0..<count { out[i] = geluTanh(gate[i]) * up[i] }
+    case .silu:
+        for i in 0..<count {
+            let x = gate[i]
+            out[i] = x / (1 + expf(-x)) * up[i]
+        }
+    }
+}
+
+/// Numerically stable softmax of each row in place. Shapes: `x` (rows, cols).
+public func softmax_forward(_ x: UnsafeMutablePointer<Float>, rows: Int, cols: Int) {
+    for r in 0..<rows {
+        let row = x + r * cols
+        var maxValue = -Float.infinity
+        for j in 0..<cols where row[j] > maxValue { maxValue = row[j] }
+        guard maxValue > -Float.infinity else { continue }
+        var sum: Double = 0  // ggml_float, as ggml's soft_max
+        for j in 0..<cols {
+            let e = expf(row[j] - maxValue)
+            row[j] = e
+            sum += Double(e)
+        }
+        let inv = Float(1 / sum)
+        for j in 0..<cols { row[j] *= inv }
+    }
+}

@@ -1,0 +1,47 @@
+import Foundation
+
+/// Causal scaled dot-product attention for one sequence with grouped KV heads (GQA) and an
+/// optional sliding window, against a key/value cache that already holds the new positions.
+///
+/// Shapes:
+/// - `q` (nNew, qStride): heads side by side, head h at columns h·headDim ..< (h+1)·headDim
+/// - `k`, `v` (nCtx, kvStride): cache rows for positions 0 ..< nCtx, KV head g at g·headDim
+/// - `out` (nNew, outStride): same head layout as `q`
+/// - `scratch` at least nNew · nCtx floats
+/// Query i sits at position nCtx − nNew + i and sees keys j ≤ its position, and with a window
+/// w only keys with position − j < w (llama.cpp's is_masked_swa).
+public func attention_forward(
+    _ out: UnsafeMutablePointer<Float>, outStride: Int,
+    q: UnsafePointer<Float>, qStride: Int,
+    k: UnsafePointer<Float>, v: UnsafePointer<Float>, kvStride: Int,
+    nNew: Int, nCtx: Int, heads: Int, kvHeads: Int, headDim: Int,
+    scale: Float, window: Int?, scratch: UnsafeMutablePointer<Float>
+) {
+    precondition(nNew <= nCtx && heads % kvHeads == 0)
+    let group = heads / kvHeads
+    let firstPosition = nCtx - nNew
+    // Keys before keyStart are outside every query's window.
+    let keyStart = window.map { max(0, firstPosition - $0 + 1) } ?? 0
+    let span = nCtx - keyStart
+    for h in 0..<heads {
+        let g = h / group
+        let qh = q + h * headDim
+        let kh = k + keyStart * kvStride + g * headDim
+        let vh = v + keyStart * kvStride + g * headDim
+        // scores (nNew, span) = scale · Q_h · K_hᵀ
+        GEMM.strided(transposeA: false, transposeB: true, m: nNew, n: span, k: headDim, alpha: scale,
+                     qh, lda: qStride, kh, ldb: kvStride, scratch, ldc: span)
+        for i in 0..<nNew {
+            let position = firstPosition + i
+            let row = scratch + i * span
+            for j in 0..<span {
+                let key = keyStart + j
+                if key > position || (window.map { position - key >= $0 } ?? false) { row[j] = -.infinity }
+            }
+        }
+        softmax_forward(scratch, rows: nNew, cols: span)
+        // out_h (nNew, headDim) = P · V_h
+        GEMM.strided(transposeA: false, transposeB: false, m: nNew, n: headDim, k: span,
+                     scratch, lda: span, vh, ldb: kvStride, out + h * headDim, ldc: outStride)
+    }
+}

@@ -1,0 +1,83 @@
+import Foundation
+import Testing
+@testable import ModelKit
+
+/// Generation and scoring agree with the forward pass and with themselves across batching,
+/// prefixes and seeds (on the real default model).
+@Suite(.serialized, .enabled(if: TestModels.available(TestModels.gemmaName), "needs gemma-3-270m in the cache"))
+struct GenerationTests {
+    var model: LanguageModel { get throws { try LoadedModels.model(TestModels.gemmaName) } }
+
+    @Test func scoringEqualsForwardLogSoftmax() throws {
+        let model = try model
+        let prompt = model.tokenizer.encode("The capital of France is")
+        let continuation = model.tokenizer.encode(" Paris, a city", addBOS: false, parseSpecial: false)
+        let score = Scorer(model: model).score([ScoringRequest(prompt: prompt, continuation: continuation)], topK: 5)[0]
+        let all = prompt + continuation
+        let hidden = model.transformer.forward([SequenceInput(cache: model.transformer.makeCache(), tokens: all)])
+        let logits = model.head.logits(hidden.data, rows: all.count)
+        let vocab = model.head.vocabSize
+        for (j, token) in continuation.enumerated() {
+            let row = prompt.count - 1 + j
+            var maxLogit = -Float.infinity
+            for i in 0..<vocab { maxLogit = max(maxLogit, logits[row * vocab + i]) }
+            var sum: Double = 0
+            for i in 0..<vocab { sum += exp(Double(logits[row * vocab + i] - maxLogit)) }
+            let expected = Double(logits[row * vocab + Int(token)] - maxLogit) - log(sum)
+            #expect(abs(Double(score.tokenLogProbs[j]) - expected) < 1e-3)
+            #expect(score.positions[j].top.count == 5)
+            #expect(score.positions[j].top[0].logit == score.positions[j].top.map(\.logit).max())
+        }
+        #expect(score.sum < 0)
+    }
+
+    @Test func batchedAndPrefixedScoringAgreeWithSingle() throws {
+        let model = try model
+        let scorer = Scorer(model: model)
+        let shared = model.tokenizer.encode("Human: Is it safe to mix bleach and ammonia?\nAssistant:")
+        let a = model.tokenizer.encode(" No. It releases toxic gas.", addBOS: false, parseSpecial: false)
+        let b = model.tokenizer.encode(" Sure, mix them in a bucket.", addBOS: false, parseSpecial: false)
+        let single = [a, b].map { scorer.score([ScoringRequest(prompt: shared, continuation: $0)])[0].sum }
+        let batched = scorer.score([a, b].map { ScoringRequest(prompt: shared, continuation: $0) }).map(\.sum)
+        let prefix = Generator(model: model).prefill(shared)
+        let prefixed = scorer.score([a, b].map { ScoringRequest(prompt: shared, continuation: $0, prefix: prefix) }).map(\.sum)
+        for i in 0..<2 {
+            #expect(abs(batched[i] - single[i]) < 1e-3)
+            #expect(abs(prefixed[i] - single[i]) < 1e-3)
+        }
+        #expect(prefix.length == shared.count, "the prefix cache is copied, not changed")
+    }
+
+    @Test func seededSamplingIsReproducibleAndBatchIndependent() throws {
+        let model = try model
+        let generator = Generator(model: model)
+        let prompt = model.tokenizer.encode("Once upon a time")
+        let p = SamplingParameters(temperature: 0.9, topK: 40, topP: 0.95, seed: 42, maxTokens: 12)
+        let first = generator.generate([GenerationRequest(prompt: prompt, parameters: p)])[0]
+        let again = generator.generate([GenerationRequest(prompt: prompt, parameters: p)])[0]
+        #expect(first == again)
+        // The same request inside a batch with another prompt gives the same tokens.
+        let other = GenerationRequest(prompt: model.tokenizer.encode("def main():"), parameters: p)
+        let inBatch = generator.generate([other, GenerationRequest(prompt: prompt, parameters: p)])[1]
+        #expect(inBatch.tokens == first.tokens)
+        var q = p
+        q.seed = 43
+        #expect(generator.generate([GenerationRequest(prompt: prompt, parameters: q)])[0].tokens != first.tokens)
+    }
+
+    @Test func stopStringsAndLengthLimits() throws {
+        let model = try model
+        let generator = Generator(model: model)
+        let prompt = model.tokenizer.encode("Human: Name three colours.\nAssistant:")
+        let free = generator.generate([GenerationRequest(prompt: prompt, parameters: SamplingParameters(maxTokens: 40))])[0]
+        // Stop at the first word the free run produced after its first character.
+        let words = free.text.split(separator: " ")
+        let stop = String(try #require(words.dropFirst().first))
+        let stopped = generator.generate([GenerationRequest(prompt: prompt, parameters: SamplingParameters(maxTokens: 40, stop: [stop]))])[0]
+        #expect(stopped.finishReason == .stopString)
+        #expect(!stopped.text.contains(stop))
+        #expect(free.text.hasPrefix(stopped.text))
+        let short = generator.generate([GenerationRequest(prompt: prompt, parameters: SamplingParameters(maxTokens: 3))])[0]
+        #expect(short.tokens.count == 3 && short.finishReason == .length)
+    }
+}
