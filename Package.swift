@@ -47,6 +47,8 @@ let package = Package(
             name: "precept",
             dependencies: [
                 "PipelineKit",
+                "ModelKit",
+                "TensorKit",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),

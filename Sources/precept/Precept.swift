@@ -10,7 +10,7 @@ struct Precept: ParsableCommand {
         commandName: "precept",
         abstract: "Constitutional AI and RLAIF pipelines: generate → critique → revise → judge → train.",
         version: PreceptVersion.string,
-        subcommands: [Validate.self]
+        subcommands: [Validate.self, Model.self, Tokenize.self, Generate.self, Score.self, Logits.self, Bench.self]
     )
 }
 
@@ -23,6 +23,28 @@ enum ExitStatus {
 /// Prints a library error the way every subcommand does, and returns the exit code for it.
 func report(_ error: Error) -> ExitCode {
     let message = (error as? LocalizedError)?.errorDescription ?? String(describing: error)
-    FileHandle.standardError.write(Data((message + "\n").utf8))
+    FileHandle.standardError.write(Data(("error: " + message + "\n").utf8))
     return ExitCode(ExitStatus.invalidInput)
+}
+
+/// Runs a subcommand body, turning library errors into a message and exit status 1.
+func running(_ body: () throws -> Void) throws {
+    do {
+        try body()
+    } catch let exit as ExitCode {
+        throw exit
+    } catch {
+        throw report(error)
+    }
+}
+
+/// Writes to standard error (progress, diagnostics).
+func note(_ text: String) {
+    FileHandle.standardError.write(Data((text + "\n").utf8))
+}
+
+/// Prints a JSON object with sorted keys on one line.
+func printJSON(_ object: Any) throws {
+    let data = try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes])
+    print(String(decoding: data, as: UTF8.self))
 }

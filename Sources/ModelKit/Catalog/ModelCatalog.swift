@@ -22,6 +22,18 @@ public struct CatalogEntry: Sendable, Equatable {
     public let fileName: String
     public let size: Int64
     public let sha256: String
+
+    public init(name: String, role: ModelRole, instructionTuned: Bool, packages: [String], wheelFiles: [String],
+                fileName: String, size: Int64, sha256: String) {
+        self.name = name
+        self.role = role
+        self.instructionTuned = instructionTuned
+        self.packages = packages
+        self.wheelFiles = wheelFiles
+        self.fileName = fileName
+        self.size = size
+        self.sha256 = sha256
+    }
 }
 
 /// The models Precept knows by name.

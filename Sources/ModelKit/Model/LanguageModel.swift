@@ -9,6 +9,8 @@ public final class LanguageModel: @unchecked Sendable {
     public let transformer: Transformer
     public let tokenizer: GGUFTokenizer
     public let head: LogitHead
+    /// The family's chat format, or nil for models without one (completion prompts only).
+    public let chatTemplate: ChatTemplate?
 
     /// Loads a GGUF file, dequantizing every weight to Float32.
     public init(path: String) throws {
@@ -19,5 +21,13 @@ public final class LanguageModel: @unchecked Sendable {
         transformer = Transformer(config: config, weights: weights)
         tokenizer = try GGUFTokenizer(file: file)
         head = LogitHead(head: weights.head)
+        chatTemplate = ChatTemplate.detect(file: file)
+    }
+
+    /// Token ids of a conversation in the model's chat format (BOS as its metadata says).
+    public func encodeChat(_ messages: [ChatMessage], addGenerationPrompt: Bool = true) -> [Int32]? {
+        guard let chatTemplate else { return nil }
+        return tokenizer.encode(chatTemplate.render(messages, addGenerationPrompt: addGenerationPrompt),
+                                addBOS: nil, parseSpecial: true)
     }
 }

@@ -104,7 +104,9 @@ struct WeightReader {
         guard let info = file.tensor(named: name) else { throw GGUFError.missingTensor(path: file.path, name: name) }
         guard info.dims == dims else { throw GGUFError.wrongShape(path: file.path, tensor: name, expected: dims, found: info.dims) }
         let shape = dims.count == 1 ? [dims[0]] : [info.rows, info.columns]
-        return Tensor(shape: shape, values: Dequantize.tensor(info, from: file))
+        let out = Tensor(shape: shape, zeroed: false)
+        Dequantize.tensor(info, from: file, into: out.data)
+        return out
     }
 
     func optional(_ name: String, _ dims: [Int]) throws -> Tensor? {
@@ -113,11 +115,14 @@ struct WeightReader {
 
     /// Several (rows, columns) matrices with equal columns stacked by rows into one.
     func stacked(_ names: [String], rows: [Int], columns: Int) throws -> Tensor {
-        let out = Tensor(shape: [rows.reduce(0, +), columns])
+        let out = Tensor(shape: [rows.reduce(0, +), columns], zeroed: false)
         var offset = 0
         for (name, r) in zip(names, rows) {
-            let part = try tensor(name, [columns, r])
-            withExtendedLifetime(part) { (out.data + offset * columns).update(from: part.data, count: r * columns) }
+            guard let info = file.tensor(named: name) else { throw GGUFError.missingTensor(path: file.path, name: name) }
+            guard info.dims == [columns, r] else {
+                throw GGUFError.wrongShape(path: file.path, tensor: name, expected: [columns, r], found: info.dims)
+            }
+            Dequantize.tensor(info, from: file, into: out.data + offset * columns)
             offset += r
         }
         return out

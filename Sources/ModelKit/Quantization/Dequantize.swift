@@ -23,22 +23,26 @@ public enum Dequantize {
         }
     }
 
-    /// Dequantizes a whole tensor, splitting large ones across threads by rows.
-    public static func tensor(_ info: GGUFTensorInfo, from file: GGUFFile) -> [Float] {
+    /// Dequantizes a whole tensor into `dst` (elementCount floats), splitting large ones across
+    /// threads by rows.
+    public static func tensor(_ info: GGUFTensorInfo, from file: GGUFFile, into dst: UnsafeMutablePointer<Float>) {
         let data = file.data(of: info)
         let rows = info.rows, columns = info.columns
         let rowBytes = columns / info.type.blockSize * info.type.blockBytes
-        var out = [Float](repeating: 0, count: info.elementCount)
-        out.withUnsafeMutableBufferPointer { dst in
-            let base = dst.baseAddress!
-            let chunks = rows >= 64 ? min(16, rows / 32) : 1
-            DispatchQueue.concurrentPerform(iterations: chunks) { chunk in
-                let start = rows * chunk / chunks, end = rows * (chunk + 1) / chunks
-                guard end > start else { return }
-                run(info.type, data.baseAddress! + start * rowBytes, base + start * columns, count: (end - start) * columns)
-            }
+        let chunks = rows >= 64 ? min(16, rows / 32) : 1
+        DispatchQueue.concurrentPerform(iterations: chunks) { chunk in
+            let start = rows * chunk / chunks, end = rows * (chunk + 1) / chunks
+            guard end > start else { return }
+            run(info.type, data.baseAddress! + start * rowBytes, dst + start * columns, count: (end - start) * columns)
         }
-        return out
+    }
+
+    /// Dequantizes a whole tensor into a new array.
+    public static func tensor(_ info: GGUFTensorInfo, from file: GGUFFile) -> [Float] {
+        [Float](unsafeUninitializedCapacity: info.elementCount) { buffer, initialized in
+            tensor(info, from: file, into: buffer.baseAddress!)
+            initialized = info.elementCount
+        }
     }
 
     @inline(__always)

@@ -8,10 +8,13 @@ public enum GatedActivation: Sendable {
     case silu
 }
 
-/// GELU, tanh approximation, in ggml's arrangement: 0.5·x·(1 + tanh(√(2/π)·x·(1 + 0.044715·x²))).
+/// GELU, tanh approximation: 0.5·x·(1 + tanh(u)), u = √(2/π)·x·(1 + 0.044715·x²),
+/// computed as x·σ(2u) (the same function, since ½(1 + tanh u) = 1/(1 + e^(−2u))) so it costs
+/// one exp instead of a tanh.
 @inline(__always)
 func geluTanh(_ x: Float) -> Float {
-    0.5 * x * (1 + tanhf(0.797_884_560_802_865_4 * x * (1 + 0.044715 * x * x)))
+    let u = 0.797_884_560_802_865_4 * x * (1 + 0.044715 * x * x)
+    return x / (1 + expf(-2 * u))
 }
 
 /// Shapes: `gate`, `up`, `out` (count); `out` may alias `gate`.
