@@ -45,7 +45,7 @@ extension Precept {
                 // Batched decode: one token for every sequence per forward pass (greedy).
                 let generator = Generator(model: lm)
                 let requests = prompts.map { p in
-                    GenerationRequest(prompt: p, parameters: SamplingParameters(maxTokens: newTokens), prefix: nil)
+                    GenerationRequest(prompt: p, parameters: SamplingParameters(maxTokens: newTokens, ignoreEOS: true), prefix: nil)
                 }
                 // Prefill first (not timed as decode), then time the decode loop alone.
                 let prefixes = prompts.map { generator.prefill($0) }

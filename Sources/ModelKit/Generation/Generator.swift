@@ -90,7 +90,7 @@ public struct Generator {
                 for (k, s) in active.enumerated() {
                     let next = samplers[s].sample(logits.data + k * vocab, count: vocab)
                     let parameters = requests[s].parameters
-                    if stopTokens.contains(next) {
+                    if stopTokens.contains(next) && !parameters.ignoreEOS {
                         finish[s] = .endOfSequence
                         texts[s] += decoders[s].flush()
                     } else {

@@ -14,9 +14,12 @@ public struct SamplingParameters: Sendable, Equatable, Codable {
     public var maxTokens: Int = 128
     /// Generation stops before the first occurrence of any of these strings.
     public var stop: [String] = []
+    /// Keep going through end-of-sequence tokens (benchmarks that need exactly `maxTokens`).
+    public var ignoreEOS = false
 
     public init(temperature: Float = 0, topK: Int = 0, topP: Float = 1, minP: Float = 0, seed: UInt64 = 0,
-                maxTokens: Int = 128, stop: [String] = []) {
+                maxTokens: Int = 128, stop: [String] = [], ignoreEOS: Bool = false) {
+        self.ignoreEOS = ignoreEOS
         self.temperature = temperature
         self.topK = topK
         self.topP = topP
