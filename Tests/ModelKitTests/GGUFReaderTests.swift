@@ -49,6 +49,14 @@ import Testing
         #expect(Dequantize.tensor(b, from: file) == (0..<32).map { Float($0 - 5) })
     }
 
+    /// Version 2 has the same layout as 3 (64-bit counts); both are read.
+    @Test func readsVersion2() throws {
+        var data = Self.sampleFile()
+        data[4] = 2
+        let file = try Self.parse(data)
+        #expect(file.version == 2 && file.tensors.count == 2)
+    }
+
     @Test func rejectsBadMagicAndVersion() throws {
         var data = Self.sampleFile()
         data[0] = 0x00
