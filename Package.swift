@@ -17,6 +17,7 @@ let package = Package(
         .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
     ],
     targets: [
         // OpenBLAS's cblas.h (apt: libopenblas-dev).
@@ -41,6 +42,7 @@ let package = Package(
                 "ModelKit",
                 .product(name: "Yams", package: "Yams"),
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "GRDB", package: "GRDB.swift"),
             ]
         ),
         .executableTarget(
@@ -52,9 +54,11 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
+        // Tiny random-weight GGUF models shared by the test targets.
+        .target(name: "TestSupport", dependencies: ["ModelKit"]),
         .testTarget(name: "TensorKitTests", dependencies: ["TensorKit"]),
-        .testTarget(name: "ModelKitTests", dependencies: ["ModelKit"]),
-        .testTarget(name: "PipelineKitTests", dependencies: ["PipelineKit", "precept"]),
+        .testTarget(name: "ModelKitTests", dependencies: ["ModelKit", "TestSupport"]),
+        .testTarget(name: "PipelineKitTests", dependencies: ["PipelineKit", "precept", "TestSupport"]),
     ],
     swiftLanguageModes: [.v5]
 )

@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 @testable import ModelKit
+import TestSupport
 
 /// Llama-3 specifics (interleaved RoPE with rope_freqs factors, GQA, Q/K/V biases, separate head)
 /// and Gemma-3 specifics (sliding window, QK-norm, post-norms, tied head) on tiny random GGUF
@@ -20,7 +21,7 @@ import Testing
         let (tiny, model) = try load(family, seed: 7)
         #expect(model.config.architecture == (family == .llama3 ? "llama" : "gemma3"))
         if family == .llama3 {
-            #expect(model.config.globalRoPE.frequencyFactors == [1, 2.5])
+            #expect(model.config.globalRoPE.frequencyFactors == [1, 2.5])  // 1 + 1.5·i for headDim 4
         } else {
             #expect(model.config.slidingWindow == 3 && model.config.slidingLayers == [true, true, true])
         }

@@ -142,6 +142,9 @@ public struct ModelStore: Sendable {
         progress("cached \(entry.name) at \(destination.path)")
     }
 
+    /// SHA-256 of any file (a model's fingerprint), through coreutils' sha256sum.
+    public static func fileDigest(_ file: URL) throws -> String { try sha256(of: file) }
+
     /// SHA-256 of a file, through coreutils' sha256sum.
     static func sha256(of file: URL) throws -> String {
         let output = try run("sha256sum", [file.path])

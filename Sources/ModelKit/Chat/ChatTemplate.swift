@@ -1,7 +1,7 @@
 import Foundation
 
 /// One turn of a conversation.
-public struct ChatMessage: Sendable, Equatable, Codable {
+public struct ChatMessage: Sendable, Hashable, Codable {
     public enum Role: String, Sendable, Codable { case system, user, assistant }
     public var role: Role
     public var content: String

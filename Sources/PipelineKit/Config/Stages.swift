@@ -20,8 +20,8 @@ public struct SamplingSpec: Sendable, Equatable, Codable {
     }
 }
 
-/// How a critique stage picks principles: one sampled per record and round, or every one.
-public enum PrincipleSelection: String, Sendable, Codable, CaseIterable { case sample, all }
+/// How a critique stage picks principles: one sampled (seeded, weighted) per record and round.
+public enum PrincipleSelection: String, Sendable, Codable, CaseIterable { case sample }
 public enum PairMode: String, Sendable, Codable, CaseIterable { case originalVsRevision = "original_vs_revision", sampled }
 public enum JudgeOrders: String, Sendable, Codable, CaseIterable { case both, single }
 public enum DPOLoss: String, Sendable, Codable, CaseIterable { case sigmoid, ipo, robust, hinge }

@@ -1,21 +1,28 @@
 import Foundation
-@testable import ModelKit
+import ModelKit
 
 /// Tiny random-weight models written as GGUF files, and a float64 forward pass written from the
-/// architecture descriptions (not from the engine's code) to check the engine against.
-struct TinyModel {
-    enum Family { case llama3, gemma3 }
+/// architecture descriptions (not from the engine's code) to check the engine against. Used by
+/// the tests only (a library target so both test targets share it).
+public struct TinyModel {
+    public enum Family: Sendable { case llama3, gemma3 }
 
-    let family: Family
-    let vocab = 40, hidden = 16, heads = 4, kvHeads = 2, headDim = 4, ffn = 24, layers = 3
-    let window = 3
+    public let family: Family
+    public let vocab: Int, hidden: Int, layers: Int
+    public let heads = 4, kvHeads = 2
+    public var headDim: Int { hidden / heads }
+    public var ffn: Int { hidden * 3 / 2 }
+    public let window = 3
     let ropeBase = 500.0
     /// Llama 3 rope_freqs: one divisor per rotated pair (headDim / 2 of them).
-    let freqFactors: [Float] = [1, 2.5]
+    var freqFactors: [Float] { (0..<(headDim / 2)).map { 1 + 1.5 * Float($0) } }
     var tensors: [String: (dims: [Int], values: [Float])] = [:]
 
-    init(family: Family, seed: UInt64) {
+    public init(family: Family, seed: UInt64, vocab: Int = 40, hidden: Int = 16, layers: Int = 3) {
         self.family = family
+        self.vocab = vocab
+        self.hidden = hidden
+        self.layers = layers
         var rng = SeededGenerator(seed: seed)
         func random(_ n: Int, scale: Float) -> [Float] { (0..<n).map { _ in Float(rng.nextUnit() * 2 - 1) * scale } }
         func norm(_ n: Int) -> [Float] { (0..<n).map { _ in Float(0.8 + 0.4 * rng.nextUnit()) } }
@@ -24,7 +31,7 @@ struct TinyModel {
         tensors["output_norm.weight"] = ([hidden], norm(hidden))
         if family == .llama3 {
             tensors["output.weight"] = ([hidden, vocab], random(vocab * hidden, scale: 0.3))
-            tensors["rope_freqs.weight"] = ([headDim / 2], Array(freqFactors.prefix(headDim / 2)))
+            tensors["rope_freqs.weight"] = ([headDim / 2], freqFactors)
         }
         for l in 0..<layers {
             let p = "blk.\(l)."
@@ -52,7 +59,7 @@ struct TinyModel {
     }
 
     /// Writes the model with a SentencePiece-style vocabulary of single letters.
-    func write(to url: URL) throws {
+    public func write(to url: URL) throws {
         var w = GGUFWriter()
         let arch = family == .llama3 ? "llama" : "gemma3"
         w.set("general.architecture", .string(arch))
@@ -71,7 +78,7 @@ struct TinyModel {
         var tokens = ["<pad>", "<eos>", "<bos>"]
         for i in 0..<(vocab - 3) {
             let letter = String(UnicodeScalar(UInt8(97 + i % 26)))
-            tokens.append("▁" + letter + (i >= 26 ? "x" : ""))
+            tokens.append("▁" + letter + String(repeating: "x", count: i / 26))
         }
         let tokenValues: [GGUFValue] = tokens.map { .string($0) }
         let scoreValues: [GGUFValue] = tokens.indices.map { .float(-Double($0), .float32) }
@@ -123,7 +130,7 @@ struct TinyModel {
     }
 
     /// Logits (positions × vocab) for a token sequence.
-    func referenceLogits(_ ids: [Int32]) -> [[Double]] {
+    public func referenceLogits(_ ids: [Int32]) -> [[Double]] {
         let n = ids.count
         let embed = matrix("token_embd.weight")
         let scale = family == .gemma3 ? Double(Float(hidden).squareRoot()) : 1

@@ -1,0 +1,160 @@
+import Foundation
+import ModelKit
+
+/// What a model is asked: a plain text prompt (a completion transcript for base models) or a
+/// conversation rendered with the model's chat template.
+public enum PromptInput: Sendable, Equatable {
+    case text(String)
+    case chat([ChatMessage])
+
+    /// The exact form that identifies the prompt in cache keys.
+    public var canonical: String {
+        switch self {
+        case .text(let text): return "text\n" + text
+        case .chat(let messages):
+            return "chat\n" + messages.map { "\($0.role.rawValue)\u{1F}\($0.content)" }.joined(separator: "\u{1E}")
+        }
+    }
+
+    /// Human-readable form, as stored with each output.
+    public var display: String {
+        switch self {
+        case .text(let text): return text
+        case .chat(let messages): return messages.map { "[\($0.role.rawValue)]\n\($0.content)" }.joined(separator: "\n\n")
+        }
+    }
+}
+
+/// One generation call.
+public struct GenerationCall: Sendable, Equatable {
+    public var prompt: PromptInput
+    public var parameters: SamplingParameters
+
+    public init(prompt: PromptInput, parameters: SamplingParameters) {
+        self.prompt = prompt
+        self.parameters = parameters
+    }
+}
+
+/// What a generation call returned.
+public struct GenerationOutput: Sendable, Equatable, Codable {
+    public var text: String
+    public var finishReason: FinishReason
+    public var promptTokens: Int
+    public var completionTokens: Int
+
+    public init(text: String, finishReason: FinishReason, promptTokens: Int, completionTokens: Int) {
+        self.text = text
+        self.finishReason = finishReason
+        self.promptTokens = promptTokens
+        self.completionTokens = completionTokens
+    }
+}
+
+/// Log-probabilities of candidate continuations after one prompt (the judge's options).
+public struct ScoringCall: Sendable, Equatable {
+    public var prompt: String
+    public var continuations: [String]
+
+    public init(prompt: String, continuations: [String]) {
+        self.prompt = prompt
+        self.continuations = continuations
+    }
+}
+
+/// The backend every stage talks to: the in-process engine or an OpenAI-compatible server.
+public protocol ModelBackend: AnyObject, Sendable {
+    /// Identifies the weights (file hash, or endpoint + model id): part of every cache key.
+    var fingerprint: String { get }
+    /// Whether prompts should be chat conversations or completion transcripts.
+    var promptStyle: PromptStyle { get }
+    /// Generates for a batch of calls, in order.
+    func generate(_ calls: [GenerationCall]) throws -> [GenerationOutput]
+    /// Σ log p of each continuation after the prompt, per call, in order.
+    func score(_ calls: [ScoringCall]) throws -> [[Double]]
+}
+
+/// The in-process engine. Calls of one batch run as one batched generation; a token prefix
+/// that every prompt of a batch shares (the few-shot block of critique, revision and judge
+/// prompts) is prefilled once and kept for later batches that share it too.
+public final class LocalBackend: ModelBackend, @unchecked Sendable {
+    public let model: LanguageModel
+    public let fingerprint: String
+    public let promptStyle: PromptStyle
+    private var sharedPrefix: (tokens: [Int32], cache: KVCache)?
+    private let lock = NSLock()
+    /// Shorter shared prefixes are not worth a separate prefill.
+    static let minimumSharedPrefix = 32
+
+    public init(model: LanguageModel, fingerprint: String, promptStyle: PromptStyle) {
+        self.model = model
+        self.fingerprint = fingerprint
+        self.promptStyle = promptStyle
+    }
+
+    func tokens(_ prompt: PromptInput) -> [Int32] {
+        switch prompt {
+        case .text(let text):
+            // Transcripts are user data: special-token text in them stays text.
+            return model.tokenizer.encode(text, addBOS: nil, parseSpecial: false)
+        case .chat(let messages):
+            return model.encodeChat(messages)
+                ?? model.tokenizer.encode(messages.map(\.content).joined(separator: "\n\n"), addBOS: nil, parseSpecial: false)
+        }
+    }
+
+    /// A cache for the prefix all `prompts` share, reusing the last one when it still applies.
+    func prefix(for prompts: [[Int32]]) -> KVCache? {
+        guard let first = prompts.first, let shortest = prompts.map(\.count).min() else { return nil }
+        var common = shortest - 1  // leave at least one token to feed
+        for p in prompts.dropFirst() {
+            var i = 0
+            while i < common && p[i] == first[i] { i += 1 }
+            common = i
+        }
+        if let existing = sharedPrefix, existing.tokens.count <= common, Array(first.prefix(existing.tokens.count)) == existing.tokens,
+           existing.tokens.count >= Self.minimumSharedPrefix {
+            return existing.cache
+        }
+        guard common >= Self.minimumSharedPrefix else { return nil }
+        let tokens = Array(first.prefix(common))
+        let cache = Generator(model: model).prefill(tokens)
+        sharedPrefix = (tokens, cache)
+        return cache
+    }
+
+    public func generate(_ calls: [GenerationCall]) throws -> [GenerationOutput] {
+        lock.lock()
+        defer { lock.unlock() }
+        let prompts = calls.map { tokens($0.prompt) }
+        let shared = prefix(for: prompts)
+        let requests = zip(prompts, calls).map { GenerationRequest(prompt: $0, parameters: $1.parameters, prefix: shared) }
+        return Generator(model: model).generate(requests).map {
+            GenerationOutput(text: $0.text, finishReason: $0.finishReason, promptTokens: $0.promptTokens,
+                             completionTokens: $0.tokens.count)
+        }
+    }
+
+    public func score(_ calls: [ScoringCall]) throws -> [[Double]] {
+        lock.lock()
+        defer { lock.unlock() }
+        let prompts = calls.map { model.tokenizer.encode($0.prompt, addBOS: nil, parseSpecial: false) }
+        let shared = prefix(for: prompts)
+        var requests: [ScoringRequest] = []
+        for (prompt, call) in zip(prompts, calls) {
+            for continuation in call.continuations {
+                requests.append(ScoringRequest(prompt: prompt,
+                                               continuation: model.tokenizer.encode(continuation, addBOS: false, parseSpecial: false),
+                                               prefix: shared))
+            }
+        }
+        let scores = Scorer(model: model).score(requests).map { Double($0.sum) }
+        var out: [[Double]] = []
+        var k = 0
+        for call in calls {
+            out.append(Array(scores[k..<(k + call.continuations.count)]))
+            k += call.continuations.count
+        }
+        return out
+    }
+}

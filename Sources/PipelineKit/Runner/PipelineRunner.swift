@@ -1,0 +1,174 @@
+import Foundation
+import ModelKit
+
+/// What a run did, per stage and overall.
+public struct RunSummary: Sendable {
+    public struct StageSummary: Sendable {
+        public var id: String
+        public var kind: String
+        public var rows: Int
+        public var flagged: [String: Int]
+    }
+
+    public var directory: URL
+    public var stages: [StageSummary]
+    public var executedCalls: Int
+    public var cachedCalls: Int
+    public var generatedTokens: Int
+    public var seconds: Double
+    public var exports: [ExportSummary]
+}
+
+/// Runs a pipeline's stages in order against a run directory, resuming whatever is stored.
+public final class PipelineRunner {
+    public let pipelinePath: String
+    public let options: RunOptions
+    public weak var reporter: RunReporter?
+    public let stop: StopFlag
+    private let backendFactory: (ModelSpec) throws -> ModelBackend
+
+    /// `backendFactory` defaults to the in-process engine for local models.
+    public init(pipelinePath: String, options: RunOptions, reporter: RunReporter? = nil, stop: StopFlag = StopFlag(),
+                backendFactory: ((ModelSpec) throws -> ModelBackend)? = nil) {
+        self.pipelinePath = pipelinePath
+        self.options = options
+        self.reporter = reporter
+        self.stop = stop
+        self.backendFactory = backendFactory ?? PipelineRunner.localBackend(reporter: reporter)
+    }
+
+    /// Loads local models with the engine (catalog models are fetched on first use).
+    public static func localBackend(reporter: RunReporter?) -> (ModelSpec) throws -> ModelBackend {
+        { spec in
+            let url: URL
+            let fingerprint: String
+            switch spec.source {
+            case .catalog(let name):
+                let entry = ModelCatalog.entry(named: name)!
+                url = try ModelStore().resolve(name) { reporter?.message($0) }
+                fingerprint = "gguf-sha256:\(entry.sha256)"
+            case .file(let path):
+                url = URL(fileURLWithPath: path)
+                fingerprint = "gguf-sha256:\(try ModelStore.fileDigest(url))"
+            case .openAI:
+                throw RunError.unsupportedProvider(model: spec.name, provider: "openai")
+            }
+            let start = Date()
+            let model = try LanguageModel(path: url.path)
+            reporter?.message(String(format: "loaded model `%@` (%@) in %.1f s", spec.name, model.config.architecture,
+                                     Date().timeIntervalSince(start)))
+            return LocalBackend(model: model, fingerprint: fingerprint, promptStyle: spec.effectivePromptStyle)
+        }
+    }
+
+    public func run() throws -> RunSummary {
+        let started = Date()
+        let validated = try PipelineValidator.validate(path: pipelinePath)
+        let pipeline = validated.pipeline
+        let directory = options.output ?? URL(fileURLWithPath: pipeline.output)
+        let store = try RunStore(directory: directory)
+        let cache = try CallCache(directory: options.cacheDirectory ?? CallCache.defaultDirectory(forRun: directory))
+
+        let limit = [options.limit, pipeline.prompts.limit].compactMap { $0 }.min()
+        let prompts = try PromptFile.read(path: pipeline.prompts.file, field: pipeline.prompts.field,
+                                          idField: pipeline.prompts.idField, limit: limit)
+        let records = prompts.enumerated().map { i, p in
+            RecordRow(id: p.id, position: i, prompt: p.text,
+                      fields: String(decoding: (try? JSONSerialization.data(withJSONObject: p.fields, options: [.sortedKeys])) ?? Data("{}".utf8),
+                                     as: UTF8.self))
+        }
+        try store.saveRecords(records)
+        let constitutionText = (try? String(contentsOfFile: pipeline.constitution, encoding: .utf8)) ?? ""
+        try store.setMeta([
+            "pipeline_path": URL(fileURLWithPath: pipelinePath).standardizedFileURL.path,
+            "pipeline_yaml": (try? String(contentsOfFile: pipelinePath, encoding: .utf8)) ?? "",
+            "constitution_path": pipeline.constitution,
+            "constitution_yaml": constitutionText,
+            "constitution_sha256": SHA256.hex(constitutionText),
+            "seed": "\(pipeline.seed)",
+            "records": "\(records.count)",
+        ])
+
+        let context = RunContext(pipeline: pipeline, constitution: validated.constitution, records: records, store: store,
+                                 cache: cache, options: options, reporter: reporter, stop: stop, backendFactory: backendFactory)
+        var summaries: [RunSummary.StageSummary] = []
+        var exports: [ExportSummary] = []
+        for stage in try selectedStages(pipeline) {
+            reporter?.message("stage \(stage.id) [\(stage.kind.keyword)]")
+            switch stage.kind {
+            case .generate(let spec): try SLCAIStages.generate(spec, stage: stage, context: context)
+            case .critique(let spec): try SLCAIStages.critique(spec, stage: stage, context: context)
+            case .revise(let spec):
+                try SLCAIStages.revise(spec, stage: stage, context: context, critiquesFromInput: spec.critique)
+            case .critiqueRevise(let spec):
+                try SLCAIStages.revise(spec, stage: stage, context: context, critiquesFromInput: false)
+            case .export(let spec):
+                exports.append(try export(spec, stage: stage, context: context, directory: directory))
+            default:
+                throw RunError.unsupportedStage(id: stage.id, kind: stage.kind.keyword)
+            }
+            let rows = try store.outputs(stage: stage.id)
+            var flagged: [String: Int] = [:]
+            for row in rows { for flag in row.flagList { flagged[flag, default: 0] += 1 } }
+            summaries.append(.init(id: stage.id, kind: stage.kind.keyword, rows: rows.count, flagged: flagged))
+        }
+        let counts = context.callCounts
+        let summary = RunSummary(directory: directory, stages: summaries, executedCalls: counts.executed,
+                                 cachedCalls: counts.cached, generatedTokens: context.generatedTokens,
+                                 seconds: Date().timeIntervalSince(started), exports: exports)
+        try store.setMeta(["last_run": ISO8601DateFormatter().string(from: Date()),
+                           "last_run_calls": "executed \(counts.executed), cached \(counts.cached)"])
+        return summary
+    }
+
+    /// Stages after applying `--only` / `--from`.
+    func selectedStages(_ pipeline: Pipeline) throws -> [Stage] {
+        let ids = pipeline.stages.map(\.id)
+        func index(_ id: String) throws -> Int {
+            guard let i = ids.firstIndex(of: id) else {
+                throw RunError.unknownStage(id, suggestion: closestMatch(to: id, in: ids))
+            }
+            return i
+        }
+        if let only = options.only { return [pipeline.stages[try index(only)]] }
+        if let from = options.from { return Array(pipeline.stages[try index(from)...]) }
+        return pipeline.stages
+    }
+
+    private func export(_ spec: ExportSpec, stage: Stage, context: RunContext, directory: URL) throws -> ExportSummary {
+        let out = directory.appendingPathComponent(stage.id)
+        let provenance = try Self.provenance(store: context.store, pipeline: context.pipeline, constitution: context.constitution)
+        switch spec.format {
+        case .sft:
+            let chains = try RevisionChain.load(stage: spec.input, store: context.store, constitution: context.constitution)
+            if chains.isEmpty && !context.records.isEmpty { throw RunError.missingInput(stage: stage.id, input: spec.input) }
+            return try Exporter.exportSFT(chains: chains, seed: context.pipeline.seed, testFraction: spec.testFraction, to: out,
+                                          provenance: provenance)
+        case .trl, .openrlhf:
+            throw RunError.unsupportedStage(id: stage.id, kind: "export (\(spec.format.rawValue), needs judge labels)")
+        }
+    }
+
+    /// Where a dataset came from: pipeline, constitution and its hash, models, seed.
+    static func provenance(store: RunStore, pipeline: Pipeline, constitution: Constitution) throws -> [String: Any] {
+        var models: [String: String] = [:]
+        for m in pipeline.models {
+            switch m.source {
+            case .catalog(let name):
+                models[m.name] = "\(name) (sha256 \(ModelCatalog.entry(named: name)?.sha256 ?? "?"))"
+            case .file(let path): models[m.name] = path
+            case .openAI(let e): models[m.name] = "openai:\(e.model)@\(e.baseURLs.joined(separator: ","))"
+            }
+        }
+        return [
+            "pipeline": pipeline.name,
+            "pipeline_file": try store.meta("pipeline_path") ?? pipeline.file,
+            "constitution": constitution.name,
+            "constitution_sha256": try store.meta("constitution_sha256") ?? "",
+            "models": models,
+            "seed": pipeline.seed,
+            "records": try store.meta("records").flatMap(Int.init) ?? 0,
+            "precept_version": PreceptVersion.string,
+        ]
+    }
+}

@@ -1,0 +1,112 @@
+import Foundation
+import ModelKit
+
+/// Options of `precept run`.
+public struct RunOptions: Sendable {
+    /// The run directory (default: the pipeline's `output`).
+    public var output: URL?
+    /// The call cache directory (default: `PRECEPT_CACHE_DIR`, else beside the run directory).
+    public var cacheDirectory: URL?
+    /// Use only the first N prompts.
+    public var limit: Int?
+    /// Run only this stage (its inputs must already be in the store).
+    public var only: String?
+    /// Start at this stage (earlier ones must already be in the store).
+    public var from: String?
+    /// Model calls per batch (one transaction each).
+    public var batchSize = 8
+
+    public init(output: URL? = nil, cacheDirectory: URL? = nil, limit: Int? = nil, only: String? = nil,
+                from: String? = nil, batchSize: Int = 8) {
+        self.output = output
+        self.cacheDirectory = cacheDirectory
+        self.limit = limit
+        self.only = only
+        self.from = from
+        self.batchSize = batchSize
+    }
+}
+
+/// Live numbers for the progress display.
+public struct ProgressState: Sendable {
+    public var stage: String
+    public var done: Int
+    public var total: Int
+    public var executed: Int
+    public var cached: Int
+    public var generatedTokens: Int
+    public var elapsed: Double
+
+    public var tokensPerSecond: Double { elapsed > 0 ? Double(generatedTokens) / elapsed : 0 }
+    /// Seconds left at the current rate, if anything was executed.
+    public var eta: Double? { done > 0 && done < total ? elapsed / Double(done) * Double(total - done) : nil }
+}
+
+/// Receives progress updates and messages from a run.
+public protocol RunReporter: AnyObject {
+    func progress(_ state: ProgressState)
+    func message(_ text: String)
+}
+
+/// Set from a signal handler; checked between batches so a stop never splits a transaction.
+public final class StopFlag: @unchecked Sendable {
+    private let lock = NSLock()
+    private var value = false
+    public init() {}
+    public func request() { lock.lock(); value = true; lock.unlock() }
+    public var isRequested: Bool { lock.lock(); defer { lock.unlock() }; return value }
+}
+
+/// Everything a stage executor needs: the pipeline, constitution, records, store, models.
+public final class RunContext {
+    public let pipeline: Pipeline
+    public let constitution: Constitution
+    public let records: [RecordRow]
+    public let store: RunStore
+    public let options: RunOptions
+    public let reporter: RunReporter?
+    public let stop: StopFlag
+    private let backendFactory: (ModelSpec) throws -> ModelBackend
+    private let cache: CallCache
+    private var backends: [String: CachedBackend] = [:]
+    public private(set) var batchesDone = 0
+
+    public init(pipeline: Pipeline, constitution: Constitution, records: [RecordRow], store: RunStore, cache: CallCache,
+                options: RunOptions, reporter: RunReporter?, stop: StopFlag,
+                backendFactory: @escaping (ModelSpec) throws -> ModelBackend) {
+        self.pipeline = pipeline
+        self.constitution = constitution
+        self.records = records
+        self.store = store
+        self.cache = cache
+        self.options = options
+        self.reporter = reporter
+        self.stop = stop
+        self.backendFactory = backendFactory
+    }
+
+    /// The cached backend of a model, created on first use.
+    public func backend(_ name: String) throws -> CachedBackend {
+        if let b = backends[name] { return b }
+        guard let spec = pipeline.model(named: name) else { throw RunError.backend(model: name, message: "not in the pipeline") }
+        let b = CachedBackend(name: name, backend: try backendFactory(spec), cache: cache)
+        backends[name] = b
+        return b
+    }
+
+    /// Executed and cached calls so far, over all models.
+    public var callCounts: (executed: Int, cached: Int) {
+        backends.values.reduce((0, 0)) { ($0.0 + $1.executed, $0.1 + $1.hits) }
+    }
+
+    public var generatedTokens: Int { backends.values.reduce(0) { $0 + $1.generatedTokens } }
+
+    /// Called after each committed batch: counts it and honours a stop request.
+    func batchCommitted() throws {
+        batchesDone += 1
+        if stop.isRequested { throw RunError.interrupted(completedBatches: batchesDone) }
+    }
+
+    /// Records by id.
+    public lazy var recordsByID: [String: RecordRow] = Dictionary(uniqueKeysWithValues: records.map { ($0.id, $0) })
+}

@@ -1,0 +1,114 @@
+import Foundation
+
+/// One SL-CAI example: the final revision of a (record, sample) with the steps that made it.
+public struct RevisionChain: Sendable, Equatable {
+    public var record: String
+    public var sample: Int
+    public var prompt: String
+    public var original: String
+    /// Final round's principle, critique request, critique, revision request and revision.
+    public var principle: String?
+    public var critiqueRequest: String
+    public var critique: String
+    public var revisionRequest: String
+    public var revision: String
+    public var rounds: Int
+    public var flags: [String]
+
+    /// Chains of a revise or critique_revise stage, in record order.
+    public static func load(stage: String, store: RunStore, constitution: Constitution?) throws -> [RevisionChain] {
+        let records = try store.records()
+        let rows = try store.outputs(stage: stage)
+        var final: [String: OutputRow] = [:]
+        var roundsSeen: [String: Int] = [:]
+        for row in rows {
+            let id = "\(row.record)\u{1F}\(row.sample)"
+            roundsSeen[id, default: 0] += 1
+            if (final[id]?.round ?? -1) < row.round { final[id] = row }
+        }
+        let position = Dictionary(uniqueKeysWithValues: records.map { ($0.id, ($0.position, $0.prompt)) })
+        return final.values.compactMap { row -> RevisionChain? in
+            guard let (_, prompt) = position[row.record] else { return nil }
+            let principle = row.principle.flatMap { constitution?.principle(id: $0) }
+            return RevisionChain(
+                record: row.record, sample: row.sample, prompt: prompt,
+                original: SLCAIStages.extraValue(row, "original") ?? "",
+                principle: row.principle,
+                critiqueRequest: principle?.critique ?? "", critique: SLCAIStages.extraValue(row, "critique") ?? "",
+                revisionRequest: principle?.revision ?? "", revision: row.output,
+                rounds: roundsSeen["\(row.record)\u{1F}\(row.sample)"] ?? 1, flags: row.flagList)
+        }.sorted { (position[$0.record]!.0, $0.sample) < (position[$1.record]!.0, $1.sample) }
+    }
+}
+
+/// What an export wrote.
+public struct ExportSummary: Sendable, Equatable, Codable {
+    public var format: String
+    public var train: Int
+    public var test: Int
+    /// Examples left out: empty or truncated outputs.
+    public var skipped: Int
+    public var directory: String
+}
+
+/// Writes datasets Hugging Face `datasets` loads as they are: `train.jsonl`, `test.jsonl`,
+/// `provenance.json`. SFT rows carry the columns of the public CAI datasets (made by the
+/// Hugging Face CAI recipe) so recipes written for those consume ours unchanged.
+public enum Exporter {
+    /// Deterministic split by record: a record's samples stay together.
+    static func isTest(record: String, seed: UInt64, fraction: Double) -> Bool {
+        guard fraction > 0 else { return false }
+        let draw = SHA256.uint64(fields: ["split", "\(seed)", record])
+        return Double(draw >> 11) / Double(1 << 53) < fraction
+    }
+
+    public static func exportSFT(chains: [RevisionChain], seed: UInt64, testFraction: Double, to directory: URL,
+                                 provenance: [String: Any]) throws -> ExportSummary {
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        var train: [[String: Any]] = [], test: [[String: Any]] = []
+        var skipped = 0
+        for chain in chains {
+            if chain.flags.contains("empty") || chain.flags.contains("truncated") || chain.revision.isEmpty {
+                skipped += 1
+                continue
+            }
+            let row: [String: Any] = [
+                "prompt": chain.prompt,
+                "messages": [["role": "user", "content": chain.prompt], ["role": "assistant", "content": chain.revision]],
+                "init_prompt": chain.prompt,
+                "init_response": chain.original,
+                "critic_prompt": chain.critiqueRequest,
+                "critic_response": chain.critique,
+                "revision_prompt": chain.revisionRequest,
+                "revision_response": chain.revision,
+                "principle": chain.principle ?? "",
+                "rounds": chain.rounds,
+                "record_id": chain.record,
+                "sample": chain.sample,
+            ]
+            if isTest(record: chain.record, seed: seed, fraction: testFraction) { test.append(row) } else { train.append(row) }
+        }
+        let summary = ExportSummary(format: "sft", train: train.count, test: test.count, skipped: skipped, directory: directory.path)
+        try write(train: train, test: test, summary: summary, provenance: provenance, to: directory)
+        return summary
+    }
+
+    static func write(train: [[String: Any]], test: [[String: Any]], summary: ExportSummary, provenance: [String: Any],
+                      to directory: URL) throws {
+        func jsonl(_ rows: [[String: Any]]) throws -> Data {
+            var data = Data()
+            for row in rows {
+                data.append(try JSONSerialization.data(withJSONObject: row, options: [.sortedKeys, .withoutEscapingSlashes]))
+                data.append(0x0A)
+            }
+            return data
+        }
+        try jsonl(train).write(to: directory.appendingPathComponent("train.jsonl"), options: .atomic)
+        try jsonl(test).write(to: directory.appendingPathComponent("test.jsonl"), options: .atomic)
+        var p = provenance
+        p["format"] = summary.format
+        p["counts"] = ["train": summary.train, "test": summary.test, "skipped": summary.skipped]
+        try JSONSerialization.data(withJSONObject: p, options: [.sortedKeys, .prettyPrinted, .withoutEscapingSlashes])
+            .write(to: directory.appendingPathComponent("provenance.json"), options: .atomic)
+    }
+}

@@ -1,0 +1,230 @@
+import Foundation
+import ModelKit
+
+/// One model call a stage wants, with what its output row needs besides the model's text.
+struct WorkItem {
+    var key: OutputKey
+    var kind: String
+    var principle: String?
+    var prompt: PromptInput
+    var parameters: SamplingParameters
+    /// Stage-specific JSON stored with the row.
+    var extra: [String: String]
+    /// Text the output is compared with to flag an unchanged revision.
+    var original: String?
+}
+
+/// The generate → critique → revise stages (SL-CAI, as in the CAI paper §3): each turns its
+/// input rows into work items, skips the ones already stored with the same prompt, and runs
+/// the rest in batches, one transaction per batch.
+enum SLCAIStages {
+    /// Runs items (already filtered to the missing ones) and stores their rows.
+    static func execute(_ items: [WorkItem], stage: Stage, model: String, context: RunContext, started: Date,
+                        progress: inout ProgressState) throws {
+        let backend = try context.backend(model)
+        var start = 0
+        while start < items.count {
+            let batch = Array(items[start..<min(start + context.options.batchSize, items.count)])
+            let t0 = Date()
+            let results = try backend.generate(batch.map { GenerationCall(prompt: $0.prompt, parameters: $0.parameters) })
+            let seconds = Date().timeIntervalSince(t0) / Double(batch.count)
+            let rows = zip(batch, results).map { item, result -> OutputRow in
+                let (output, cached) = result
+                let text = CAIPrompts.clean(output.text)
+                var flags: [String] = []
+                if text.isEmpty { flags.append("empty") }
+                if output.finishReason == .length { flags.append("truncated") }
+                if let original = item.original, normalized(original) == normalized(text) { flags.append("unchanged") }
+                let extra = item.extra.isEmpty ? nil
+                    : String(decoding: try! JSONSerialization.data(withJSONObject: item.extra, options: [.sortedKeys]), as: UTF8.self)
+                return OutputRow(stage: stage.id, record: item.key.record, sample: item.key.sample, round: item.key.round,
+                                 kind: item.kind, principle: item.principle, input: item.prompt.display,
+                                 inputHash: SHA256.hex(item.prompt.canonical), output: text, raw: output.text,
+                                 flags: flags.joined(separator: ","), finish: output.finishReason.rawValue,
+                                 promptTokens: output.promptTokens, completionTokens: output.completionTokens,
+                                 seconds: cached ? 0 : seconds, cached: cached, extra: extra)
+            }
+            try context.store.save(rows)
+            start += batch.count
+            progress.done += batch.count
+            let counts = context.callCounts
+            progress.executed = counts.executed
+            progress.cached = counts.cached
+            progress.generatedTokens = context.generatedTokens
+            progress.elapsed = Date().timeIntervalSince(started)
+            context.reporter?.progress(progress)
+            try context.batchCommitted()
+        }
+    }
+
+    /// Items whose stored row has a different (or no) prompt.
+    static func missing(_ items: [WorkItem], stage: Stage, context: RunContext) throws -> [WorkItem] {
+        let stored = try context.store.inputHashes(stage: stage.id)
+        return items.filter { stored[$0.key] != SHA256.hex($0.prompt.canonical) }
+    }
+
+    static func normalized(_ text: String) -> String {
+        text.lowercased().split(whereSeparator: \.isWhitespace).joined(separator: " ")
+    }
+
+    static func parameters(_ s: SamplingSpec, seed: UInt64, stops: [String]) -> SamplingParameters {
+        SamplingParameters(temperature: Float(s.temperature), topK: s.topK, topP: Float(s.topP), seed: seed,
+                           maxTokens: s.maxTokens, stop: s.stop.isEmpty ? stops : s.stop)
+    }
+
+    // MARK: generate
+
+    static func generate(_ spec: GenerateSpec, stage: Stage, context: RunContext) throws {
+        let style = try context.backend(spec.model).backend.promptStyle
+        var items: [WorkItem] = []
+        for record in context.records {
+            for sample in 0..<spec.samples {
+                let seed = derivedSeed(context.pipeline.seed, record: record.id, stage: stage.id, sample: sample, round: 0)
+                items.append(WorkItem(key: OutputKey(record: record.id, sample: sample, round: 0), kind: "response", principle: nil,
+                                      prompt: CAIPrompts.response(prompt: record.prompt, system: spec.system, style: style),
+                                      parameters: parameters(spec.sampling, seed: seed, stops: CAIPrompts.responseStops),
+                                      extra: [:], original: nil))
+            }
+        }
+        try run(items, stage: stage, model: spec.model, context: context)
+    }
+
+    static func run(_ items: [WorkItem], stage: Stage, model: String, context: RunContext) throws {
+        let todo = try missing(items, stage: stage, context: context)
+        var progress = ProgressState(stage: stage.id, done: items.count - todo.count, total: items.count, executed: 0,
+                                     cached: 0, generatedTokens: 0, elapsed: 0)
+        context.reporter?.progress(progress)
+        try execute(todo, stage: stage, model: model, context: context, started: Date(), progress: &progress)
+    }
+
+    // MARK: critique and revise
+
+    /// The text being critiqued for each (record, sample): a response or the latest revision.
+    struct Subject {
+        var key: OutputKey
+        var prompt: String
+        var original: String
+        var current: String
+    }
+
+    /// Subjects from an input stage: the final round of each (record, sample).
+    static func subjects(from inputID: String, context: RunContext) throws -> [Subject] {
+        guard let input = context.pipeline.stage(id: inputID) else { throw RunError.unknownStage(inputID, suggestion: nil) }
+        let rows = try context.store.outputs(stage: inputID).filter { context.recordsByID[$0.record] != nil }
+        if rows.isEmpty && !context.records.isEmpty { throw RunError.missingInput(stage: inputID, input: inputID) }
+        var latest: [String: OutputRow] = [:]
+        for row in rows {
+            let id = "\(row.record)\u{1F}\(row.sample)"
+            if (latest[id]?.round ?? -1) < row.round { latest[id] = row }
+        }
+        return context.records.flatMap { record in
+            latest.values.filter { $0.record == record.id }.sorted { $0.sample < $1.sample }.map { row in
+                let original: String
+                if case .generate = input.kind { original = row.output } else { original = extraValue(row, "original") ?? row.output }
+                return Subject(key: OutputKey(record: row.record, sample: row.sample, round: 0), prompt: record.prompt,
+                               original: original, current: row.output)
+            }
+        }
+    }
+
+    static func extraValue(_ row: OutputRow, _ key: String) -> String? {
+        guard let extra = row.extra, let data = extra.data(using: .utf8),
+              let object = try? JSONSerialization.jsonObject(with: data) as? [String: String] else { return nil }
+        return object[key]
+    }
+
+    static func critique(_ spec: CritiqueSpec, stage: Stage, context: RunContext) throws {
+        let style = try context.backend(spec.model).backend.promptStyle
+        let sampler = PrincipleSampler(constitution: context.constitution, tags: spec.tags)
+        let examples = Array(context.constitution.fewShot.prefix(spec.fewShot))
+        let items = try subjects(from: spec.input, context: context).map { subject -> WorkItem in
+            let principle = sampler.pick(seed: context.pipeline.seed, record: subject.key.record, stage: stage.id,
+                                         sample: subject.key.sample, round: 0)
+            let seed = derivedSeed(context.pipeline.seed, record: subject.key.record, stage: stage.id, sample: subject.key.sample, round: 0)
+            return WorkItem(key: subject.key, kind: "critique", principle: principle.id,
+                            prompt: CAIPrompts.critiqueOrRevision(prompt: subject.prompt, response: subject.current, principle: principle,
+                                                                  critique: nil, withCritique: true, examples: examples,
+                                                                  constitution: context.constitution, style: style),
+                            parameters: parameters(spec.sampling, seed: seed, stops: CAIPrompts.critiqueStops),
+                            extra: ["original": subject.original, "response": subject.current], original: nil)
+        }
+        try run(items, stage: stage, model: spec.model, context: context)
+    }
+
+    /// Revisions, round by round. With a critique stage as input its critiques serve round 0;
+    /// later rounds (and every round of critique_revise) critique the latest revision first.
+    static func revise(_ spec: CritiqueSpec, stage: Stage, context: RunContext, critiquesFromInput: Bool) throws {
+        let backend = try context.backend(spec.model)
+        let style = backend.backend.promptStyle
+        let sampler = PrincipleSampler(constitution: context.constitution, tags: spec.tags)
+        let examples = Array(context.constitution.fewShot.prefix(spec.fewShot))
+        let seedBase = context.pipeline.seed
+        var previous: [OutputKey: (text: String, original: String, prompt: String)] = [:]
+        var inputCritiques: [OutputKey: OutputRow] = [:]
+        if critiquesFromInput {
+            for row in try context.store.outputs(stage: spec.input) where context.recordsByID[row.record] != nil {
+                inputCritiques[OutputKey(record: row.record, sample: row.sample, round: 0)] = row
+            }
+            if inputCritiques.isEmpty && !context.records.isEmpty { throw RunError.missingInput(stage: stage.id, input: spec.input) }
+            for (key, row) in inputCritiques {
+                let prompt = context.recordsByID[key.record]!.prompt
+                previous[key] = (extraValue(row, "response") ?? "", extraValue(row, "original") ?? "", prompt)
+            }
+        } else {
+            for s in try subjects(from: spec.input, context: context) { previous[s.key] = (s.current, s.original, s.prompt) }
+        }
+        let keys = previous.keys.sorted { ($0.record, $0.sample) < ($1.record, $1.sample) }
+        for round in 0..<spec.rounds {
+            var critiques: [OutputKey: (principle: Principle, text: String?)] = [:]
+            if round == 0, critiquesFromInput {
+                for key in keys {
+                    let row = inputCritiques[key]!
+                    guard let principle = context.constitution.principle(id: row.principle ?? "") else { continue }
+                    critiques[key] = (principle, row.output)
+                }
+            } else {
+                // Critique the latest text first (none when `critique: false`).
+                var critiqueItems: [WorkItem] = []
+                for key in keys {
+                    let principle = sampler.pick(seed: seedBase, record: key.record, stage: stage.id, sample: key.sample, round: round)
+                    critiques[key] = (principle, nil)
+                    guard spec.critique, let p = previous[key] else { continue }
+                    let seed = derivedSeed(seedBase, record: key.record, stage: stage.id + "/critique", sample: key.sample, round: round)
+                    critiqueItems.append(WorkItem(
+                        key: OutputKey(record: key.record, sample: key.sample, round: round), kind: "critique", principle: principle.id,
+                        prompt: CAIPrompts.critiqueOrRevision(prompt: p.prompt, response: p.text, principle: principle, critique: nil,
+                                                              withCritique: true, examples: examples,
+                                                              constitution: context.constitution, style: style),
+                        parameters: parameters(spec.sampling, seed: seed, stops: CAIPrompts.critiqueStops), extra: [:], original: nil))
+                }
+                if !critiqueItems.isEmpty {
+                    // Critiques of later rounds are stored under "<stage>/critique".
+                    let critiqueStage = Stage(id: stage.id + "/critique", kind: stage.kind, location: stage.location)
+                    try run(critiqueItems, stage: critiqueStage, model: spec.model, context: context)
+                    for row in try context.store.outputs(stage: critiqueStage.id) where row.round == round {
+                        let key = OutputKey(record: row.record, sample: row.sample, round: 0)
+                        if let c = critiques[key] { critiques[key] = (c.principle, row.output) }
+                    }
+                }
+            }
+            var items: [WorkItem] = []
+            for key in keys {
+                guard let p = previous[key], let c = critiques[key] else { continue }
+                let seed = derivedSeed(seedBase, record: key.record, stage: stage.id, sample: key.sample, round: round)
+                items.append(WorkItem(
+                    key: OutputKey(record: key.record, sample: key.sample, round: round), kind: "revision", principle: c.principle.id,
+                    prompt: CAIPrompts.critiqueOrRevision(prompt: p.prompt, response: p.text, principle: c.principle,
+                                                          critique: spec.critique ? (c.text ?? "") : nil,
+                                                          withCritique: spec.critique, examples: examples,
+                                                          constitution: context.constitution, style: style),
+                    parameters: parameters(spec.sampling, seed: seed, stops: CAIPrompts.revisionStops),
+                    extra: ["original": p.original, "critique": c.text ?? "", "response": p.text], original: p.text))
+            }
+            try run(items, stage: stage, model: spec.model, context: context)
+            for row in try context.store.outputs(stage: stage.id) where row.round == round {
+                let key = OutputKey(record: row.record, sample: row.sample, round: 0)
+                if let p = previous[key] { previous[key] = (row.output, p.original, p.prompt) }
+            }
+        }
+    }
+}
