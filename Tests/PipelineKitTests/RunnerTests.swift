@@ -42,6 +42,8 @@ final class ScriptedBackend: ModelBackend, @unchecked Sendable {
 /// A pipeline, constitution and prompts in a temporary directory.
 struct RunFixture {
     let directory: URL
+
+    init(directory: URL) { self.directory = directory }
     var pipeline: URL { directory.appendingPathComponent("p.yaml") }
     var constitution: URL { directory.appendingPathComponent("c.yaml") }
 
