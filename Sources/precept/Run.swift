@@ -82,7 +82,7 @@ extension Precept {
             do {
                 let summary = try runner.run()
                 print("run directory: \(summary.directory.path)")
-                for s in summary.stages {
+                for s in summary.stages where s.kind != "export" {
                     let flags = s.flagged.isEmpty ? "" : " (flagged: " + s.flagged.sorted { $0.key < $1.key }
                         .map { "\($0.value) \($0.key)" }.joined(separator: ", ") + ")"
                     print("  \(s.id) [\(s.kind)]: \(s.rows) rows\(flags)")
@@ -90,6 +90,7 @@ extension Precept {
                 for e in summary.exports {
                     print("  export \(e.format): \(e.train) train, \(e.test) test, \(e.skipped) skipped → \(e.directory)")
                 }
+                print("report: \(summary.report.path)")
                 print(String(format: "model calls: %d run, %d cached · %d tokens generated · %.1f s",
                              summary.executedCalls, summary.cachedCalls, summary.generatedTokens, summary.seconds))
             } catch RunError.interrupted(let batches) {

@@ -17,6 +17,9 @@ public struct RunSummary: Sendable {
     public var generatedTokens: Int
     public var seconds: Double
     public var exports: [ExportSummary]
+
+    /// The HTML report written at the end of the run.
+    public var report: URL { directory.appendingPathComponent("report.html") }
 }
 
 /// Runs a pipeline's stages in order against a run directory, resuming whatever is stored.
@@ -118,6 +121,8 @@ public final class PipelineRunner {
                                  seconds: Date().timeIntervalSince(started), exports: exports)
         try store.setMeta(["last_run": ISO8601DateFormatter().string(from: Date()),
                            "last_run_calls": "executed \(counts.executed), cached \(counts.cached)"])
+        try HTMLReport.render(try RunView(directory: directory))
+            .write(to: directory.appendingPathComponent("report.html"), atomically: true, encoding: .utf8)
         return summary
     }
 
@@ -150,7 +155,7 @@ public final class PipelineRunner {
     }
 
     /// Where a dataset came from: pipeline, constitution and its hash, models, seed.
-    static func provenance(store: RunStore, pipeline: Pipeline, constitution: Constitution) throws -> [String: Any] {
+    public static func provenance(store: RunStore, pipeline: Pipeline, constitution: Constitution) throws -> [String: Any] {
         var models: [String: String] = [:]
         for m in pipeline.models {
             switch m.source {

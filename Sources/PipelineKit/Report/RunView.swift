@@ -1,0 +1,60 @@
+import Foundation
+
+/// A run directory opened for reading: its pipeline and constitution as they were when it ran,
+/// and the revision chains and labels reviewers look at.
+public struct RunView {
+    public let store: RunStore
+    public let pipeline: Pipeline
+    public let constitution: Constitution
+    public let records: [RecordRow]
+
+    public init(directory: URL) throws {
+        store = try RunStore(directory: directory, create: false)
+        let pipelinePath = try store.meta("pipeline_path") ?? directory.appendingPathComponent("pipeline.yaml").path
+        let pipelineText = try store.meta("pipeline_yaml") ?? ""
+        let pipelineNode = try YAMLDocument.parse(data: Data(pipelineText.utf8), file: pipelinePath)
+        pipeline = try Pipeline.decode(NodeReader(node: pipelineNode, path: "", file: pipelinePath),
+                                       baseDirectory: URL(fileURLWithPath: pipelinePath).deletingLastPathComponent().path)
+        let constitutionPath = try store.meta("constitution_path") ?? pipeline.constitution
+        let constitutionNode = try YAMLDocument.parse(data: Data((try store.meta("constitution_yaml") ?? "").utf8), file: constitutionPath)
+        constitution = try Constitution.decode(NodeReader(node: constitutionNode, path: "", file: constitutionPath))
+        records = try store.records()
+    }
+
+    /// The last revise or critique_revise stage (what diff, report and SFT export show).
+    public var revisionStage: Stage? {
+        pipeline.stages.last { if case .revise = $0.kind { return true }; if case .critiqueRevise = $0.kind { return true }; return false }
+    }
+
+    public func chains(stage: String? = nil) throws -> [RevisionChain] {
+        guard let id = stage ?? revisionStage?.id else { return [] }
+        return try RevisionChain.load(stage: id, store: store, constitution: constitution)
+    }
+
+    /// Filters shared by `precept diff` and the report.
+    public struct Filter {
+        public var principle: String?
+        public var tag: String?
+        public var record: String?
+        public var changedOnly = false
+
+        public init(principle: String? = nil, tag: String? = nil, record: String? = nil, changedOnly: Bool = false) {
+            self.principle = principle
+            self.tag = tag
+            self.record = record
+            self.changedOnly = changedOnly
+        }
+    }
+
+    public func filtered(_ chains: [RevisionChain], _ f: Filter) -> [RevisionChain] {
+        chains.filter { c in
+            if let p = f.principle, c.principle != p { return false }
+            if let t = f.tag, !(c.principle.flatMap { constitution.principle(id: $0) }?.tags.contains(t) ?? false) { return false }
+            if let r = f.record, c.record != r { return false }
+            if f.changedOnly && (c.flags.contains("unchanged") || SLCAIStages.normalized(c.original) == SLCAIStages.normalized(c.revision)) {
+                return false
+            }
+            return true
+        }
+    }
+}

@@ -1,0 +1,95 @@
+import ArgumentParser
+import Foundation
+import PipelineKit
+#if canImport(Glibc)
+import Glibc
+#endif
+
+extension Precept {
+    struct Diff: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Review original vs revised responses with the principle, critique and word-level changes.")
+
+        @Argument(help: "A run directory.") var directory: String
+        @Option(help: "Only this principle id.") var principle: String?
+        @Option(help: "Only principles with this tag.") var tag: String?
+        @Option(help: "Only this record id.") var record: String?
+        @Flag(help: "Hide revisions identical to their original.") var changedOnly = false
+        @Option(help: "Page to show (1-based).") var page = 1
+        @Option(help: "Records per page.") var perPage = 10
+        @Flag(help: "Plain markers ([-removed-] {+added+}) even on a terminal.") var plain = false
+
+        func run() throws {
+            try running {
+                let view = try RunView(directory: URL(fileURLWithPath: directory))
+                let all = view.filtered(try view.chains(), .init(principle: principle, tag: tag, record: record, changedOnly: changedOnly))
+                guard page >= 1, perPage >= 1 else { throw ValidationError("--page and --per-page start at 1") }
+                let pages = max(1, (all.count + perPage - 1) / perPage)
+                let slice = all.dropFirst((page - 1) * perPage).prefix(perPage)
+                let color = !plain && isatty(STDOUT_FILENO) == 1
+                func bold(_ s: String) -> String { color ? "\u{1B}[1m\(s)\u{1B}[0m" : s }
+                for c in slice {
+                    let flags = c.flags.isEmpty ? "" : " · flags: \(c.flags.joined(separator: ", "))"
+                    print(bold("── \(c.record) · sample \(c.sample) · principle \(c.principle ?? "none") · rounds \(c.rounds)\(flags)"))
+                    print("Prompt:    \(c.prompt)")
+                    print("Critique:  \(c.critique)")
+                    let pieces = WordDiff.diff(c.original, c.revision)
+                    print("Revision:  \(color ? WordDiff.colored(pieces) : WordDiff.plain(pieces))")
+                    print("")
+                }
+                let first = all.isEmpty ? 0 : (page - 1) * perPage + 1
+                print("page \(page)/\(pages) · records \(first)–\((page - 1) * perPage + slice.count) of \(all.count)"
+                    + (page < pages ? " · next: --page \(page + 1)" : ""))
+            }
+        }
+    }
+
+    struct Report: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Write a self-contained HTML report of a run (no network requests; open it in any browser).")
+
+        @Argument(help: "A run directory.") var directory: String
+        @Option(help: "Output file (default: RUN/report.html).") var out: String?
+
+        func run() throws {
+            try running {
+                let view = try RunView(directory: URL(fileURLWithPath: directory))
+                let path = out ?? URL(fileURLWithPath: directory).appendingPathComponent("report.html").path
+                try HTMLReport.render(view).write(toFile: path, atomically: true, encoding: .utf8)
+                print(path)
+            }
+        }
+    }
+
+    struct Export: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Export a run's data as train/test JSONL that Hugging Face datasets, TRL and OpenRLHF read.")
+
+        enum Format: String, ExpressibleByArgument, CaseIterable { case sft, trl, openrlhf }
+
+        @Argument(help: "A run directory.") var directory: String
+        @Option(help: "sft (messages, from revisions), trl or openrlhf (preferences, from judge labels).") var format: Format
+        @Option(help: "Output directory.") var out: String
+        @Option(help: "Fraction of records in test.jsonl.") var testFraction = 0.1
+        @Option(help: "Stage to export (default: the last revision stage).") var stage: String?
+
+        func run() throws {
+            try running {
+                guard (0...0.9).contains(testFraction) else { throw ValidationError("--test-fraction must be in 0…0.9") }
+                let view = try RunView(directory: URL(fileURLWithPath: directory))
+                switch format {
+                case .sft:
+                    guard let id = stage ?? view.revisionStage?.id else {
+                        throw ValidationError("this run has no revise or critique_revise stage to export")
+                    }
+                    let provenance = try PipelineRunner.provenance(store: view.store, pipeline: view.pipeline, constitution: view.constitution)
+                    let summary = try Exporter.exportSFT(chains: try view.chains(stage: id), seed: view.pipeline.seed,
+                                                         testFraction: testFraction, to: URL(fileURLWithPath: out), provenance: provenance)
+                    print("sft: \(summary.train) train, \(summary.test) test, \(summary.skipped) skipped → \(summary.directory)")
+                case .trl, .openrlhf:
+                    throw ValidationError("\(format.rawValue) exports preference pairs from judge labels; this version cannot run judge stages yet")
+                }
+            }
+        }
+    }
+}
