@@ -27,12 +27,16 @@ extension Precept {
                 let pages = max(1, (all.count + perPage - 1) / perPage)
                 let slice = all.dropFirst((page - 1) * perPage).prefix(perPage)
                 let color = !plain && isatty(STDOUT_FILENO) == 1
+                let probabilities = try view.revisionProbabilities()
                 func bold(_ s: String) -> String { color ? "\u{1B}[1m\(s)\u{1B}[0m" : s }
                 for c in slice {
                     let flags = c.flags.isEmpty ? "" : " · flags: \(c.flags.joined(separator: ", "))"
                     print(bold("── \(c.record) · sample \(c.sample) · principle \(c.principle ?? "none") · rounds \(c.rounds)\(flags)"))
                     print("Prompt:    \(c.prompt)")
                     print("Critique:  \(c.critique)")
+                    if let p = probabilities["\(c.record)\u{1F}\(c.sample)"] {
+                        print(String(format: "Judge:     P(revision better) = %.3f", p))
+                    }
                     let pieces = WordDiff.diff(c.original, c.revision)
                     print("Revision:  \(color ? WordDiff.colored(pieces) : WordDiff.plain(pieces))")
                     print("")
@@ -87,7 +91,40 @@ extension Precept {
                                                          testFraction: testFraction, to: URL(fileURLWithPath: out), provenance: provenance)
                     print("sft: \(summary.train) train, \(summary.test) test, \(summary.skipped) skipped → \(summary.directory)")
                 case .trl, .openrlhf:
-                    throw ValidationError("\(format.rawValue) exports preference pairs from judge labels; this version cannot run judge stages yet")
+                    guard let judge = stage ?? view.judgeStage?.id else {
+                        throw ValidationError("\(format.rawValue) exports preference pairs from judge labels; this run has no judge stage")
+                    }
+                    let summary = try PipelineRunner.exportPreferences(
+                        format: format == .trl ? .trl : .openrlhf, judge: judge, store: view.store, pipeline: view.pipeline,
+                        constitution: view.constitution, testFraction: testFraction, to: URL(fileURLWithPath: out))
+                    print("\(format.rawValue): \(summary.train) train, \(summary.test) test, \(summary.skipped) skipped → \(summary.directory)")
+                }
+            }
+        }
+    }
+}
+
+extension Precept {
+    struct Labels: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Diagnostics of a run's judge labels: position bias, ties, length bias, revision win rate.")
+
+        @Argument(help: "A run directory.") var directory: String
+        @Option(help: "Judge stage (default: the last one).") var stage: String?
+        @Flag(help: "Print JSON (keys: pairs, order_agreement, first_position_rate, tie_rate, mean_length_chosen, mean_length_rejected, revision_win_rate, per_principle).")
+        var json = false
+
+        func run() throws {
+            try running {
+                let view = try RunView(directory: URL(fileURLWithPath: directory))
+                guard let id = stage ?? view.judgeStage?.id else { throw ValidationError("this run has no judge stage") }
+                let diagnostics = LabelDiagnostics(labels: try JudgeStage.labels(stage: id, store: view.store))
+                if json {
+                    let encoder = JSONEncoder()
+                    encoder.outputFormatting = [.sortedKeys]
+                    print(String(decoding: try encoder.encode(diagnostics), as: UTF8.self))
+                } else {
+                    diagnostics.text.forEach { print($0) }
                 }
             }
         }

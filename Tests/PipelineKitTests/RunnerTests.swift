@@ -6,10 +6,17 @@ import Testing
 /// A deterministic stand-in for a model: the output is a function of the exact prompt and seed,
 /// so cache keys, resumes and edits can be checked by counting calls.
 final class ScriptedBackend: ModelBackend, @unchecked Sendable {
-    let fingerprint = "scripted:v1"
+    enum Judging { case prefersRevision, prefersPositionA }
+    let fingerprint: String
     let promptStyle = PromptStyle.completion
+    let judging: Judging
     private let lock = NSLock()
     private(set) var calls = 0
+
+    init(judging: Judging = .prefersRevision) {
+        self.judging = judging
+        fingerprint = "scripted:v1:\(judging)"
+    }
 
     func generate(_ calls: [GenerationCall]) throws -> [GenerationOutput] {
         lock.lock()
@@ -34,8 +41,22 @@ final class ScriptedBackend: ModelBackend, @unchecked Sendable {
         }
     }
 
+    /// Judge prompts end in "The answer is: ("; the scripted judge reads its (A) option.
     func score(_ calls: [ScoringCall]) throws -> [[Double]] {
-        calls.map { $0.continuations.map { -Double($0.count) } }
+        lock.lock()
+        self.calls += calls.count
+        lock.unlock()
+        return calls.map { call in
+            guard call.prompt.hasSuffix("The answer is: ("), call.continuations == ["A", "B"] else {
+                return call.continuations.map { -Double($0.count) }
+            }
+            switch judging {
+            case .prefersPositionA: return [log(0.8), log(0.2)]
+            case .prefersRevision:
+                let optionA = call.prompt.components(separatedBy: "\n(A) ").last!.components(separatedBy: "\n").first!
+                return optionA.hasPrefix("Revision:") ? [log(0.9), log(0.1)] : [log(0.1), log(0.9)]
+            }
+        }
     }
 }
 

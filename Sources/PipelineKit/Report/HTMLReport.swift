@@ -46,7 +46,12 @@ public enum HTMLReport {
 
         """
         html += summary(view, rows: rows, chains: chains)
-        html += records(view, chains: chains)
+        if let judge = view.judgeStage {
+            let diagnostics = LabelDiagnostics(labels: try JudgeStage.labels(stage: judge.id, store: view.store))
+            html += "<section><h2>Judge labels (\(escape(judge.id)))</h2><ul>"
+                + diagnostics.text.map { "<li>\(escape($0))</li>" }.joined() + "</ul></section>\n"
+        }
+        html += records(view, chains: chains, probabilities: try view.revisionProbabilities())
         html += "<script>\(script)</script>\n</body></html>\n"
         return html
     }
@@ -91,7 +96,7 @@ public enum HTMLReport {
         return s + "</section>\n"
     }
 
-    static func records(_ view: RunView, chains: [RevisionChain]) -> String {
+    static func records(_ view: RunView, chains: [RevisionChain], probabilities: [String: Double]) -> String {
         let principles = Set(chains.compactMap(\.principle)).sorted()
         var s = """
         <section><h2>Records (\(chains.count))</h2>
@@ -110,7 +115,9 @@ public enum HTMLReport {
             s += "<article class=\"item\" data-principle=\"\(escape(c.principle ?? ""))\" data-tags=\"\(escape(tags.joined(separator: " ")))\" "
                 + "data-changed=\"\(changed)\" data-flagged=\"\(!c.flags.isEmpty)\">"
             s += "<header><b>\(escape(c.record))</b> · sample \(c.sample) · principle <code>\(escape(c.principle ?? "none"))</code>"
-                + " · rounds \(c.rounds)" + (c.flags.isEmpty ? "" : " · <span class=\"flags\">\(escape(c.flags.joined(separator: ", ")))</span>")
+                + " · rounds \(c.rounds)"
+                + (probabilities["\(c.record)\u{1F}\(c.sample)"].map { String(format: " · judge P(revision better) %.3f", $0) } ?? "")
+                + (c.flags.isEmpty ? "" : " · <span class=\"flags\">\(escape(c.flags.joined(separator: ", ")))</span>")
                 + "</header>"
             s += "<div class=\"prompt\"><h4>Prompt</h4><p>\(escape(c.prompt))</p></div><div class=\"grid\">"
             s += "<div><h4>Original</h4><p>\(escape(c.original))</p></div>"

@@ -26,6 +26,19 @@ public struct RunView {
         pipeline.stages.last { if case .revise = $0.kind { return true }; if case .critiqueRevise = $0.kind { return true }; return false }
     }
 
+    /// The last judge stage.
+    public var judgeStage: Stage? {
+        pipeline.stages.last { if case .judge = $0.kind { return true }; return false }
+    }
+
+    /// P(revision better) per "record␟sample" from the last judge stage, for original_vs_revision pairs.
+    public func revisionProbabilities() throws -> [String: Double] {
+        guard let judge = judgeStage, case .judge(let spec) = judge.kind, spec.pairs == .originalVsRevision else { return [:] }
+        var out: [String: Double] = [:]
+        for (row, label) in try JudgeStage.labels(stage: judge.id, store: store) { out["\(row.record)\u{1F}\(row.sample)"] = label.probability }
+        return out
+    }
+
     public func chains(stage: String? = nil) throws -> [RevisionChain] {
         guard let id = stage ?? revisionStage?.id else { return [] }
         return try RevisionChain.load(stage: id, store: store, constitution: constitution)

@@ -105,6 +105,7 @@ public final class PipelineRunner {
                 try SLCAIStages.revise(spec, stage: stage, context: context, critiquesFromInput: spec.critique)
             case .critiqueRevise(let spec):
                 try SLCAIStages.revise(spec, stage: stage, context: context, critiquesFromInput: false)
+            case .judge(let spec): try JudgeStage.run(spec, stage: stage, context: context)
             case .export(let spec):
                 exports.append(try export(spec, stage: stage, context: context, directory: directory))
             default:
@@ -150,8 +151,24 @@ public final class PipelineRunner {
             return try Exporter.exportSFT(chains: chains, seed: context.pipeline.seed, testFraction: spec.testFraction, to: out,
                                           provenance: provenance)
         case .trl, .openrlhf:
-            throw RunError.unsupportedStage(id: stage.id, kind: "export (\(spec.format.rawValue), needs judge labels)")
+            return try Self.exportPreferences(format: spec.format, judge: spec.input, store: context.store, pipeline: context.pipeline,
+                                              constitution: context.constitution, testFraction: spec.testFraction, to: out)
         }
+    }
+
+    /// Preference export of a judge stage (shared by the export stage and `precept export`).
+    public static func exportPreferences(format: ExportFormat, judge: String, store: RunStore, pipeline: Pipeline,
+                                         constitution: Constitution, testFraction: Double, to out: URL) throws -> ExportSummary {
+        let labels = try JudgeStage.labels(stage: judge, store: store)
+        guard case .judge(let spec)? = pipeline.stage(id: judge)?.kind else { throw RunError.unknownStage(judge, suggestion: nil) }
+        let hasRecords = try !store.records().isEmpty
+        if labels.isEmpty && hasRecords { throw RunError.missingInput(stage: judge, input: judge) }
+        let chains = spec.pairs == .originalVsRevision
+            ? try RevisionChain.load(stage: spec.input, store: store, constitution: constitution) : []
+        let prompts = Dictionary(uniqueKeysWithValues: try store.records().map { ($0.id, $0.prompt) })
+        return try Exporter.exportPreferences(format: format, labels: labels, chains: chains, prompts: prompts, seed: pipeline.seed,
+                                              testFraction: testFraction, to: out,
+                                              provenance: try provenance(store: store, pipeline: pipeline, constitution: constitution))
     }
 
     /// Where a dataset came from: pipeline, constitution and its hash, models, seed.

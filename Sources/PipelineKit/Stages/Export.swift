@@ -111,4 +111,57 @@ public enum Exporter {
         try JSONSerialization.data(withJSONObject: p, options: [.sortedKeys, .prettyPrinted, .withoutEscapingSlashes])
             .write(to: directory.appendingPathComponent("provenance.json"), options: .atomic)
     }
+
+    /// Preference pairs from judge labels: the judge's preferred response is `chosen`, with
+    /// `judge_probability` its probability of being better. TRL rows are conversational
+    /// (`prompt` as the user turn, `chosen`/`rejected` as assistant turns) plus the CAI dataset
+    /// columns; OpenRLHF rows hold whole conversations under `chosen` and `rejected`. Pairs below
+    /// the stage's `min_confidence`, or with an empty side, are left out and counted.
+    public static func exportPreferences(format: ExportFormat, labels: [(row: OutputRow, label: PairLabel)],
+                                         chains: [RevisionChain], prompts: [String: String], seed: UInt64,
+                                         testFraction: Double, to directory: URL, provenance: [String: Any]) throws -> ExportSummary {
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        let chainByKey = Dictionary(chains.map { ("\($0.record)\u{1F}\($0.sample)", $0) }, uniquingKeysWith: { a, _ in a })
+        var train: [[String: Any]] = [], test: [[String: Any]] = []
+        var skipped = 0
+        for (row, label) in labels {
+            let (index, probability) = label.chosen
+            let chosen = label.candidates[index], rejected = label.candidates[1 - index]
+            guard !label.belowConfidence, !chosen.isEmpty, !rejected.isEmpty, let prompt = prompts[row.record] else {
+                skipped += 1
+                continue
+            }
+            let user: [String: String] = ["role": "user", "content": prompt]
+            var out: [String: Any]
+            switch format {
+            case .openrlhf:
+                out = ["prompt": prompt,
+                       "chosen": [user, ["role": "assistant", "content": chosen]],
+                       "rejected": [user, ["role": "assistant", "content": rejected]]]
+            default:
+                out = ["prompt": [user],
+                       "chosen": [["role": "assistant", "content": chosen]],
+                       "rejected": [["role": "assistant", "content": rejected]],
+                       "messages": [user, ["role": "assistant", "content": chosen]]]
+                if let chain = chainByKey["\(row.record)\u{1F}\(row.sample)"], SLCAIStages.extraValue(row, "candidate_0") == "revision" {
+                    out["init_prompt"] = chain.prompt
+                    out["init_response"] = chain.original
+                    out["critic_prompt"] = chain.critiqueRequest
+                    out["critic_response"] = chain.critique
+                    out["revision_prompt"] = chain.revisionRequest
+                    out["revision_response"] = chain.revision
+                    out["rounds"] = chain.rounds
+                }
+            }
+            out["judge_probability"] = probability
+            out["principle"] = label.principles.joined(separator: ",")
+            out["chosen_is"] = SLCAIStages.extraValue(row, "candidate_\(index)") ?? "candidate \(index)"
+            out["record_id"] = row.record
+            out["pair"] = row.sample
+            if isTest(record: row.record, seed: seed, fraction: testFraction) { test.append(out) } else { train.append(out) }
+        }
+        let summary = ExportSummary(format: format.rawValue, train: train.count, test: test.count, skipped: skipped, directory: directory.path)
+        try write(train: train, test: test, summary: summary, provenance: provenance, to: directory)
+        return summary
+    }
 }

@@ -1,0 +1,115 @@
+import Foundation
+
+/// Failure-mode numbers for a judge stage's labels: position bias (agreement between the two
+/// orders, probability given to position A), ties, length bias, and how often the revision
+/// loses to the original (DESIGN.md § Failure-mode monitors).
+public struct LabelDiagnostics: Sendable, Equatable, Codable {
+    public struct PrincipleStats: Sendable, Equatable, Codable {
+        public func encode(to encoder: Encoder) throws {
+            var c = encoder.container(keyedBy: CodingKeys.self)
+            try c.encode(pairs, forKey: .pairs)
+            try c.encode(meanProbability, forKey: .meanProbability)
+            try c.encode(revisionWinRate, forKey: .revisionWinRate)
+        }
+
+        public var pairs: Int
+        /// Mean P(candidate 0 better) under this principle (candidate 0 is the revision for
+        /// original_vs_revision pairs).
+        public var meanProbability: Double
+        public var revisionWinRate: Double?
+
+        enum CodingKeys: String, CodingKey {
+            case pairs, meanProbability = "mean_probability", revisionWinRate = "revision_win_rate"
+        }
+    }
+
+    public var pairs: Int
+    /// Fraction of (pair, principle) judgements whose two orders prefer the same response; nil with one order.
+    public var orderAgreement: Double?
+    /// Mean probability given to whichever response is shown first: 0.5 is unbiased.
+    public var firstPositionRate: Double
+    /// Fraction of labels within `tieBand` of 0.5.
+    public var tieRate: Double
+    /// Mean words of the preferred and the other response.
+    public var meanLengthChosen: Double
+    public var meanLengthRejected: Double
+    /// Fraction of original_vs_revision pairs where the revision is preferred; nil for sampled pairs.
+    public var revisionWinRate: Double?
+    public var perPrinciple: [String: PrincipleStats]
+
+    /// Labels within this distance of 0.5 count as ties.
+    public static let tieBand = 0.05
+
+    enum CodingKeys: String, CodingKey {
+        case pairs, orderAgreement = "order_agreement", firstPositionRate = "first_position_rate", tieRate = "tie_rate"
+        case meanLengthChosen = "mean_length_chosen", meanLengthRejected = "mean_length_rejected"
+        case revisionWinRate = "revision_win_rate", perPrinciple = "per_principle"
+    }
+
+    /// Every key is written, `null` where a figure does not apply.
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(pairs, forKey: .pairs)
+        try c.encode(orderAgreement, forKey: .orderAgreement)
+        try c.encode(firstPositionRate, forKey: .firstPositionRate)
+        try c.encode(tieRate, forKey: .tieRate)
+        try c.encode(meanLengthChosen, forKey: .meanLengthChosen)
+        try c.encode(meanLengthRejected, forKey: .meanLengthRejected)
+        try c.encode(revisionWinRate, forKey: .revisionWinRate)
+        try c.encode(perPrinciple, forKey: .perPrinciple)
+    }
+
+    public init(labels: [(row: OutputRow, label: PairLabel)]) {
+        func words(_ s: String) -> Double { Double(s.split(whereSeparator: \.isWhitespace).count) }
+        func mean(_ xs: [Double]) -> Double { xs.isEmpty ? 0 : xs.reduce(0, +) / Double(xs.count) }
+        var agreements: [Double] = [], firstPosition: [Double] = []
+        var perPrinciple: [String: [Double]] = [:]
+        var revisionPairs: [Double] = []
+        for (row, label) in labels {
+            for (k, orders) in label.probabilities.enumerated() {
+                // orders[0] = P(c0 better) with c0 shown as (A); orders[1] = P(c0 better) with c0 as (B).
+                firstPosition.append(orders[0])
+                if orders.count > 1 {
+                    firstPosition.append(1 - orders[1])
+                    agreements.append((orders[0] - 0.5) * (orders[1] - 0.5) > 0 ? 1 : 0)
+                }
+                perPrinciple[label.principles[k], default: []].append(mean(orders))
+            }
+            if SLCAIStages.extraValue(row, "candidate_0") == "revision" { revisionPairs.append(label.probability) }
+        }
+        pairs = labels.count
+        orderAgreement = agreements.isEmpty ? nil : mean(agreements)
+        firstPositionRate = mean(firstPosition)
+        tieRate = mean(labels.map { abs($0.label.probability - 0.5) < Self.tieBand ? 1 : 0 })
+        meanLengthChosen = mean(labels.map { words($0.label.candidates[$0.label.chosen.index]) })
+        meanLengthRejected = mean(labels.map { words($0.label.candidates[1 - $0.label.chosen.index]) })
+        revisionWinRate = revisionPairs.isEmpty ? nil : mean(revisionPairs.map { $0 > 0.5 ? 1 : 0 })
+        self.perPrinciple = perPrinciple.mapValues { ps in
+            PrincipleStats(pairs: ps.count, meanProbability: mean(ps),
+                           revisionWinRate: revisionPairs.isEmpty ? nil : mean(ps.map { $0 > 0.5 ? 1 : 0 }))
+        }
+    }
+
+    /// Plain-text lines, with warnings where the numbers point at a problem.
+    public var text: [String] {
+        var lines = ["pairs: \(pairs)"]
+        if let a = orderAgreement {
+            lines.append(String(format: "order agreement: %.2f%@", a, a < 0.6 ? "  ⚠ the judge often flips with the order (position bias)" : ""))
+        } else {
+            lines.append("order agreement: n/a (one order asked; use orders: both to measure position bias)")
+        }
+        lines.append(String(format: "first-position probability: %.3f%@", firstPositionRate,
+                            abs(firstPositionRate - 0.5) > 0.1 ? "  ⚠ favours position \(firstPositionRate > 0.5 ? "A" : "B")" : ""))
+        lines.append(String(format: "tie rate (|p − 0.5| < %.2f): %.2f", Self.tieBand, tieRate))
+        lines.append(String(format: "mean length chosen / rejected: %.1f / %.1f words%@", meanLengthChosen, meanLengthRejected,
+                            meanLengthChosen > 1.5 * max(meanLengthRejected, 1) ? "  ⚠ length bias?" : ""))
+        if let w = revisionWinRate {
+            lines.append(String(format: "revision preferred over original: %.2f (revision loses in %.2f)", w, 1 - w))
+        }
+        for (p, s) in perPrinciple.sorted(by: { $0.key < $1.key }) {
+            lines.append(String(format: "  %@: %d judgements, mean p %.3f", p, s.pairs, s.meanProbability)
+                + (s.revisionWinRate.map { String(format: ", revision wins %.2f", $0) } ?? ""))
+        }
+        return lines
+    }
+}
