@@ -58,7 +58,7 @@ let package = Package(
         .target(name: "TestSupport", dependencies: ["ModelKit"]),
         .testTarget(name: "TensorKitTests", dependencies: ["TensorKit"]),
         .testTarget(name: "ModelKitTests", dependencies: ["ModelKit", "TestSupport"]),
-        .testTarget(name: "PipelineKitTests", dependencies: ["PipelineKit", "precept", "TestSupport"]),
+        .testTarget(name: "PipelineKitTests", dependencies: ["PipelineKit", "precept", "TestSupport", "TensorKit", "ModelKit"]),
     ],
     swiftLanguageModes: [.v5]
 )
