@@ -10,10 +10,7 @@ public enum GEMM {
         _ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ c: UnsafeMutablePointer<Float>,
         m: Int, n: Int, k: Int, alpha: Float = 1, beta: Float = 0
     ) {
-        precondition(m >= 0 && n >= 0 && k >= 0)
-        guard m > 0, n > 0 else { return }
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(m), Int32(n), Int32(k),
-                    alpha, a, Int32(k), b, Int32(k), beta, c, Int32(n))
+        strided(transposeA: false, transposeB: true, m: m, n: n, k: k, alpha: alpha, a, lda: k, b, ldb: k, beta: beta, c, ldc: n)
     }
 
     /// `C(m, n) = alpha · A(m, k) · B(k, n) + beta · C`.
@@ -21,10 +18,7 @@ public enum GEMM {
         _ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ c: UnsafeMutablePointer<Float>,
         m: Int, n: Int, k: Int, alpha: Float = 1, beta: Float = 0
     ) {
-        precondition(m >= 0 && n >= 0 && k >= 0)
-        guard m > 0, n > 0 else { return }
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(m), Int32(n), Int32(k),
-                    alpha, a, Int32(k), b, Int32(n), beta, c, Int32(n))
+        strided(transposeA: false, transposeB: false, m: m, n: n, k: k, alpha: alpha, a, lda: k, b, ldb: n, beta: beta, c, ldc: n)
     }
 
     /// `C(m, n) = alpha · A(k, m)ᵀ · B(k, n) + beta · C` — the weight-gradient product.
@@ -32,10 +26,7 @@ public enum GEMM {
         _ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ c: UnsafeMutablePointer<Float>,
         m: Int, n: Int, k: Int, alpha: Float = 1, beta: Float = 0
     ) {
-        precondition(m >= 0 && n >= 0 && k >= 0)
-        guard m > 0, n > 0 else { return }
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Int32(m), Int32(n), Int32(k),
-                    alpha, a, Int32(m), b, Int32(n), beta, c, Int32(n))
+        strided(transposeA: true, transposeB: false, m: m, n: n, k: k, alpha: alpha, a, lda: m, b, ldb: n, beta: beta, c, ldc: n)
     }
 
     /// Number of threads OpenBLAS uses.
@@ -53,6 +44,7 @@ extension GEMM {
         alpha: Float = 1, _ a: UnsafePointer<Float>, lda: Int, _ b: UnsafePointer<Float>, ldb: Int,
         beta: Float = 0, _ c: UnsafeMutablePointer<Float>, ldc: Int
     ) {
+        precondition(m >= 0 && n >= 0 && k >= 0)
         guard m > 0, n > 0 else { return }
         cblas_sgemm(CblasRowMajor, transposeA ? CblasTrans : CblasNoTrans, transposeB ? CblasTrans : CblasNoTrans,
                     Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))

@@ -6,7 +6,7 @@ import Testing
 /// The real default judge (qwen2.5-coder-0.5b-instruct on our engine) labels 22 clear-cut pairs
 /// — harmful compliance vs a polite refusal, written for this test — through the judge stage
 /// with the shipped harmless constitution. The revision (the refusal) must win in ≥ 90 %.
-@Suite(.enabled(if: ProcessInfo.processInfo.environment["CI"] == "true" || JudgeModel.cached,
+@Suite(.enabled(if: JudgeModel.cached,
                 "needs qwen2.5-coder-0.5b-instruct in the cache (scripts/test.sh fetches it)"))
 struct DefaultJudgeTests {
     /// Plays the policy: the fixture's harmful text as the response, its refusal as the revision.
@@ -82,10 +82,5 @@ struct DefaultJudgeTests {
 }
 
 enum JudgeModel {
-    static var cached: Bool {
-        let env = ProcessInfo.processInfo.environment
-        let home = env["PRECEPT_HOME"].map { URL(fileURLWithPath: $0) }
-            ?? URL(fileURLWithPath: env["XDG_CACHE_HOME"] ?? (NSHomeDirectory() + "/.cache")).appendingPathComponent("precept")
-        return FileManager.default.fileExists(atPath: home.appendingPathComponent("models/qwen2.5-coder-0.5b-instruct-q4_k_m.gguf").path)
-    }
+    static var cached: Bool { modelAvailable("qwen2.5-coder-0.5b-instruct") }
 }

@@ -1,15 +1,17 @@
 import Foundation
+import ModelKit
 import Testing
 
-/// Whether the default model is cached (under CI a missing model fails the tests instead).
+/// Whether a catalog model is cached; under CI (`CI=true`) always true, so a missing model fails
+/// the tests instead of skipping them.
+func modelAvailable(_ name: String) -> Bool {
+    if ProcessInfo.processInfo.environment["CI"] == "true" { return true }
+    guard let entry = ModelCatalog.entry(named: name) else { return false }
+    return FileManager.default.fileExists(atPath: ModelStore().path(for: entry).path)
+}
+
 enum DefaultModel {
-    static var cached: Bool {
-        if ProcessInfo.processInfo.environment["CI"] == "true" { return true }
-        let env = ProcessInfo.processInfo.environment
-        let home = env["PRECEPT_HOME"].map { URL(fileURLWithPath: $0) }
-            ?? URL(fileURLWithPath: env["XDG_CACHE_HOME"] ?? (NSHomeDirectory() + "/.cache")).appendingPathComponent("precept")
-        return FileManager.default.fileExists(atPath: home.appendingPathComponent("models/gemma-3-270m-q4_k_m.gguf").path)
-    }
+    static var cached: Bool { modelAvailable("gemma-3-270m") }
 }
 
 /// The engine subcommands through the real binary, on the cached default model.

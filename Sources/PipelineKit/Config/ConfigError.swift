@@ -116,3 +116,13 @@ func editDistance(_ a: String, _ b: String) -> Int {
     }
     return previous[b.count]
 }
+
+/// Reads a file named by a configuration, as a `ConfigError` when it is missing or unreadable.
+func readConfigFile(path: String, displayName: String) throws -> Data {
+    guard FileManager.default.fileExists(atPath: path) else {
+        throw ConfigError.fileNotFound(path: displayName, referencedFrom: nil, keyPath: nil)
+    }
+    do { return try Data(contentsOf: URL(fileURLWithPath: path)) } catch {
+        throw ConfigError.unreadable(path: displayName, reason: error.localizedDescription)
+    }
+}

@@ -82,14 +82,7 @@ public enum YAMLDocument {
     /// Reads and parses a file; `displayName` is what error messages call it.
     public static func load(path: String, displayName: String? = nil) throws -> YAMLNode {
         let name = displayName ?? path
-        guard FileManager.default.fileExists(atPath: path) else {
-            throw ConfigError.fileNotFound(path: name, referencedFrom: nil, keyPath: nil)
-        }
-        let data: Data
-        do { data = try Data(contentsOf: URL(fileURLWithPath: path)) } catch {
-            throw ConfigError.unreadable(path: name, reason: error.localizedDescription)
-        }
-        return try parse(data: data, file: name)
+        return try parse(data: try readConfigFile(path: path, displayName: name), file: name)
     }
 
     /// Parses bytes: checks UTF-8 first (naming the byte offset), then YAML.

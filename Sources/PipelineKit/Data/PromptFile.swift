@@ -17,14 +17,7 @@ public enum PromptFile {
     public static func read(path: String, field: String = "prompt", idField: String? = nil,
                             limit: Int? = nil, displayName: String? = nil) throws -> [PromptRecord] {
         let name = displayName ?? path
-        guard FileManager.default.fileExists(atPath: path) else {
-            throw ConfigError.fileNotFound(path: name, referencedFrom: nil, keyPath: nil)
-        }
-        let data: Data
-        do { data = try Data(contentsOf: URL(fileURLWithPath: path)) } catch {
-            throw ConfigError.unreadable(path: name, reason: error.localizedDescription)
-        }
-        let bytes = [UInt8](data)
+        let bytes = [UInt8](try readConfigFile(path: path, displayName: name))
         var records: [PromptRecord] = []
         var seen: [String: Int] = [:]
         var lineStart = 0

@@ -95,45 +95,39 @@ public final class CachedBackend: @unchecked Sendable {
 
     /// Outputs in call order, and for each whether it came from the cache.
     public func generate(_ calls: [GenerationCall]) throws -> [(GenerationOutput, cached: Bool)] {
-        let keys = calls.map { CallCache.key(fingerprint: backend.fingerprint, call: $0) }
-        var results = [(GenerationOutput, cached: Bool)?](repeating: nil, count: calls.count)
-        var missing: [Int] = []
-        for (i, key) in keys.enumerated() {
-            if let hit = try cache.generation(key) { results[i] = (hit, true) } else { missing.append(i) }
-        }
-        hits += calls.count - missing.count
-        if !missing.isEmpty {
-            let outputs: [GenerationOutput]
-            do { outputs = try backend.generate(missing.map { calls[$0] }) } catch {
-                throw RunError.backend(model: name, message: (error as? LocalizedError)?.errorDescription ?? "\(error)")
-            }
-            executed += missing.count
-            for (i, output) in zip(missing, outputs) {
-                try cache.store(keys[i], generation: output)
-                results[i] = (output, false)
-                generatedTokens += output.completionTokens
-            }
-        }
-        return results.map { $0! }
+        try cached(calls, key: { CallCache.key(fingerprint: backend.fingerprint, call: $0) },
+                   lookup: cache.generation, store: { try self.cache.store($0, generation: $1) },
+                   run: backend.generate) { generatedTokens += $0.completionTokens }
     }
 
     public func score(_ calls: [ScoringCall]) throws -> [(scores: [Double], cached: Bool)] {
-        let keys = calls.map { CallCache.key(fingerprint: backend.fingerprint, call: $0) }
-        var results = [(scores: [Double], cached: Bool)?](repeating: nil, count: calls.count)
+        try cached(calls, key: { CallCache.key(fingerprint: backend.fingerprint, call: $0) },
+                   lookup: cache.scores, store: { try self.cache.store($0, scores: $1) },
+                   run: backend.score) { _ in }
+            .map { (scores: $0.0, cached: $0.cached) }
+    }
+
+    /// Looks every call up, runs the misses as one batch, stores their results.
+    private func cached<Call, Output>(_ calls: [Call], key: (Call) -> String, lookup: (String) throws -> Output?,
+                                      store: (String, Output) throws -> Void, run: ([Call]) throws -> [Output],
+                                      onExecuted: (Output) -> Void) throws -> [(Output, cached: Bool)] {
+        let keys = calls.map(key)
+        var results = [(Output, cached: Bool)?](repeating: nil, count: calls.count)
         var missing: [Int] = []
-        for (i, key) in keys.enumerated() {
-            if let hit = try cache.scores(key) { results[i] = (hit, true) } else { missing.append(i) }
+        for (i, k) in keys.enumerated() {
+            if let hit = try lookup(k) { results[i] = (hit, true) } else { missing.append(i) }
         }
         hits += calls.count - missing.count
         if !missing.isEmpty {
-            let outputs: [[Double]]
-            do { outputs = try backend.score(missing.map { calls[$0] }) } catch {
+            let outputs: [Output]
+            do { outputs = try run(missing.map { calls[$0] }) } catch {
                 throw RunError.backend(model: name, message: (error as? LocalizedError)?.errorDescription ?? "\(error)")
             }
             executed += missing.count
             for (i, output) in zip(missing, outputs) {
-                try cache.store(keys[i], scores: output)
+                try store(keys[i], output)
                 results[i] = (output, false)
+                onExecuted(output)
             }
         }
         return results.map { $0! }

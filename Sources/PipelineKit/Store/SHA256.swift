@@ -71,23 +71,23 @@ public struct SHA256 {
         return h.finalize().map { String(format: "%02x", $0) }.joined()
     }
 
-    /// Hex digest of several fields, each length-prefixed so field boundaries cannot shift.
-    public static func hex(fields: [String]) -> String {
+    /// Digest of several fields, each length-prefixed so field boundaries cannot shift.
+    public static func digest(fields: [String]) -> [UInt8] {
         var h = SHA256()
         for field in fields {
             h.update("\(field.utf8.count):")
             h.update(field)
         }
-        return h.finalize().map { String(format: "%02x", $0) }.joined()
+        return h.finalize()
+    }
+
+    /// Hex digest of several fields.
+    public static func hex(fields: [String]) -> String {
+        digest(fields: fields).map { String(format: "%02x", $0) }.joined()
     }
 
     /// A 64-bit value derived from fields (for seeds).
     public static func uint64(fields: [String]) -> UInt64 {
-        var h = SHA256()
-        for field in fields {
-            h.update("\(field.utf8.count):")
-            h.update(field)
-        }
-        return h.finalize().prefix(8).reduce(0) { $0 << 8 | UInt64($1) }
+        digest(fields: fields).prefix(8).reduce(0) { $0 << 8 | UInt64($1) }
     }
 }
