@@ -57,8 +57,9 @@ let package = Package(
         // Tiny random-weight GGUF models shared by the test targets.
         .target(name: "TestSupport", dependencies: ["ModelKit"]),
         .testTarget(name: "TensorKitTests", dependencies: ["TensorKit"]),
-        .testTarget(name: "ModelKitTests", dependencies: ["ModelKit", "TestSupport"]),
-        .testTarget(name: "PipelineKitTests", dependencies: ["PipelineKit", "precept", "TestSupport", "TensorKit", "ModelKit"]),
+        .testTarget(name: "ModelKitTests", dependencies: ["ModelKit", "TestSupport"], exclude: ["Fixtures"]),
+        .testTarget(name: "PipelineKitTests", dependencies: ["PipelineKit", "precept", "TestSupport", "TensorKit", "ModelKit"],
+                    exclude: ["Fixtures"]),
     ],
     swiftLanguageModes: [.v5]
 )

@@ -3,8 +3,8 @@ import Foundation
 /// Maps `general.architecture` to the function reading that family's configuration.
 public enum ArchitectureRegistry {
     public static let configurations: [String: @Sendable (GGUFFile) throws -> TransformerConfig] = {
-        var table: [String: @Sendable (GGUFFile) throws -> TransformerConfig] = ["gemma3": Gemma3.config]
-        for name in Llama.architectures { table[name] = Llama.config }
+        var table: [String: @Sendable (GGUFFile) throws -> TransformerConfig] = ["gemma3": { try Gemma3.config($0) }]
+        for name in Llama.architectures { table[name] = { try Llama.config($0) } }
         return table
     }()
 
