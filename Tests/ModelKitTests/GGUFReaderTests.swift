@@ -26,7 +26,7 @@ import Testing
     static func parse(_ data: Data) throws -> GGUFFile {
         // The bytes are copied into a buffer that lives as long as the process for these small files.
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: max(data.count, 1), alignment: 64)
-        data.copyBytes(to: buffer.bindMemory(to: UInt8.self))
+        _ = data.copyBytes(to: buffer.bindMemory(to: UInt8.self))
         return try GGUFFile(path: "test.gguf", bytes: UnsafeRawBufferPointer(rebasing: buffer[0..<data.count]))
     }
 

@@ -50,3 +50,53 @@ public func softmax_forward(_ x: UnsafeMutablePointer<Float>, rows: Int, cols: I
         for j in 0..<cols { row[j] *= inv }
     }
 }
+
+/// Backward of `gated_activation_forward` (out = act(g)·u):
+///   dg = dout · u · act'(g),  du = dout · act(g)
+/// SiLU: act' = σ(g)·(1 + g·(1 − σ(g))).
+/// GELU-tanh: act = ½g(1 + tanh v), v = c·g·(1 + a·g²), act' = ½(1 + tanh v) + ½g(1 − tanh² v)·c(1 + 3a·g²).
+/// Shapes: all (count); `dgate` and `dup` are overwritten.
+public func gated_activation_backward(
+    dgate: UnsafeMutablePointer<Float>, dup: UnsafeMutablePointer<Float>, dout: UnsafePointer<Float>,
+    gate: UnsafePointer<Float>, up: UnsafePointer<Float>, count: Int, activation: GatedActivation
+) {
+    for i in 0..<count {
+        let g = gate[i]
+        let value: Float, derivative: Float
+        switch activation {
+        case .silu:
+            let s = 1 / (1 + expf(-g))
+            value = g * s
+            derivative = s * (1 + g * (1 - s))
+        case .geluTanh:
+            let c: Float = 0.797_884_560_802_865_4, a: Float = 0.044715
+            let t = tanhf(c * g * (1 + a * g * g))
+            value = 0.5 * g * (1 + t)
+            derivative = 0.5 * (1 + t) + 0.5 * g * (1 - t * t) * c * (1 + 3 * a * g * g)
+        }
+        dgate[i] = dout[i] * up[i] * derivative
+        dup[i] = dout[i] * value
+    }
+}
+
+/// Cross-entropy of softmax(logits) against `targets`, averaged over rows, with its gradient:
+/// loss = −(1/R) Σ_r log softmax(z_r)[t_r];  dz_r = (softmax(z_r) − onehot(t_r)) / R.
+/// Shapes: `logits`, `dlogits` (rows, vocab); `targets` (rows). Returns the loss.
+public func cross_entropy_forward_backward(
+    _ dlogits: UnsafeMutablePointer<Float>, logits: UnsafePointer<Float>, targets: UnsafePointer<Int32>,
+    rows: Int, vocab: Int
+) -> Double {
+    var loss: Double = 0
+    for r in 0..<rows {
+        let z = logits + r * vocab, dz = dlogits + r * vocab
+        var m = -Float.infinity
+        for j in 0..<vocab where z[j] > m { m = z[j] }
+        var sum: Double = 0
+        for j in 0..<vocab { sum += Double(expf(z[j] - m)) }
+        let logSum = Double(m) + log(sum)
+        loss -= Double(z[Int(targets[r])]) - logSum
+        for j in 0..<vocab { dz[j] = Float(exp(Double(z[j]) - logSum)) / Float(rows) }
+        dz[Int(targets[r])] -= 1 / Float(rows)
+    }
+    return loss / Double(rows)
+}

@@ -25,3 +25,29 @@ public func rmsnorm_forward(
         for j in 0..<dim { yr[j] = xr[j] * scale * weight[j] }
     }
 }
+
+/// Backward of `rmsnorm_forward`. With r = 1/sqrt(mean(x²) + eps) and y = x·r·w:
+///   dw_j += Σ_rows dy_j · x_j · r
+///   dx_j  = r · (dy_j·w_j − x_j · r² · mean_k(dy_k·w_k·x_k))
+/// Shapes: `dx`, `x`, `dy` (rows, dim); `w`, `dw` (dim). `dx` is overwritten, `dw` accumulated
+/// (nil for a frozen weight).
+public func rmsnorm_backward(
+    _ dx: UnsafeMutablePointer<Float>, _ dw: UnsafeMutablePointer<Float>?, _ dy: UnsafePointer<Float>,
+    _ x: UnsafePointer<Float>, _ weight: UnsafePointer<Float>, rows: Int, dim: Int, eps: Float
+) {
+    for row in 0..<rows {
+        let xr = x + row * dim, dyr = dy + row * dim, dxr = dx + row * dim
+        var sumSquares: Double = 0
+        var dot: Double = 0
+        for j in 0..<dim {
+            sumSquares += Double(xr[j]) * Double(xr[j])
+            dot += Double(dyr[j]) * Double(weight[j]) * Double(xr[j])
+        }
+        let r = 1 / (Float(sumSquares / Double(dim)) + eps).squareRoot()
+        let correction = Float(dot / Double(dim)) * r * r
+        for j in 0..<dim {
+            dxr[j] = r * (dyr[j] * weight[j] - xr[j] * correction)
+            dw?[j] += dyr[j] * xr[j] * r
+        }
+    }
+}
