@@ -12,6 +12,7 @@ let package = Package(
         .library(name: "PipelineKit", targets: ["PipelineKit"]),
         .library(name: "ModelKit", targets: ["ModelKit"]),
         .library(name: "TensorKit", targets: ["TensorKit"]),
+        .library(name: "TrainKit", targets: ["TrainKit"]),
     ],
     dependencies: [
         .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
@@ -37,6 +38,11 @@ let package = Package(
             swiftSettings: simdFlags
         ),
         .target(
+            name: "TrainKit",
+            dependencies: ["TensorKit"],
+            swiftSettings: simdFlags
+        ),
+        .target(
             name: "PipelineKit",
             dependencies: [
                 "ModelKit",
@@ -57,6 +63,7 @@ let package = Package(
         // Tiny random-weight GGUF models shared by the test targets.
         .target(name: "TestSupport", dependencies: ["ModelKit"]),
         .testTarget(name: "TensorKitTests", dependencies: ["TensorKit"]),
+        .testTarget(name: "TrainKitTests", dependencies: ["TrainKit", "TensorKit"]),
         .testTarget(name: "ModelKitTests", dependencies: ["ModelKit", "TestSupport"], exclude: ["Fixtures"]),
         .testTarget(name: "PipelineKitTests", dependencies: ["PipelineKit", "precept", "TestSupport", "TensorKit", "ModelKit"],
                     exclude: ["Fixtures"]),
