@@ -28,18 +28,8 @@ public func attention_forward(
         let qh = q + h * headDim
         let kh = k + keyStart * kvStride + g * headDim
         let vh = v + keyStart * kvStride + g * headDim
-        // scores (nNew, span) = scale · Q_h · K_hᵀ
-        GEMM.strided(transposeA: false, transposeB: true, m: nNew, n: span, k: headDim, alpha: scale,
-                     qh, lda: qStride, kh, ldb: kvStride, scratch, ldc: span)
-        for i in 0..<nNew {
-            let position = firstPosition + i
-            let row = scratch + i * span
-            for j in 0..<span {
-                let key = keyStart + j
-                if key > position || (window.map { position - key >= $0 } ?? false) { row[j] = -.infinity }
-            }
-        }
-        softmax_forward(scratch, rows: nNew, cols: span)
+        attention_probabilities(scratch, qh: qh, qStride: qStride, kh: kh, kvStride: kvStride, nNew: nNew, span: span,
+                                keyStart: keyStart, firstPosition: firstPosition, headDim: headDim, scale: scale, window: window)
         // out_h (nNew, headDim) = P · V_h
         GEMM.strided(transposeA: false, transposeB: false, m: nNew, n: headDim, k: span,
                      scratch, lda: span, vh, ldb: kvStride, out + h * headDim, ldc: outStride)
@@ -72,16 +62,8 @@ public func attention_backward(
         let kh = k + keyStart * kvStride + g * headDim, vh = v + keyStart * kvStride + g * headDim
         let dkh = dk + keyStart * kvStride + g * headDim, dvh = dv + keyStart * kvStride + g * headDim
         // P (nNew, span), as in the forward pass.
-        GEMM.strided(transposeA: false, transposeB: true, m: nNew, n: span, k: headDim, alpha: scale,
-                     qh, lda: qStride, kh, ldb: kvStride, p, ldc: span)
-        for i in 0..<nNew {
-            let position = firstPosition + i
-            for j in 0..<span {
-                let key = keyStart + j
-                if key > position || (window.map { position - key >= $0 } ?? false) { p[i * span + j] = -.infinity }
-            }
-        }
-        softmax_forward(p, rows: nNew, cols: span)
+        attention_probabilities(p, qh: qh, qStride: qStride, kh: kh, kvStride: kvStride, nNew: nNew, span: span,
+                                keyStart: keyStart, firstPosition: firstPosition, headDim: headDim, scale: scale, window: window)
         // dV_h (span, headDim) += Pᵀ · dO_h
         GEMM.strided(transposeA: true, transposeB: false, m: span, n: headDim, k: nNew,
                      p, lda: span, doh, ldb: outStride, beta: 1, dvh, ldc: kvStride)
@@ -102,4 +84,23 @@ public func attention_backward(
         GEMM.strided(transposeA: true, transposeB: false, m: span, n: headDim, k: nNew, alpha: scale,
                      dp, lda: span, qh, ldb: qStride, beta: 1, dkh, ldc: kvStride)
     }
+}
+
+/// P (nNew, span) = softmax(scale · Q_h · K_hᵀ) over keys keyStart ..< keyStart + span, with
+/// future keys and keys outside the window masked (shared by forward and backward).
+private func attention_probabilities(
+    _ p: UnsafeMutablePointer<Float>, qh: UnsafePointer<Float>, qStride: Int, kh: UnsafePointer<Float>, kvStride: Int,
+    nNew: Int, span: Int, keyStart: Int, firstPosition: Int, headDim: Int, scale: Float, window: Int?
+) {
+    GEMM.strided(transposeA: false, transposeB: true, m: nNew, n: span, k: headDim, alpha: scale,
+                 qh, lda: qStride, kh, ldb: kvStride, p, ldc: span)
+    for i in 0..<nNew {
+        let position = firstPosition + i
+        let row = p + i * span
+        for j in 0..<span {
+            let key = keyStart + j
+            if key > position || (window.map { position - key >= $0 } ?? false) { row[j] = -.infinity }
+        }
+    }
+    softmax_forward(p, rows: nNew, cols: span)
 }

@@ -57,6 +57,23 @@ public func rope_forward(
     _ x: UnsafeMutablePointer<Float>, rows: Int, heads: Int, headDim: Int, rowStride: Int,
     positions: UnsafePointer<Int32>, rope: RoPE
 ) {
+    rope_rotate(x, rows: rows, heads: heads, headDim: headDim, rowStride: rowStride, positions: positions, rope: rope, direction: 1)
+}
+
+/// Backward of `rope_forward`: the rotation is orthogonal, so the gradient is rotated by −θ.
+/// Shapes as in `rope_forward`; `dx` holds dy on entry and dx on return (in place).
+public func rope_backward(
+    _ dx: UnsafeMutablePointer<Float>, rows: Int, heads: Int, headDim: Int, rowStride: Int,
+    positions: UnsafePointer<Int32>, rope: RoPE
+) {
+    rope_rotate(dx, rows: rows, heads: heads, headDim: headDim, rowStride: rowStride, positions: positions, rope: rope, direction: -1)
+}
+
+/// Rotates each pair by `direction`·θ (1: forward, −1: the inverse rotation).
+private func rope_rotate(
+    _ x: UnsafeMutablePointer<Float>, rows: Int, heads: Int, headDim: Int, rowStride: Int,
+    positions: UnsafePointer<Int32>, rope: RoPE, direction: Float
+) {
     let half = rope.dims / 2
     let cosines = UnsafeMutablePointer<Float>.allocate(capacity: half), sines = UnsafeMutablePointer<Float>.allocate(capacity: half)
     defer { cosines.deallocate(); sines.deallocate() }
@@ -66,32 +83,9 @@ public func rope_forward(
             let v = x + r * rowStride + h * headDim
             for i in 0..<half {
                 let (a, b) = rope.style == .neox ? (i, i + half) : (2 * i, 2 * i + 1)
-                let x0 = v[a], x1 = v[b]
-                v[a] = x0 * cosines[i] - x1 * sines[i]
-                v[b] = x0 * sines[i] + x1 * cosines[i]
-            }
-        }
-    }
-}
-
-/// Backward of `rope_forward`: the rotation is orthogonal, so the gradient is rotated by −θ.
-/// Shapes as in `rope_forward`; `dx` holds dy on entry and dx on return (in place).
-public func rope_backward(
-    _ dx: UnsafeMutablePointer<Float>, rows: Int, heads: Int, headDim: Int, rowStride: Int,
-    positions: UnsafePointer<Int32>, rope: RoPE
-) {
-    let half = rope.dims / 2
-    let cosines = UnsafeMutablePointer<Float>.allocate(capacity: half), sines = UnsafeMutablePointer<Float>.allocate(capacity: half)
-    defer { cosines.deallocate(); sines.deallocate() }
-    for r in 0..<rows {
-        rope.angles(at: positions[r], cos: cosines, sin: sines)
-        for h in 0..<heads {
-            let v = dx + r * rowStride + h * headDim
-            for i in 0..<half {
-                let (a, b) = rope.style == .neox ? (i, i + half) : (2 * i, 2 * i + 1)
-                let g0 = v[a], g1 = v[b]
-                v[a] = g0 * cosines[i] + g1 * sines[i]
-                v[b] = -g0 * sines[i] + g1 * cosines[i]
+                let x0 = v[a], x1 = v[b], s = direction * sines[i]
+                v[a] = x0 * cosines[i] - x1 * s
+                v[b] = x0 * s + x1 * cosines[i]
             }
         }
     }
