@@ -51,7 +51,9 @@ public final class RunStore: @unchecked Sendable {
 
     public static func databaseURL(in directory: URL) -> URL { directory.appendingPathComponent("run.sqlite") }
 
-    /// Opens (creating if needed) the store in `directory`.
+    /// Opens the store in `directory`: `create: true` for the run that writes it (the file and
+    /// schema are created if needed), `create: false` to read an existing run (read-only, so a
+    /// reader never races a starting run over the schema).
     public init(directory: URL, create: Bool = true) throws {
         self.directory = directory
         if create { try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true) }
@@ -61,49 +63,34 @@ public final class RunStore: @unchecked Sendable {
         }
         var configuration = Configuration()
         configuration.busyMode = .timeout(10)
+        configuration.readonly = !create
         queue = try DatabaseQueue(path: url.path, configuration: configuration)
+        if create { try createSchema() }
+    }
+
+    /// Idempotent schema creation in one immediate transaction, so two processes opening the
+    /// same new run directory cannot both try to create it.
+    private func createSchema() throws {
         try queue.writeWithoutTransaction { db in
             try db.execute(sql: "PRAGMA journal_mode = WAL")
             try db.execute(sql: "PRAGMA synchronous = NORMAL")
-        }
-        try migrate()
-    }
-
-    private func migrate() throws {
-        var migrator = DatabaseMigrator()
-        migrator.registerMigration("v1") { db in
-            try db.create(table: "meta") { t in
-                t.primaryKey("key", .text)
-                t.column("value", .text).notNull()
-            }
-            try db.create(table: "records") { t in
-                t.primaryKey("id", .text)
-                t.column("position", .integer).notNull()
-                t.column("prompt", .text).notNull()
-                t.column("fields", .text).notNull()
-            }
-            try db.create(table: "outputs") { t in
-                t.column("stage", .text).notNull()
-                t.column("record", .text).notNull()
-                t.column("sample", .integer).notNull()
-                t.column("round", .integer).notNull()
-                t.column("kind", .text).notNull()
-                t.column("principle", .text)
-                t.column("input", .text).notNull()
-                t.column("inputHash", .text).notNull()
-                t.column("output", .text).notNull()
-                t.column("raw", .text).notNull()
-                t.column("flags", .text).notNull()
-                t.column("finish", .text).notNull()
-                t.column("promptTokens", .integer).notNull()
-                t.column("completionTokens", .integer).notNull()
-                t.column("seconds", .double).notNull()
-                t.column("cached", .boolean).notNull()
-                t.column("extra", .text)
-                t.primaryKey(["stage", "record", "sample", "round"])
+            try db.inTransaction(.immediate) {
+                try db.execute(sql: """
+                    CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY NOT NULL, value TEXT NOT NULL);
+                    CREATE TABLE IF NOT EXISTS records (
+                        id TEXT PRIMARY KEY NOT NULL, position INTEGER NOT NULL, prompt TEXT NOT NULL, fields TEXT NOT NULL);
+                    CREATE TABLE IF NOT EXISTS outputs (
+                        stage TEXT NOT NULL, record TEXT NOT NULL, sample INTEGER NOT NULL, round INTEGER NOT NULL,
+                        kind TEXT NOT NULL, principle TEXT, input TEXT NOT NULL, inputHash TEXT NOT NULL,
+                        output TEXT NOT NULL, raw TEXT NOT NULL, flags TEXT NOT NULL, finish TEXT NOT NULL,
+                        promptTokens INTEGER NOT NULL, completionTokens INTEGER NOT NULL, seconds DOUBLE NOT NULL,
+                        cached BOOLEAN NOT NULL, extra TEXT,
+                        PRIMARY KEY (stage, record, sample, round));
+                    PRAGMA user_version = 1;
+                    """)
+                return .commit
             }
         }
-        try migrator.migrate(queue)
     }
 
     // MARK: Meta
