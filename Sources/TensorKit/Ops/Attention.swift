@@ -19,10 +19,7 @@ public func attention_forward(
 ) {
     precondition(nNew <= nCtx && heads % kvHeads == 0)
     let group = heads / kvHeads
-    let firstPosition = nCtx - nNew
-    // Keys before keyStart are outside every query's window.
-    let keyStart = window.map { max(0, firstPosition - $0 + 1) } ?? 0
-    let span = nCtx - keyStart
+    let (firstPosition, keyStart, span) = attention_keys(nNew: nNew, nCtx: nCtx, window: window)
     for h in 0..<heads {
         let g = h / group
         let qh = q + h * headDim
@@ -52,9 +49,7 @@ public func attention_backward(
 ) {
     precondition(nNew <= nCtx && heads % kvHeads == 0)
     let group = heads / kvHeads
-    let firstPosition = nCtx - nNew
-    let keyStart = window.map { max(0, firstPosition - $0 + 1) } ?? 0
-    let span = nCtx - keyStart
+    let (firstPosition, keyStart, span) = attention_keys(nNew: nNew, nCtx: nCtx, window: window)
     let p = scratch, dp = scratch + nNew * span
     for h in 0..<heads {
         let g = h / group
@@ -103,4 +98,12 @@ private func attention_probabilities(
         }
     }
     softmax_forward(p, rows: nNew, cols: span)
+}
+
+/// The first query's position, and the keys any query can see: keys before `keyStart` are
+/// outside every query's window.
+private func attention_keys(nNew: Int, nCtx: Int, window: Int?) -> (firstPosition: Int, keyStart: Int, span: Int) {
+    let firstPosition = nCtx - nNew
+    let keyStart = window.map { max(0, firstPosition - $0 + 1) } ?? 0
+    return (firstPosition, keyStart, nCtx - keyStart)
 }

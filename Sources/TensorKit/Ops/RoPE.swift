@@ -27,14 +27,6 @@ public struct RoPE: Sendable {
         self.frequencyFactors = frequencyFactors
     }
 
-    /// θ_i = base^(−2i/dims) / factor_i (reference values; the kernel builds angles as ggml does).
-    public var inverseFrequencies: [Float] {
-        (0..<(dims / 2)).map { i in
-            let theta = Float(pow(Double(base), -2.0 * Double(i) / Double(dims)))
-            return theta / (frequencyFactors?[i] ?? 1)
-        }
-    }
-
     /// cos and sin of every pair's angle at `position`, computed as ggml_rope_cache_init does:
     /// θ starts at the position and is multiplied by base^(−2/dims) in Float per pair, so our
     /// rotations round the same way llama.cpp's do.
