@@ -39,13 +39,14 @@ let package = Package(
         ),
         .target(
             name: "TrainKit",
-            dependencies: ["TensorKit"],
+            dependencies: ["TensorKit", "ModelKit"],
             swiftSettings: simdFlags
         ),
         .target(
             name: "PipelineKit",
             dependencies: [
                 "ModelKit",
+                "TrainKit",
                 .product(name: "Yams", package: "Yams"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "GRDB", package: "GRDB.swift"),
@@ -63,7 +64,7 @@ let package = Package(
         // Tiny random-weight GGUF models shared by the test targets.
         .target(name: "TestSupport", dependencies: ["ModelKit"]),
         .testTarget(name: "TensorKitTests", dependencies: ["TensorKit"]),
-        .testTarget(name: "TrainKitTests", dependencies: ["TrainKit", "TensorKit"]),
+        .testTarget(name: "TrainKitTests", dependencies: ["TrainKit", "TensorKit", "ModelKit", "TestSupport"]),
         .testTarget(name: "ModelKitTests", dependencies: ["ModelKit", "TestSupport"], exclude: ["Fixtures"]),
         .testTarget(name: "PipelineKitTests", dependencies: ["PipelineKit", "precept", "TestSupport", "TensorKit", "ModelKit"],
                     exclude: ["Fixtures"]),

@@ -61,8 +61,8 @@ import TensorKit
         }
         var y = [Float](repeating: 0, count: rows * outFeatures), hidden = [Float](repeating: 0, count: rows * rank)
         l.forward(x, rows: rows, into: &y, hidden: &hidden)
-        var dx = [Float](repeating: 0, count: rows * inFeatures), scratch = [Float](repeating: 0, count: rows * rank)
-        l.backward(r, x: x, hidden: hidden, rows: rows, dx: &dx, scratch: &scratch)
+        var dx = [Float](repeating: 0, count: rows * inFeatures)
+        l.backward(r, x: x, hidden: hidden, rows: rows, dx: &dx)
         let (xd, ad, bd) = (x.map(Double.init), l.a.array.map(Double.init), l.b.array.map(Double.init))
         for (got, want) in zip(dx, numerical(x) { loss($0, ad, bd) }) { #expect(abs(Double(got) - want) < 1e-3) }
         for (got, want) in zip(l.gradA.array, numerical(l.a.array) { loss(xd, $0, bd) }) { #expect(abs(Double(got) - want) < 1e-3) }

@@ -22,9 +22,13 @@ public struct AdamWConfig: Sendable, Equatable {
 /// Optimiser state for one parameter tensor (first and second moments, allocated on first step).
 public final class AdamW {
     public let config: AdamWConfig
-    public private(set) var step = 0
+    public internal(set) var step = 0
     private var m: [Float] = []
     private var v: [Float] = []
+    var moments: (m: [Float], v: [Float]) {
+        get { (m, v) }
+        set { (m, v) = newValue }
+    }
 
     public init(config: AdamWConfig) { self.config = config }
 

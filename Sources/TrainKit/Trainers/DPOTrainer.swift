@@ -1,0 +1,136 @@
+import Foundation
+import ModelKit
+import TensorKit
+
+/// Configuration of DPO (TRL's DPOConfig, trimmed).
+public struct DPOConfig: Sendable, Equatable {
+    public var training = TrainingConfig()
+    public var lora = LoRAConfig()
+    public var maxLength = 512
+    public var beta = 0.1
+    public var loss = DPOLossKind.sigmoid
+    public var labelSmoothing = 0.0
+
+    public init() {}
+}
+
+/// Direct Preference Optimization with LoRA. The reference model is the base without the adapter;
+/// its log-probabilities are computed once per dataset (`precomputeReference`). Metrics carry TRL's
+/// names and definitions: rewards/chosen = β·(log π(y_c) − log π_ref(y_c)), rewards/rejected likewise,
+/// rewards/accuracies = mean[rewards/chosen > rewards/rejected], rewards/margins = their difference,
+/// logps/chosen and logps/rejected = the policy's summed log-probabilities.
+public final class DPOTrainer: TrainingObjective {
+    public let model: TrainableTransformer
+    public let head: TokenLogProbHead
+    public let config: DPOConfig
+
+    public init(model: TrainableTransformer, config: DPOConfig) {
+        self.model = model
+        self.config = config
+        head = TokenLogProbHead(head: model.base.weights.head)
+    }
+
+    public var parameters: [(name: String, value: Tensor, gradient: Tensor)] { model.adapter?.parameters ?? [] }
+    public func tokenCount(_ e: PreferenceExample) -> Int { 2 * e.prompt.count + e.chosen.count + e.rejected.count }
+
+    /// Sequences, scored rows and targets of a batch: chosen then rejected for each pair.
+    func layout(_ batch: [PreferenceExample]) -> (sequences: [[Int32]], rows: [[Int]], targets: [[Int32]]) {
+        var sequences: [[Int32]] = [], rows: [[Int]] = [], targets: [[Int32]] = []
+        var offset = 0
+        for e in batch {
+            for response in [e.chosen, e.rejected] {
+                sequences.append(e.prompt + response)
+                rows.append(responseRows(offset: offset, promptCount: e.prompt.count, responseCount: response.count))
+                targets.append(response)
+                offset += e.prompt.count + response.count
+            }
+        }
+        return (sequences, rows, targets)
+    }
+
+    /// Summed (IPO: per-token mean, as TRL feeds IPO) response log-probabilities per sequence.
+    func sequenceLogProbs(_ hidden: Tensor, rows: [[Int]], targets: [[Int32]]) -> [Double] {
+        let flat = head.logProbs(hidden, rows: rows.flatMap { $0 }, targets: targets.flatMap { $0 })
+        var out: [Double] = [], i = 0
+        for r in rows {
+            let sum = flat[i..<(i + r.count)].reduce(0.0) { $0 + Double($1) }
+            out.append(config.loss == .ipo ? sum / Double(max(r.count, 1)) : sum)
+            i += r.count
+        }
+        return out
+    }
+
+    /// Fills the reference log-probabilities with the base model (adapter off), a few pairs per pass.
+    public func precomputeReference(_ examples: inout [PreferenceExample], batchSize: Int = 4) {
+        let reference = TrainableTransformer(base: model.base, adapter: nil)
+        for start in stride(from: 0, to: examples.count, by: batchSize) {
+            let batch = Array(examples[start..<min(examples.count, start + batchSize)])
+            let (sequences, rows, targets) = layout(batch)
+            let acts = reference.forward(sequences, keep: false)
+            let lp = sequenceLogProbs(acts.hidden, rows: rows, targets: targets)
+            for i in 0..<batch.count {
+                examples[start + i].referenceChosen = lp[2 * i]
+                examples[start + i].referenceRejected = lp[2 * i + 1]
+            }
+        }
+    }
+
+    private func loss(_ e: PreferenceExample, chosen: Double, rejected: Double) -> PairLoss {
+        guard let rc = e.referenceChosen, let rr = e.referenceRejected else {
+            preconditionFailure("DPO example \(e.id) has no reference log-probabilities: call precomputeReference first")
+        }
+        return dpoLoss(config.loss, beta: config.beta, labelSmoothing: config.labelSmoothing,
+                       policyChosen: chosen, policyRejected: rejected, referenceChosen: rc, referenceRejected: rr)
+    }
+
+    public func accumulate(_ batch: [PreferenceExample], weight: Float) -> [String: Double] {
+        model.training = true
+        let (sequences, rows, targets) = layout(batch)
+        let acts = model.forward(sequences)
+        let lp = sequenceLogProbs(acts.hidden, rows: rows, targets: targets)
+        var weights: [Float] = []
+        var losses: [PairLoss] = []
+        for (i, e) in batch.enumerated() {
+            let l = loss(e, chosen: lp[2 * i], rejected: lp[2 * i + 1])
+            losses.append(l)
+            let w = Double(weight) / Double(batch.count)
+            for (j, d) in [l.dChosen, l.dRejected].enumerated() {
+                let n = rows[2 * i + j].count
+                let perToken = config.loss == .ipo ? d / Double(max(n, 1)) : d
+                weights += [Float](repeating: Float(w * perToken), count: n)
+            }
+        }
+        let dHidden = Tensor(shape: [acts.rows, model.config.hidden])
+        head.backward(acts.hidden, rows: rows.flatMap { $0 }, targets: targets.flatMap { $0 }, weights: weights, into: dHidden)
+        model.backward(acts, dHidden: dHidden)
+        return metrics(batch, lp, losses)
+    }
+
+    public func evaluate(_ batch: [PreferenceExample]) -> [String: Double] {
+        model.training = false
+        defer { model.training = true }
+        let (sequences, rows, targets) = layout(batch)
+        let acts = model.forward(sequences, keep: false)
+        let lp = sequenceLogProbs(acts.hidden, rows: rows, targets: targets)
+        let losses = batch.enumerated().map { i, e in loss(e, chosen: lp[2 * i], rejected: lp[2 * i + 1]) }
+        return metrics(batch, lp, losses)
+    }
+
+    private func metrics(_ batch: [PreferenceExample], _ lp: [Double], _ losses: [PairLoss]) -> [String: Double] {
+        let n = Double(batch.count)
+        var chosen = 0.0, rejected = 0.0, correct = 0.0, logpC = 0.0, logpR = 0.0
+        for (i, e) in batch.enumerated() {
+            let rc = config.beta * (lp[2 * i] - (e.referenceChosen ?? 0))
+            let rr = config.beta * (lp[2 * i + 1] - (e.referenceRejected ?? 0))
+            chosen += rc
+            rejected += rr
+            if rc > rr { correct += 1 }
+            logpC += lp[2 * i]
+            logpR += lp[2 * i + 1]
+        }
+        return ["loss": losses.reduce(0) { $0 + $1.loss } / n,
+                "rewards/chosen": chosen / n, "rewards/rejected": rejected / n,
+                "rewards/accuracies": correct / n, "rewards/margins": (chosen - rejected) / n,
+                "logps/chosen": logpC / n, "logps/rejected": logpR / n]
+    }
+}
