@@ -36,6 +36,21 @@ final class TerminalReporter: RunReporter {
 /// Exit status of a run stopped by Ctrl-C (128 + SIGINT), as shells report it.
 let interruptedStatus: Int32 = 130
 
+/// First Ctrl-C requests a stop after the current batch or training step; a second exits at once.
+func installInterruptHandler(_ stop: StopFlag) -> DispatchSourceSignal {
+    signal(SIGINT, SIG_IGN)
+    let source = DispatchSource.makeSignalSource(signal: SIGINT, queue: .global())
+    var presses = 0
+    source.setEventHandler {
+        presses += 1
+        if presses > 1 { Glibc.exit(interruptedStatus) }
+        note("\nstopping after the current batch (Ctrl-C again to quit now)")
+        stop.request()
+    }
+    source.resume()
+    return source
+}
+
 extension Precept {
     struct Run: ParsableCommand {
         static let configuration = CommandConfiguration(
@@ -62,16 +77,8 @@ extension Precept {
 
         func run() throws {
             let stop = StopFlag()
-            signal(SIGINT, SIG_IGN)
-            let source = DispatchSource.makeSignalSource(signal: SIGINT, queue: .global())
-            var presses = 0
-            source.setEventHandler {
-                presses += 1
-                if presses > 1 { Glibc.exit(interruptedStatus) }
-                note("\nstopping after the current batch (Ctrl-C again to quit now)")
-                stop.request()
-            }
-            source.resume()
+            let source = installInterruptHandler(stop)
+            defer { withExtendedLifetime(source) {} }
 
             let reporter = TerminalReporter()
             let options = RunOptions(output: output.map { URL(fileURLWithPath: $0) },
@@ -82,7 +89,10 @@ extension Precept {
             do {
                 let summary = try runner.run()
                 print("run directory: \(summary.directory.path)")
-                for s in summary.stages where s.kind != "export" {
+                for s in summary.stages where ["sft", "dpo", "reward_model"].contains(s.kind) {
+                    print("  \(s.id) [\(s.kind)]: adapter, metrics and summary in \(summary.directory.appendingPathComponent(s.id).path)")
+                }
+                for s in summary.stages where !["export", "sft", "dpo", "reward_model"].contains(s.kind) {
                     let flags = s.flagged.isEmpty ? "" : " (flagged: " + s.flagged.sorted { $0.key < $1.key }
                         .map { "\($0.value) \($0.key)" }.joined(separator: ", ") + ")"
                     print("  \(s.id) [\(s.kind)]: \(s.rows) rows\(flags)")

@@ -102,21 +102,42 @@ public struct TrainingSpec: Sendable, Equatable {
     public var gradientAccumulation: Int
     public var maxLength: Int
     public var evalFraction: Double
+    public var schedule: String
+    public var warmupRatio: Double
+    public var weightDecay: Double
+    public var maxGradNorm: Double
+    public var maxSteps: Int?
+    public var checkpointEvery: Int
+    public var microBatchTokens: Int
+    /// Precision of the merged GGUF (`f16`, `q8_0`, `f32`), or `none` to skip writing it.
+    public var merge: String
 
     static let keys = ["base", "input", "lora", "epochs", "learning_rate", "batch_size", "gradient_accumulation",
-                       "max_length", "eval_fraction"]
+                       "max_length", "eval_fraction", "schedule", "warmup_ratio", "weight_decay", "max_grad_norm",
+                       "max_steps", "checkpoint_every", "micro_batch_tokens", "merge"]
 
-    static func decode(_ m: MappingReader, defaultLearningRate: Double) throws -> TrainingSpec {
+    enum ScheduleName: String, CaseIterable { case linear, cosine, constant }
+    enum MergeName: String, CaseIterable { case f16, q8_0, f32, none }
+
+    static func decode(_ m: MappingReader, defaultLearningRate: Double, inputRequired: Bool = true) throws -> TrainingSpec {
         TrainingSpec(
             base: try m.require("base").text(),
-            input: try m.require("input").text(),
+            input: inputRequired ? try m.require("input").text() : try m["input"]?.text() ?? "",
             lora: try LoRASpec.decode(m["lora"]),
             epochs: try m["epochs"]?.int(in: 1...1000) ?? 1,
             learningRate: try m["learning_rate"]?.double(in: 1e-9...1) ?? defaultLearningRate,
             batchSize: try m["batch_size"]?.int(in: 1...4096) ?? 4,
             gradientAccumulation: try m["gradient_accumulation"]?.int(in: 1...4096) ?? 1,
             maxLength: try m["max_length"]?.int(in: 16...32_768) ?? 512,
-            evalFraction: try m["eval_fraction"]?.double(in: 0...0.9) ?? 0.1)
+            evalFraction: try m["eval_fraction"]?.double(in: 0...0.9) ?? 0.1,
+            schedule: try m["schedule"]?.oneOf(ScheduleName.self).rawValue ?? "linear",
+            warmupRatio: try m["warmup_ratio"]?.double(in: 0...1) ?? 0.1,
+            weightDecay: try m["weight_decay"]?.double(in: 0...1) ?? 0,
+            maxGradNorm: try m["max_grad_norm"]?.double(in: 0...1000) ?? 1,
+            maxSteps: try m["max_steps"]?.int(in: 1...10_000_000),
+            checkpointEvery: try m["checkpoint_every"]?.int(in: 0...1_000_000) ?? 10,
+            microBatchTokens: try m["micro_batch_tokens"]?.int(in: 16...1_000_000) ?? 2048,
+            merge: try m["merge"]?.oneOf(MergeName.self).rawValue ?? "f16")
     }
 }
 

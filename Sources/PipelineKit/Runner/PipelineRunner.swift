@@ -43,24 +43,26 @@ public final class PipelineRunner {
     /// Loads local models with the engine (catalog models are fetched on first use).
     public static func localBackend(reporter: RunReporter?) -> (ModelSpec) throws -> ModelBackend {
         { spec in
-            let url: URL
-            let fingerprint: String
-            switch spec.source {
-            case .catalog(let name):
-                let entry = ModelCatalog.entry(named: name)!
-                url = try ModelStore().resolve(name) { reporter?.message($0) }
-                fingerprint = "gguf-sha256:\(entry.sha256)"
-            case .file(let path):
-                url = URL(fileURLWithPath: path)
-                fingerprint = "gguf-sha256:\(try ModelStore.fileDigest(url))"
-            case .openAI:
-                throw RunError.unsupportedProvider(model: spec.name, provider: "openai")
-            }
+            let (url, fingerprint) = try localModel(spec, reporter: reporter)
             let start = Date()
             let model = try LanguageModel(path: url.path)
             reporter?.message(String(format: "loaded model `%@` (%@) in %.1f s", spec.name, model.config.architecture,
                                      Date().timeIntervalSince(start)))
             return LocalBackend(model: model, fingerprint: fingerprint, promptStyle: spec.effectivePromptStyle)
+        }
+    }
+
+    /// The GGUF file of a local model (catalog models are fetched on first use) and its fingerprint.
+    public static func localModel(_ spec: ModelSpec, reporter: RunReporter?) throws -> (url: URL, fingerprint: String) {
+        switch spec.source {
+        case .catalog(let name):
+            let entry = ModelCatalog.entry(named: name)!
+            return (try ModelStore().resolve(name) { reporter?.message($0) }, "gguf-sha256:\(entry.sha256)")
+        case .file(let path):
+            let url = URL(fileURLWithPath: path)
+            return (url, "gguf-sha256:\(try ModelStore.fileDigest(url))")
+        case .openAI:
+            throw RunError.unsupportedProvider(model: spec.name, provider: "openai")
         }
     }
 
@@ -108,6 +110,12 @@ public final class PipelineRunner {
             case .judge(let spec): try JudgeStage.run(spec, stage: stage, context: context)
             case .export(let spec):
                 exports.append(try export(spec, stage: stage, context: context, directory: directory))
+            case .sft(let spec):
+                try TrainingStage.run(.sft, spec: spec, stage: stage, context: context, directory: directory)
+            case .rewardModel(let spec):
+                try TrainingStage.run(.rm, spec: spec.training, rewardModel: spec, stage: stage, context: context, directory: directory)
+            case .dpo(let spec):
+                try TrainingStage.run(.dpo, spec: spec.training, dpo: spec, stage: stage, context: context, directory: directory)
             default:
                 throw RunError.unsupportedStage(id: stage.id, kind: stage.kind.keyword)
             }

@@ -95,11 +95,24 @@ public final class RunContext {
     }
 
     /// Executed and cached calls so far, over all models.
-    public var callCounts: (executed: Int, cached: Int) {
-        backends.values.reduce((0, 0)) { ($0.0 + $1.executed, $0.1 + $1.hits) }
+    /// Counts of backends already released (`releaseBackends`).
+    private var releasedCounts = (executed: 0, cached: 0, tokens: 0)
+
+    /// Drops the loaded models (a training stage needs the memory); their call counts are kept.
+    public func releaseBackends() {
+        for b in backends.values {
+            releasedCounts.executed += b.executed
+            releasedCounts.cached += b.hits
+            releasedCounts.tokens += b.generatedTokens
+        }
+        backends = [:]
     }
 
-    public var generatedTokens: Int { backends.values.reduce(0) { $0 + $1.generatedTokens } }
+    public var callCounts: (executed: Int, cached: Int) {
+        backends.values.reduce((releasedCounts.executed, releasedCounts.cached)) { ($0.0 + $1.executed, $0.1 + $1.hits) }
+    }
+
+    public var generatedTokens: Int { backends.values.reduce(releasedCounts.tokens) { $0 + $1.generatedTokens } }
 
     /// Called after each committed batch: counts it and honours a stop request.
     func batchCommitted() throws {

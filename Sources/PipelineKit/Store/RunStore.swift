@@ -174,6 +174,7 @@ public enum RunError: LocalizedError, Sendable, Equatable {
     case missingInput(stage: String, input: String)
     case interrupted(completedBatches: Int)
     case backend(model: String, message: String)
+    case training(stage: String, message: String)
 
     public var errorDescription: String? {
         switch self {
@@ -189,6 +190,7 @@ public enum RunError: LocalizedError, Sendable, Equatable {
         case .interrupted(let batches):
             return "interrupted after \(batches) batches; everything finished is saved, rerun the same command to continue"
         case .backend(let model, let message): return "model `\(model)`: \(message)"
+        case .training(let stage, let message): return "stage `\(stage)`: \(message)"
         }
     }
 }

@@ -1,0 +1,68 @@
+import Foundation
+import ModelKit
+
+/// The configuration file of `precept train sft|rm|dpo`: the keys of the matching pipeline stage
+/// (without `input`; the data comes from `--data`), plus `version`, `prompt_style`, `system` and
+/// `seed`. `base` is a catalog name or a `.gguf` path relative to the file.
+///
+/// ```yaml
+/// version: 1
+/// base: gemma-3-270m
+/// lora: { rank: 16 }
+/// epochs: 2
+/// beta: 0.1          # dpo only
+/// ```
+public struct TrainingConfigFile: Sendable {
+    public var kind: TrainerKind
+    public var spec: TrainingSpec
+    public var rewardModel: RewardModelSpec?
+    public var dpo: DPOSpec?
+    public var model: ModelSpec
+    public var system: String?
+    public var seed: UInt64
+
+    static let commonKeys = ["version", "prompt_style", "system", "seed"]
+
+    public static func load(path: String, kind: TrainerKind) throws -> TrainingConfigFile {
+        let root = try YAMLDocument.load(path: path)
+        let reader = NodeReader(node: root, path: "", file: path)
+        let extra: [String]
+        switch kind {
+        case .sft: extra = []
+        case .rm: extra = ["labels", "margin", "center_rewards"]
+        case .dpo: extra = ["beta", "loss", "label_smoothing"]
+        }
+        let m = try reader.mapping(allowed: commonKeys + TrainingSpec.keys + extra)
+        if let v = m["version"], try v.int() != 1 { throw v.invalid("only version 1 exists") }
+        let spec = try TrainingSpec.decode(m, defaultLearningRate: kind == .dpo ? 5e-5 : 1e-4, inputRequired: false)
+        let baseReader = try m.require("base")
+        let source: ModelSource
+        if spec.base.hasSuffix(".gguf") {
+            let directory = URL(fileURLWithPath: path).deletingLastPathComponent()
+            let url = spec.base.hasPrefix("/") ? URL(fileURLWithPath: spec.base) : directory.appendingPathComponent(spec.base)
+            guard FileManager.default.fileExists(atPath: url.path) else { throw baseReader.invalid("no file at \(url.path)") }
+            source = .file(url.standardizedFileURL.path)
+        } else {
+            guard ModelCatalog.entry(named: spec.base) != nil else {
+                throw baseReader.invalid("`\(spec.base)` is neither a catalog model (\(ModelCatalog.entries.map(\.name).joined(separator: ", "))) nor a .gguf path")
+            }
+            source = .catalog(spec.base)
+        }
+        let style = try m["prompt_style"]?.oneOf(PromptStyle.self)
+        let model = ModelSpec(name: "base", source: source, promptStyle: style, location: baseReader.location)
+        var config = TrainingConfigFile(kind: kind, spec: spec, model: model, system: try m["system"]?.text(),
+                                        seed: UInt64(try m["seed"]?.int(in: 0...Int(Int32.max)) ?? 1234))
+        switch kind {
+        case .sft: break
+        case .rm:
+            config.rewardModel = RewardModelSpec(training: spec, labels: try m["labels"]?.oneOf(LabelKind.self) ?? .soft,
+                                                 margin: try m["margin"]?.double(in: 0...100) ?? 0,
+                                                 centerRewards: try m["center_rewards"]?.double(in: 0...1) ?? 0)
+        case .dpo:
+            config.dpo = DPOSpec(training: spec, beta: try m["beta"]?.double(in: 0.0001...100) ?? 0.1,
+                                 loss: try m["loss"]?.oneOf(DPOLoss.self) ?? .sigmoid,
+                                 labelSmoothing: try m["label_smoothing"]?.double(in: 0...0.5) ?? 0)
+        }
+        return config
+    }
+}

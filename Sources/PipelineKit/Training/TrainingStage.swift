@@ -1,0 +1,56 @@
+import Foundation
+import ModelKit
+import TrainKit
+
+/// The sft, reward_model and dpo stages: training data from an earlier stage of the run, the
+/// base model from `models:`, outputs in `<run>/<stage id>/`. A finished stage is not rerun for
+/// the same inputs; an interrupted one resumes from its last checkpoint.
+enum TrainingStage {
+    static func run(_ kind: TrainerKind, spec: TrainingSpec, rewardModel: RewardModelSpec? = nil, dpo: DPOSpec? = nil,
+                    stage: Stage, context: RunContext, directory: URL) throws {
+        guard let model = context.pipeline.model(named: spec.base) else {
+            throw RunError.training(stage: stage.id, message: "base model `\(spec.base)` is not in `models:`")
+        }
+        let input: TrainingInput
+        switch kind {
+        case .sft:
+            let texts = try TrainingData.revisions(stage: spec.input, store: context.store)
+            if texts.isEmpty { throw RunError.missingInput(stage: stage.id, input: spec.input) }
+            input = .sft(texts)
+        case .rm, .dpo:
+            let (pairs, skipped) = try TrainingData.preferences(judge: spec.input, store: context.store)
+            if pairs.isEmpty {
+                if try context.store.outputs(stage: spec.input).isEmpty { throw RunError.missingInput(stage: stage.id, input: spec.input) }
+                throw RunError.training(stage: stage.id, message: "no usable preference pairs in `\(spec.input)` (\(skipped) below min_confidence or empty)")
+            }
+            if skipped > 0 { context.reporter?.message("\(stage.id): \(skipped) pairs below min_confidence or empty are left out") }
+            input = .preferences(pairs)
+        }
+        // Training needs the memory the generation models hold.
+        context.releaseBackends()
+        let (url, fingerprint) = try PipelineRunner.localModel(model, reporter: context.reporter)
+        let hfName: String
+        if case .catalog(let name) = model.source { hfName = TrainingJob.huggingFaceName(catalog: name) } else { hfName = url.lastPathComponent }
+        let system = context.pipeline.stages.lazy.compactMap { s -> String?? in
+            if case .generate(let g) = s.kind { return .some(g.system) } else { return nil }
+        }.first ?? nil
+        let job = TrainingJob(name: stage.id, kind: kind, spec: spec, rewardModel: rewardModel, dpo: dpo, modelURL: url,
+                              modelFingerprint: fingerprint, huggingFaceBase: hfName, promptStyle: model.effectivePromptStyle,
+                              system: system, seed: context.pipeline.seed, directory: directory.appendingPathComponent(stage.id))
+        let stop = context.stop
+        let outcome: TrainingOutcome
+        do {
+            outcome = try job.run(input, progress: { context.reporter?.message("\(stage.id): \($0)") }, stop: { stop.isRequested })
+        } catch TrainingError.interrupted(let step) {
+            context.reporter?.message("\(stage.id): stopped after step \(step); checkpoint saved, a rerun resumes from it")
+            throw RunError.interrupted(completedBatches: context.batchesDone)
+        }
+        let shown = outcome.eval.isEmpty ? outcome.train : outcome.eval
+        let keys = kind == .dpo ? ["rewards/accuracies", "rewards/margins", "loss"] : kind == .rm ? ["accuracy", "loss"] : ["loss", "perplexity"]
+        let text = keys.compactMap { k in shown[k].map { String(format: "%@ %.3f", k, $0) } }.joined(separator: ", ")
+        context.reporter?.message("\(stage.id): \(outcome.upToDate ? "up to date" : String(format: "trained in %.0f s", outcome.seconds)); "
+                                  + "\(outcome.trainExamples) train / \(outcome.evalExamples) held-out; "
+                                  + "\(outcome.eval.isEmpty ? "train" : "held-out") \(text)")
+        for w in outcome.warnings { context.reporter?.message("warning: \(stage.id): \(w)") }
+    }
+}
