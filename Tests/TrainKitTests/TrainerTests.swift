@@ -51,13 +51,19 @@ import TestSupport
         #expect(lines.last!.contains("\"split\":\"eval\""))
     }
 
-    @Test func dpoRaisesAccuracyAndMargin() throws {
+    /// A DPO trainer (β = 0.5) on a fresh tiny model, with the pairs' reference log-probabilities.
+    func dpoTrainer() throws -> (DPOTrainer, [PreferenceExample]) {
         let (_, m) = try model()
         var c = DPOConfig()
         c.beta = 0.5
         let dpo = DPOTrainer(model: m, config: c)
         var data = pairs
         dpo.precomputeReference(&data)
+        return (dpo, data)
+    }
+
+    @Test func dpoRaisesAccuracyAndMargin() throws {
+        let (dpo, data) = try dpoTrainer()
         let loop = TrainingLoop(config: config(steps: 10), objective: dpo, directory: directory(), fingerprint: "dpo")
         let before = loop.evaluate(data)
         #expect(before["rewards/margins"]! == 0 && before["rewards/accuracies"]! == 0)   // policy = reference at step 0
@@ -79,12 +85,7 @@ import TestSupport
 
     @Test func resumedRunEqualsUninterruptedRun() throws {
         func train(stopAfter: Int?, dir: URL) throws -> [Float] {
-            let (_, m) = try model()
-            var c = DPOConfig()
-            c.beta = 0.5
-            let dpo = DPOTrainer(model: m, config: c)
-            var data = pairs
-            dpo.precomputeReference(&data)
+            let (dpo, data) = try dpoTrainer()
             var tc = config(steps: 4)
             tc.checkpointEvery = 2
             tc.schedule = .linear

@@ -76,20 +76,7 @@ public final class Transformer: @unchecked Sendable {
             if let bias = w.qkvBias {
                 for r in 0..<rows { let q = qkv.row(r); for j in 0..<qkvWidth { q[j] += bias.data[j] } }
             }
-            if let qNorm = w.qNorm, let kNorm = w.kNorm {
-                for r in 0..<rows {
-                    let q = qkv.row(r)
-                    rmsnorm_forward(q, q, qNorm.data, rows: c.heads, dim: c.headDim, eps: c.normEps)
-                    rmsnorm_forward(q + c.qDim, q + c.qDim, kNorm.data, rows: c.kvHeads, dim: c.headDim, eps: c.normEps)
-                }
-            }
-            let rope = sliding == nil ? c.globalRoPE : c.localRoPE
-            positions.withUnsafeBufferPointer { p in
-                rope_forward(qkv.data, rows: rows, heads: c.heads, headDim: c.headDim, rowStride: qkvWidth,
-                             positions: p.baseAddress!, rope: rope)
-                rope_forward(qkv.data + c.qDim, rows: rows, heads: c.kvHeads, headDim: c.headDim, rowStride: qkvWidth,
-                             positions: p.baseAddress!, rope: rope)
-            }
+            Transformer.normalizeAndRotate(qkv.data, rows: rows, positions: positions, layer: w, config: c, sliding: sliding != nil)
             for (s, input) in inputs.enumerated() {
                 let cache = input.cache, n = input.tokens.count, start = cache.length
                 guard n > 0 else { continue }
@@ -127,6 +114,26 @@ public final class Transformer: @unchecked Sendable {
         for input in inputs { input.cache.advance(by: input.tokens.count) }
         rmsnorm_forward(x.data, x.data, weights.outputNorm.data, rows: rows, dim: c.hidden, eps: c.normEps)
         return x
+    }
+
+    /// QK-norm (Gemma 3) and RoPE of the Q and K columns of stacked Q|K|V rows (rows, qDim + 2·kvDim),
+    /// in place; row r sits at `positions[r]`. Shared by inference and training.
+    public static func normalizeAndRotate(_ qkv: UnsafeMutablePointer<Float>, rows: Int, positions: [Int32], layer w: LayerWeights,
+                                          config c: TransformerConfig, sliding: Bool) {
+        let width = c.qDim + 2 * c.kvDim
+        if let qNorm = w.qNorm, let kNorm = w.kNorm {
+            for r in 0..<rows {
+                let q = qkv + r * width
+                rmsnorm_forward(q, q, qNorm.data, rows: c.heads, dim: c.headDim, eps: c.normEps)
+                rmsnorm_forward(q + c.qDim, q + c.qDim, kNorm.data, rows: c.kvHeads, dim: c.headDim, eps: c.normEps)
+            }
+        }
+        let rope = sliding ? c.localRoPE : c.globalRoPE
+        positions.withUnsafeBufferPointer { p in
+            rope_forward(qkv, rows: rows, heads: c.heads, headDim: c.headDim, rowStride: width, positions: p.baseAddress!, rope: rope)
+            rope_forward(qkv + c.qDim, rows: rows, heads: c.kvHeads, headDim: c.headDim, rowStride: width,
+                         positions: p.baseAddress!, rope: rope)
+        }
     }
 
     private func addInPlace(_ a: UnsafeMutablePointer<Float>, _ b: UnsafePointer<Float>, count: Int) {

@@ -185,10 +185,17 @@ public final class TrainingLoop<Objective: TrainingObjective> {
                 tensors.append(("adam_v." + p.name, Tensor(shape: p.value.shape, values: s.v)))
             }
         }
-        try Safetensors.write(tensors, to: dir.appendingPathComponent("state.safetensors"))
-        let state: [String: Any] = ["step": step, "adam_step": adamStep, "fingerprint": fingerprint]
+        // The tensors go to a file named by step; state.json (written atomically after it) says which
+        // file is current, so a kill between the two writes leaves the previous checkpoint intact.
+        let file = "state-\(step).safetensors"
+        try Safetensors.write(tensors, to: dir.appendingPathComponent(file))
+        let state: [String: Any] = ["step": step, "adam_step": adamStep, "fingerprint": fingerprint, "file": file]
         let json = try JSONSerialization.data(withJSONObject: state, options: [.sortedKeys])
         try json.write(to: dir.appendingPathComponent("state.json"), options: .atomic)
+        for old in (try? FileManager.default.contentsOfDirectory(atPath: dir.path)) ?? []
+        where old.hasPrefix("state-") && old.hasSuffix(".safetensors") && old != file {
+            try? FileManager.default.removeItem(at: dir.appendingPathComponent(old))
+        }
     }
 
     /// Restores the last checkpoint made for this fingerprint; returns its step (0 for none).
@@ -197,8 +204,8 @@ public final class TrainingLoop<Objective: TrainingObjective> {
         guard let data = try? Data(contentsOf: dir.appendingPathComponent("state.json")),
               let state = try? JSONSerialization.jsonObject(with: data) as? [String: Any],
               state["fingerprint"] as? String == fingerprint, let step = state["step"] as? Int,
-              let adamStep = state["adam_step"] as? Int else { return 0 }
-        let file = try Safetensors.read(dir.appendingPathComponent("state.safetensors"))
+              let adamStep = state["adam_step"] as? Int, let name = state["file"] as? String else { return 0 }
+        let file = try Safetensors.read(dir.appendingPathComponent(name))
         for (p, adam) in zip(objective.parameters, optimisers) {
             try file.load(p.name, into: p.value)
             if let m = file.tensors["adam_m." + p.name], let v = file.tensors["adam_v." + p.name] {

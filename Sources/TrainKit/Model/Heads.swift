@@ -18,24 +18,32 @@ public struct TokenLogProbHead {
 
     /// log p(targets[i]) at `rows[i]` of `hidden` (T, hidden).
     public func logProbs(_ hidden: Tensor, rows: [Int], targets: [Int32]) -> [Float] {
+        forward(hidden, rows: rows, targets: targets).logProbs
+    }
+
+    /// log p(targets[i]) and logsumexp(z) at each selected row (the latter saves the backward a pass).
+    public func forward(_ hidden: Tensor, rows: [Int], targets: [Int32]) -> (logProbs: [Float], logSumExp: [Float]) {
         precondition(rows.count == targets.count)
-        var out = [Float](repeating: 0, count: rows.count)
+        var out = [Float](repeating: 0, count: rows.count), lses = out
         forEachChunk(hidden, rows: rows) { start, count, logits in
             for i in 0..<count {
                 let z = logits + i * vocab
-                out[start + i] = z[Int(targets[start + i])] - logSumExp(z)
+                lses[start + i] = logSumExp(z)
+                out[start + i] = z[Int(targets[start + i])] - lses[start + i]
             }
         }
-        return out
+        return (out, lses)
     }
 
-    /// Adds dL/d(hidden) into `dHidden` (T, hidden) for the given per-row weights g = dL/d log p.
-    public func backward(_ hidden: Tensor, rows: [Int], targets: [Int32], weights: [Float], into dHidden: Tensor) {
+    /// Adds dL/d(hidden) into `dHidden` (T, hidden) for the given per-row weights g = dL/d log p;
+    /// `logSumExp` from `forward` skips recomputing it.
+    public func backward(_ hidden: Tensor, rows: [Int], targets: [Int32], weights: [Float], logSumExp known: [Float]? = nil,
+                         into dHidden: Tensor) {
         let dRows = Tensor(shape: [chunkRows, width], zeroed: false)
         forEachChunk(hidden, rows: rows) { start, count, logits in
             for i in 0..<count {
                 let z = logits + i * vocab, g = weights[start + i]
-                let lse = logSumExp(z)
+                let lse = known?[start + i] ?? logSumExp(z)
                 for j in 0..<vocab { z[j] = -g * expf(z[j] - lse) }
                 z[Int(targets[start + i])] += g
             }
@@ -65,9 +73,9 @@ public struct TokenLogProbHead {
     private func logSumExp(_ z: UnsafePointer<Float>) -> Float {
         var m = -Float.infinity
         for j in 0..<vocab where z[j] > m { m = z[j] }
-        var sum: Float = 0
-        for j in 0..<vocab { sum += expf(z[j] - m) }
-        return m + logf(sum)
+        var sum: Double = 0
+        for j in 0..<vocab { sum += Double(expf(z[j] - m)) }
+        return m + Float(log(sum))
     }
 }
 

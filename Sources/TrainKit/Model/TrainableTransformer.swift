@@ -96,21 +96,8 @@ public final class TrainableTransformer {
                     la.lora[t] = m.forward(h.data, rows: rows, into: qkv.data + t.fusedOffset(c), ldy: qkvWidth, training: training)
                 }
             }
-            if let qNorm = lw.qNorm, let kNorm = lw.kNorm {
-                if keep { la.qkvRaw = copy(qkv) }
-                for i in 0..<rows {
-                    let q = qkv.row(i)
-                    rmsnorm_forward(q, q, qNorm.data, rows: c.heads, dim: c.headDim, eps: c.normEps)
-                    rmsnorm_forward(q + c.qDim, q + c.qDim, kNorm.data, rows: c.kvHeads, dim: c.headDim, eps: c.normEps)
-                }
-            }
-            let rope = sliding == nil ? c.globalRoPE : c.localRoPE
-            positions.withUnsafeBufferPointer { p in
-                rope_forward(qkv.data, rows: rows, heads: c.heads, headDim: c.headDim, rowStride: qkvWidth,
-                             positions: p.baseAddress!, rope: rope)
-                rope_forward(qkv.data + c.qDim, rows: rows, heads: c.kvHeads, headDim: c.headDim, rowStride: qkvWidth,
-                             positions: p.baseAddress!, rope: rope)
-            }
+            if keep && lw.qNorm != nil { la.qkvRaw = copy(qkv) }
+            Transformer.normalizeAndRotate(qkv.data, rows: rows, positions: positions, layer: lw, config: c, sliding: sliding != nil)
             let attn = Tensor(shape: [rows, c.qDim], zeroed: false)
             for (s, seq) in sequences.enumerated() where !seq.isEmpty {
                 let q = qkv.row(offsets[s])
@@ -119,14 +106,7 @@ public final class TrainableTransformer {
                                   nNew: seq.count, nCtx: seq.count, heads: c.heads, kvHeads: c.kvHeads, headDim: c.headDim,
                                   scale: c.attentionScale, window: sliding, scratch: scratch.data)
             }
-            let proj = Tensor(shape: [rows, c.hidden], zeroed: false)
-            GEMM.matmulTransposedB(attn.data, lw.output.data, proj.data, m: rows, n: c.hidden, k: c.qDim)
-            if let m = lora[.o] { la.lora[.o] = m.forward(attn.data, rows: rows, into: proj.data, ldy: c.hidden, training: training) }
-            if let post = lw.postAttnNorm {
-                if keep { la.attnProj = copy(proj) }
-                rmsnorm_forward(proj.data, proj.data, post.data, rows: rows, dim: c.hidden, eps: c.normEps)
-            }
-            add(x.data, proj.data, rows * c.hidden)
+            la.attnProj = sublayerOutput(attn, lw.output, lora: lora[.o], post: lw.postAttnNorm, into: x, saved: &la.lora[.o], keep: keep)
             if keep { la.xMid = copy(x) }
 
             // MLP sublayer: down(act(gate·h) ⊙ (up·h)).
@@ -138,14 +118,8 @@ public final class TrainableTransformer {
                     la.lora[t] = m.forward(h.data, rows: rows, into: gateUp.data + t.fusedOffset(c), ldy: 2 * c.ffn, training: training)
                 }
             }
-            let act = activation(gateUp, rows: rows)
-            GEMM.matmulTransposedB(act.data, lw.down.data, proj.data, m: rows, n: c.hidden, k: c.ffn)
-            if let m = lora[.down] { la.lora[.down] = m.forward(act.data, rows: rows, into: proj.data, ldy: c.hidden, training: training) }
-            if let post = lw.postFFNNorm {
-                if keep { la.mlpProj = copy(proj) }
-                rmsnorm_forward(proj.data, proj.data, post.data, rows: rows, dim: c.hidden, eps: c.normEps)
-            }
-            add(x.data, proj.data, rows * c.hidden)
+            la.mlpProj = sublayerOutput(activation(gateUp, rows: rows), lw.down, lora: lora[.down], post: lw.postFFNNorm, into: x,
+                                        saved: &la.lora[.down], keep: keep)
             if keep {
                 la.qkv = qkv
                 la.attn = attn
@@ -253,6 +227,23 @@ public final class TrainableTransformer {
         // x₀ = scale · E[token]: dL/dE[token] += scale · dx (see `embedding_backward`).
         withExtendedLifetime((scratch, dSub, dh, h, dGateUp, dAct, dAttn, dqkv)) {}
         return dx
+    }
+
+    /// A sublayer's output projection y = input·Wᵀ (+ LoRA), its post-norm (Gemma), and the residual
+    /// add x += y. Returns y before the post-norm when `keep` and there is a post-norm (its backward needs it).
+    private func sublayerOutput(_ input: Tensor, _ weight: Tensor, lora: LoRAModule?, post: Tensor?, into x: Tensor,
+                                saved: inout LoRAModule.Saved?, keep: Bool) -> Tensor? {
+        let c = config, rows = input.rows
+        let proj = Tensor(shape: [rows, c.hidden], zeroed: false)
+        GEMM.matmulTransposedB(input.data, weight.data, proj.data, m: rows, n: c.hidden, k: input.columns)
+        if let lora { saved = lora.forward(input.data, rows: rows, into: proj.data, ldy: c.hidden, training: training) }
+        var beforeNorm: Tensor?
+        if let post {
+            if keep { beforeNorm = copy(proj) }
+            rmsnorm_forward(proj.data, proj.data, post.data, rows: rows, dim: c.hidden, eps: c.normEps)
+        }
+        add(x.data, proj.data, rows * c.hidden)
+        return beforeNorm
     }
 
     private func activation(_ gateUp: Tensor, rows: Int) -> Tensor {

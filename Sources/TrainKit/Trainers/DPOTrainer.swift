@@ -34,7 +34,7 @@ public final class DPOTrainer: TrainingObjective {
     public func tokenCount(_ e: PreferenceExample) -> Int { 2 * e.prompt.count + e.chosen.count + e.rejected.count }
 
     /// Sequences, scored rows and targets of a batch: chosen then rejected for each pair.
-    func layout(_ batch: [PreferenceExample]) -> (sequences: [[Int32]], rows: [[Int]], targets: [[Int32]]) {
+    public func layout(_ batch: [PreferenceExample]) -> (sequences: [[Int32]], rows: [[Int]], targets: [[Int32]]) {
         var sequences: [[Int32]] = [], rows: [[Int]] = [], targets: [[Int32]] = []
         var offset = 0
         for e in batch {
@@ -49,8 +49,13 @@ public final class DPOTrainer: TrainingObjective {
     }
 
     /// Summed (IPO: per-token mean, as TRL feeds IPO) response log-probabilities per sequence.
-    func sequenceLogProbs(_ hidden: Tensor, rows: [[Int]], targets: [[Int32]]) -> [Double] {
-        let flat = head.logProbs(hidden, rows: rows.flatMap { $0 }, targets: targets.flatMap { $0 })
+    public func sequenceLogProbs(_ hidden: Tensor, rows: [[Int]], targets: [[Int32]]) -> [Double] {
+        sequenceLogProbs(hidden, rows: rows, targets: targets, logSumExp: nil)
+    }
+
+    func sequenceLogProbs(_ hidden: Tensor, rows: [[Int]], targets: [[Int32]], logSumExp: UnsafeMutablePointer<[Float]>?) -> [Double] {
+        let (flat, lse) = head.forward(hidden, rows: rows.flatMap { $0 }, targets: targets.flatMap { $0 })
+        logSumExp?.pointee = lse
         var out: [Double] = [], i = 0
         for r in rows {
             let sum = flat[i..<(i + r.count)].reduce(0.0) { $0 + Double($1) }
@@ -87,7 +92,8 @@ public final class DPOTrainer: TrainingObjective {
         model.training = true
         let (sequences, rows, targets) = layout(batch)
         let acts = model.forward(sequences)
-        let lp = sequenceLogProbs(acts.hidden, rows: rows, targets: targets)
+        var lse: [Float] = []
+        let lp = sequenceLogProbs(acts.hidden, rows: rows, targets: targets, logSumExp: &lse)
         var weights: [Float] = []
         var losses: [PairLoss] = []
         for (i, e) in batch.enumerated() {
@@ -101,7 +107,8 @@ public final class DPOTrainer: TrainingObjective {
             }
         }
         let dHidden = Tensor(shape: [acts.rows, model.config.hidden])
-        head.backward(acts.hidden, rows: rows.flatMap { $0 }, targets: targets.flatMap { $0 }, weights: weights, into: dHidden)
+        head.backward(acts.hidden, rows: rows.flatMap { $0 }, targets: targets.flatMap { $0 }, weights: weights, logSumExp: lse,
+                      into: dHidden)
         model.backward(acts, dHidden: dHidden)
         return metrics(batch, lp, losses)
     }

@@ -41,11 +41,12 @@ public final class SFTTrainer: TrainingObjective {
         model.training = true
         let (sequences, rows, targets) = layout(batch)
         let acts = model.forward(sequences)
-        let logProbs = head.logProbs(acts.hidden, rows: rows, targets: targets)
+        let (logProbs, lse) = head.forward(acts.hidden, rows: rows, targets: targets)
         let dHidden = Tensor(shape: [acts.rows, model.config.hidden])
         // L = −(1/N) Σ log p(t): dL/dlog p = −1/N per token.
         let g = -weight / Float(max(rows.count, 1))
-        head.backward(acts.hidden, rows: rows, targets: targets, weights: [Float](repeating: g, count: rows.count), into: dHidden)
+        head.backward(acts.hidden, rows: rows, targets: targets, weights: [Float](repeating: g, count: rows.count), logSumExp: lse,
+                      into: dHidden)
         model.backward(acts, dHidden: dHidden)
         return metrics(logProbs)
     }
