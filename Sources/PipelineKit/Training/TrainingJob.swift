@@ -119,8 +119,10 @@ extension TrainingJob {
         var fields = [kind.rawValue, "\(spec)", "\(String(describing: rewardModel))", "\(String(describing: dpo))",
                       modelFingerprint, promptStyle.rawValue, system ?? "", "\(seed)"]
         func split<T>(_ items: [T], id: (T) -> String) -> (train: [T], eval: [T]) {
-            let eval = items.filter { Exporter.isTest(record: id($0), seed: seed, fraction: spec.evalFraction) }
-            let train = items.filter { !Exporter.isTest(record: id($0), seed: seed, fraction: spec.evalFraction) }
+            var train: [T] = [], eval: [T] = []
+            for item in items {
+                if Exporter.isTest(record: id(item), seed: seed, fraction: spec.evalFraction) { eval.append(item) } else { train.append(item) }
+            }
             return (train, eval)
         }
         let outcome: (eval: [String: Double], train: [String: Double])

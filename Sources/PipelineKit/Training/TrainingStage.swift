@@ -31,9 +31,11 @@ enum TrainingStage {
         let (url, fingerprint) = try PipelineRunner.localModel(model, reporter: context.reporter)
         let hfName: String
         if case .catalog(let name) = model.source { hfName = TrainingJob.huggingFaceName(catalog: name) } else { hfName = url.lastPathComponent }
-        let system = context.pipeline.stages.lazy.compactMap { s -> String?? in
-            if case .generate(let g) = s.kind { return .some(g.system) } else { return nil }
-        }.first ?? nil
+        // The policy is trained on the prompts it generated from: the first generate stage's system text.
+        let generation = context.pipeline.stages.lazy.compactMap { s -> GenerateSpec? in
+            if case .generate(let g) = s.kind { return g } else { return nil }
+        }.first
+        let system = generation?.system
         let job = TrainingJob(name: stage.id, kind: kind, spec: spec, rewardModel: rewardModel, dpo: dpo, modelURL: url,
                               modelFingerprint: fingerprint, huggingFaceBase: hfName, promptStyle: model.effectivePromptStyle,
                               system: system, seed: context.pipeline.seed, directory: directory.appendingPathComponent(stage.id))

@@ -48,21 +48,17 @@ public final class DPOTrainer: TrainingObjective {
         return (sequences, rows, targets)
     }
 
-    /// Summed (IPO: per-token mean, as TRL feeds IPO) response log-probabilities per sequence.
-    public func sequenceLogProbs(_ hidden: Tensor, rows: [[Int]], targets: [[Int32]]) -> [Double] {
-        sequenceLogProbs(hidden, rows: rows, targets: targets, logSumExp: nil)
-    }
-
-    func sequenceLogProbs(_ hidden: Tensor, rows: [[Int]], targets: [[Int32]], logSumExp: UnsafeMutablePointer<[Float]>?) -> [Double] {
+    /// Summed (IPO: per-token mean, as TRL feeds IPO) response log-probabilities per sequence, and the
+    /// per-row logsumexp the LM-head backward pass reuses.
+    public func sequenceLogProbs(_ hidden: Tensor, rows: [[Int]], targets: [[Int32]]) -> (perSequence: [Double], logSumExp: [Float]) {
         let (flat, lse) = head.forward(hidden, rows: rows.flatMap { $0 }, targets: targets.flatMap { $0 })
-        logSumExp?.pointee = lse
         var out: [Double] = [], i = 0
         for r in rows {
             let sum = flat[i..<(i + r.count)].reduce(0.0) { $0 + Double($1) }
             out.append(config.loss == .ipo ? sum / Double(max(r.count, 1)) : sum)
             i += r.count
         }
-        return out
+        return (out, lse)
     }
 
     /// Fills the reference log-probabilities with the base model (adapter off), a few pairs per pass.
@@ -72,7 +68,7 @@ public final class DPOTrainer: TrainingObjective {
             let batch = Array(examples[start..<min(examples.count, start + batchSize)])
             let (sequences, rows, targets) = layout(batch)
             let acts = reference.forward(sequences, keep: false)
-            let lp = sequenceLogProbs(acts.hidden, rows: rows, targets: targets)
+            let lp = sequenceLogProbs(acts.hidden, rows: rows, targets: targets).perSequence
             for i in 0..<batch.count {
                 examples[start + i].referenceChosen = lp[2 * i]
                 examples[start + i].referenceRejected = lp[2 * i + 1]
@@ -92,8 +88,7 @@ public final class DPOTrainer: TrainingObjective {
         model.training = true
         let (sequences, rows, targets) = layout(batch)
         let acts = model.forward(sequences)
-        var lse: [Float] = []
-        let lp = sequenceLogProbs(acts.hidden, rows: rows, targets: targets, logSumExp: &lse)
+        let (lp, lse) = sequenceLogProbs(acts.hidden, rows: rows, targets: targets)
         var weights: [Float] = []
         var losses: [PairLoss] = []
         for (i, e) in batch.enumerated() {
@@ -118,7 +113,7 @@ public final class DPOTrainer: TrainingObjective {
         defer { model.training = true }
         let (sequences, rows, targets) = layout(batch)
         let acts = model.forward(sequences, keep: false)
-        let lp = sequenceLogProbs(acts.hidden, rows: rows, targets: targets)
+        let lp = sequenceLogProbs(acts.hidden, rows: rows, targets: targets).perSequence
         let losses = batch.enumerated().map { i, e in loss(e, chosen: lp[2 * i], rejected: lp[2 * i + 1]) }
         return metrics(batch, lp, losses)
     }
