@@ -37,5 +37,12 @@ public final class Tensor: @unchecked Sendable {
         set { precondition(index >= 0 && index < count); data[index] = newValue }
     }
 
+    /// A new tensor with the same shape and values.
+    public func copy() -> Tensor {
+        let out = Tensor(shape: shape, zeroed: false)
+        out.data.update(from: data, count: max(count, 1))
+        return out
+    }
+
     public var array: [Float] { Array(UnsafeBufferPointer(start: data, count: count)) }
 }

@@ -4,26 +4,29 @@ import ModelKit
 import PipelineKit
 import TrainKit
 
-extension TrainerKind: ExpressibleByArgument {}
+/// The trainers `precept train` runs.
+enum TrainCommandKind: String, ExpressibleByArgument, CaseIterable { case sft, rm, dpo, ppo }
 
 extension Precept {
     struct Train: ParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Train a LoRA adapter with SFT, a reward model, or DPO on a JSONL dataset.",
+            abstract: "Train a LoRA adapter with SFT, a reward model, DPO, or PPO/RLOO against a reward model.",
             discussion: """
-                The config file holds the keys of the matching pipeline stage (see docs/training.md). \
-                Writes metrics.jsonl, adapter/ (PEFT), merged.gguf (sft, dpo), summary.json into --output. \
+                The config file holds the keys of the matching pipeline stage (see docs/training.md and docs/rl.md). \
+                Writes metrics.jsonl, adapter/ (PEFT), merged.gguf (sft, dpo, ppo), summary.json into --output. \
+                For ppo, --data is a prompts JSONL (`prompt`, optional `id`) and the config names `reward_model`. \
                 Ctrl-C saves a checkpoint; the same command resumes from it.
                 """)
 
-        @Argument(help: "sft, rm or dpo.") var trainer: TrainerKind
+        @Argument(help: "sft, rm, dpo or ppo (ppo also runs RLOO: `algorithm: rloo`).") var trainer: TrainCommandKind
         @Option(help: "Training configuration (YAML).") var config: String
-        @Option(help: "Training data (JSONL): prompt/completion or messages for sft; prompt/chosen/rejected for rm and dpo.")
+        @Option(help: "Training data (JSONL): prompt/completion or messages for sft; prompt/chosen/rejected for rm and dpo; prompt for ppo.")
         var data: String
         @Option(help: "Output directory (default: outputs/train-<trainer>).") var output: String?
 
         func run() throws {
             try running {
+                guard let trainer = TrainerKind(rawValue: self.trainer.rawValue) else { return try runPPO() }
                 let file = try TrainingConfigFile.load(path: config, kind: trainer)
                 let input: TrainingInput = trainer == .sft ? .sft(try TrainingData.readSFT(path: data))
                     : .preferences(try TrainingData.readPreferences(path: data))
@@ -55,6 +58,36 @@ extension Precept {
                 for w in outcome.warnings { print("warning: \(w)") }
                 print("outputs: \(directory.path)")
             }
+        }
+
+        func runPPO() throws {
+            let file = try PPOConfigFile.load(path: config)
+            let hasIDs = (try? String(contentsOfFile: data, encoding: .utf8))?.split(separator: "\n").first?.contains("\"id\"") ?? false
+            let prompts = try PromptFile.read(path: data, field: "prompt", idField: hasIDs ? "id" : nil).map { (id: $0.id, text: $0.text) }
+            let reporter = TerminalReporter()
+            let (url, fingerprint) = try PipelineRunner.localModel(file.model, reporter: reporter)
+            var hfName = url.lastPathComponent
+            if case .catalog(let name) = file.model.source { hfName = TrainingJob.huggingFaceName(catalog: name) }
+            let directory = URL(fileURLWithPath: output ?? "outputs/train-\(file.spec.algorithm.rawValue)")
+            let job = PPOJob(name: "train-\(file.spec.algorithm.rawValue)", spec: file.spec, modelURL: url, modelFingerprint: fingerprint,
+                             huggingFaceBase: hfName, promptStyle: file.model.effectivePromptStyle, system: file.system,
+                             rewardModel: file.rewardModel, seed: file.seed, directory: directory, prompts: prompts)
+            let stop = StopFlag()
+            let signals = installInterruptHandler(stop)
+            defer { withExtendedLifetime(signals) {} }
+            let outcome: TrainingOutcome
+            do {
+                outcome = try job.run(progress: { reporter.message($0) }, stop: { stop.isRequested })
+            } catch TrainingError.interrupted(let step) {
+                note("interrupted after step \(step); checkpoint saved in \(directory.path)/checkpoint, rerun to resume")
+                throw ExitCode(interruptedStatus)
+            }
+            let keys = ["objective/scores", "objective/kl", "objective/rlhf_reward", "objective/entropy", "policy/clipfrac", "loss/policy",
+                        "loss/value", "response_length"]
+            print("\(outcome.upToDate ? "up to date" : String(format: "trained in %.0f s", outcome.seconds)): \(prompts.count) prompts")
+            print("last step: " + keys.compactMap { k in outcome.train[k].map { String(format: "%@ %.4f", k, $0) } }.joined(separator: ", "))
+            for w in outcome.warnings { print("warning: \(w)") }
+            print("outputs: \(directory.path)")
         }
     }
 

@@ -19,6 +19,8 @@ public struct Generation: Sendable, Equatable {
     public var text: String
     public var finishReason: FinishReason
     public var promptTokens: Int
+    /// The end-of-sequence or end-of-turn token that ended it (finish reason `eos`).
+    public var stopToken: Int32? = nil
 }
 
 /// A prompt to continue, optionally from a cache that already holds a prefix of it.
@@ -71,6 +73,7 @@ public struct Generator {
         var tokens = [[Int32]](repeating: [], count: requests.count)
         var texts = [String](repeating: "", count: requests.count)
         var finish = [FinishReason?](repeating: nil, count: requests.count)
+        var stopped = [Int32?](repeating: nil, count: requests.count)
         // Text already streamed (held back while it might be the start of a stop string).
         var emitted = [Int](repeating: 0, count: requests.count)
 
@@ -92,6 +95,7 @@ public struct Generator {
                     let parameters = requests[s].parameters
                     if stopTokens.contains(next) && !parameters.ignoreEOS {
                         finish[s] = .endOfSequence
+                        stopped[s] = next
                         texts[s] += decoders[s].flush()
                     } else {
                         tokens[s].append(next)
@@ -118,7 +122,8 @@ public struct Generator {
             }
         }
         return (0..<requests.count).map {
-            Generation(tokens: tokens[$0], text: texts[$0], finishReason: finish[$0]!, promptTokens: requests[$0].prompt.count)
+            Generation(tokens: tokens[$0], text: texts[$0], finishReason: finish[$0]!, promptTokens: requests[$0].prompt.count,
+                       stopToken: stopped[$0])
         }
     }
 

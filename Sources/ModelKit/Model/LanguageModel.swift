@@ -24,6 +24,18 @@ public final class LanguageModel: @unchecked Sendable {
         chatTemplate = ChatTemplate.detect(file: file)
     }
 
+    /// The same model (file, tokenizer, LM head) running on other transformer weights, e.g. with
+    /// a LoRA adapter merged in memory for sampling during RL training.
+    public init(_ other: LanguageModel, weights: TransformerWeights) {
+        path = other.path
+        file = other.file
+        config = other.config
+        transformer = Transformer(config: other.config, weights: weights)
+        tokenizer = other.tokenizer
+        head = other.head
+        chatTemplate = other.chatTemplate
+    }
+
     /// Token ids of a conversation in the model's chat format (BOS as its metadata says).
     public func encodeChat(_ messages: [ChatMessage], addGenerationPrompt: Bool = true) -> [Int32]? {
         guard let chatTemplate else { return nil }

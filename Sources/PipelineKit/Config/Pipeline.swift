@@ -40,6 +40,13 @@ public struct ModelSpec: Sendable, Equatable {
     public var promptStyle: PromptStyle?
     public var location: SourceLocation
 
+    public init(name: String, source: ModelSource, promptStyle: PromptStyle?, location: SourceLocation) {
+        self.name = name
+        self.source = source
+        self.promptStyle = promptStyle
+        self.location = location
+    }
+
     /// `completion` for base models, `chat` for instruction-tuned and remote ones; the judge
     /// prompt is a completion transcript regardless (DESIGN.md § Prompting a base model).
     public var effectivePromptStyle: PromptStyle {

@@ -51,6 +51,7 @@ public enum HTMLReport {
             html += "<section><h2>Judge labels (\(escape(judge.id)))</h2><ul>"
                 + diagnostics.text.map { "<li>\(escape($0))</li>" }.joined() + "</ul></section>\n"
         }
+        html += TrainingSection.render(view)
         html += records(view, chains: chains, probabilities: try view.revisionProbabilities())
         html += "<script>\(script)</script>\n</body></html>\n"
         return html
@@ -135,6 +136,7 @@ public enum HTMLReport {
     .grid{display:grid;grid-template-columns:1fr 1fr 1fr;gap:.8em}.grid p,.prompt p{white-space:pre-wrap;margin:.2em 0}
     h4{margin:.2em 0;font-size:.85em;text-transform:uppercase;color:#555}.req{color:#666;font-style:italic}
     del{background:#fdd;color:#900}ins{background:#dfd;color:#060;text-decoration:none}.flags{color:#b00}
+    .curves{display:flex;flex-wrap:wrap;gap:.6em}.curve{margin:0}.curve figcaption{font-size:.85em;color:#444}
     .controls{position:sticky;top:0;background:#fff;padding:.4em 0;border-bottom:1px solid #eee}.note{color:#555}
     """
 

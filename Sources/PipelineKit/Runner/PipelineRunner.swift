@@ -116,8 +116,10 @@ public final class PipelineRunner {
                 try TrainingStage.run(.rm, spec: spec.training, rewardModel: spec, stage: stage, context: context, directory: directory)
             case .dpo(let spec):
                 try TrainingStage.run(.dpo, spec: spec.training, dpo: spec, stage: stage, context: context, directory: directory)
-            default:
-                throw RunError.unsupportedStage(id: stage.id, kind: stage.kind.keyword)
+            case .ppo(let spec):
+                try TrainingStage.runPPO(spec, stage: stage, context: context, directory: directory)
+            case .evaluate(let spec):
+                try EvaluateStage.run(spec, stage: stage, context: context, directory: directory)
             }
             let rows = try store.outputs(stage: stage.id)
             var flagged: [String: Int] = [:]

@@ -94,7 +94,15 @@ public final class RunContext {
         return b
     }
 
-    /// Executed and cached calls so far, over all models.
+    /// The cached backend of a model that is not in `models:` (e.g. a trained stage's merged
+    /// GGUF), keyed by its name.
+    public func backend(spec: ModelSpec) throws -> CachedBackend {
+        if let b = backends[spec.name] { return b }
+        let b = CachedBackend(name: spec.name, backend: try backendFactory(spec), cache: cache)
+        backends[spec.name] = b
+        return b
+    }
+
     /// Counts of backends already released (`releaseBackends`).
     private var releasedCounts = (executed: 0, cached: 0, tokens: 0)
 

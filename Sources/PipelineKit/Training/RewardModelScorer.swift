@@ -9,6 +9,9 @@ public final class RewardModelScorer {
     public let network: TrainableTransformer
     public let head: RewardHead
     public let tokenizer: TrainingTokenizer
+    public let directory: URL
+    /// The fingerprint of the training run that made it (from summary.json).
+    public let fingerprint: String
 
     /// One row to score: a single response, or a chosen/rejected pair.
     public struct Row: Sendable {
@@ -17,14 +20,22 @@ public final class RewardModelScorer {
         public var responses: [String]
     }
 
-    public init(directory: URL) throws {
+    /// `sharing`: an already loaded model, used instead of loading the base again when it is
+    /// the reward model's base file.
+    public init(directory: URL, sharing: LanguageModel? = nil) throws {
         let url = directory.appendingPathComponent("training.json")
         guard let data = try? Data(contentsOf: url),
               let info = try? JSONSerialization.jsonObject(with: data) as? [String: Any],
               let path = info["base_model_path"] as? String, info["trainer"] as? String == "rm" else {
             throw TrainingDataError.cannotRead(path: url.path, reason: "not a reward model directory (expected training.json from a reward_model stage or `precept train rm`)")
         }
-        model = try LanguageModel(path: path)
+        if let sharing, URL(fileURLWithPath: sharing.path).standardizedFileURL == URL(fileURLWithPath: path).standardizedFileURL {
+            model = sharing
+        } else {
+            model = try LanguageModel(path: path)
+        }
+        fingerprint = (try? JSONSerialization.jsonObject(with: Data(contentsOf: directory.appendingPathComponent("summary.json"))) as? [String: Any])?["fingerprint"] as? String ?? ""
+        self.directory = directory
         let (adapter, head) = try PEFTAdapter.load(directory.appendingPathComponent("adapter"), model: model.config)
         guard let head else {
             throw TrainingDataError.cannotRead(path: directory.appendingPathComponent("adapter").path, reason: "the adapter has no score head")

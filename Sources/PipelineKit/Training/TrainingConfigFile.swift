@@ -66,3 +66,47 @@ public struct TrainingConfigFile: Sendable {
         return config
     }
 }
+
+/// The configuration file of `precept train ppo`: the keys of a `ppo` stage, with `base` (a
+/// catalog name or a `.gguf` path) instead of `policy` and `reward_model` a directory written by
+/// a reward_model stage or `precept train rm` (relative to the file), plus `version`,
+/// `prompt_style`, `system` and `seed`.
+public struct PPOConfigFile: Sendable {
+    public var spec: PPOSpec
+    public var model: ModelSpec
+    public var rewardModel: URL
+    public var system: String?
+    public var seed: UInt64
+
+    public static func load(path: String) throws -> PPOConfigFile {
+        let root = try YAMLDocument.load(path: path)
+        let reader = NodeReader(node: root, path: "", file: path)
+        let m = try reader.mapping(allowed: TrainingConfigFile.commonKeys + ["base"] + PPOSpec.keys.filter { $0 != "policy" })
+        if let v = m["version"], try v.int() != 1 { throw v.invalid("only version 1 exists") }
+        let directory = URL(fileURLWithPath: path).deletingLastPathComponent()
+        let rmReader = try m.require("reward_model")
+        let rmPath = try rmReader.text()
+        let rm = rmPath.hasPrefix("/") ? URL(fileURLWithPath: rmPath) : directory.appendingPathComponent(rmPath)
+        guard FileManager.default.fileExists(atPath: rm.appendingPathComponent("training.json").path) else {
+            throw rmReader.invalid("no reward model at \(rm.path) (expected the directory of a reward_model stage or `precept train rm`)")
+        }
+        let baseReader = try m.require("base")
+        let base = try baseReader.text()
+        let source: ModelSource
+        if base.hasSuffix(".gguf") {
+            let url = base.hasPrefix("/") ? URL(fileURLWithPath: base) : directory.appendingPathComponent(base)
+            guard FileManager.default.fileExists(atPath: url.path) else { throw baseReader.invalid("no file at \(url.path)") }
+            source = .file(url.standardizedFileURL.path)
+        } else {
+            guard ModelCatalog.entry(named: base) != nil else {
+                throw baseReader.invalid("`\(base)` is neither a catalog model (\(ModelCatalog.entries.map(\.name).joined(separator: ", "))) nor a .gguf path")
+            }
+            source = .catalog(base)
+        }
+        let spec = try PPOSpec.decode(m, policy: "base", rewardModel: rm.path)
+        let model = ModelSpec(name: "base", source: source, promptStyle: try m["prompt_style"]?.oneOf(PromptStyle.self),
+                              location: baseReader.location)
+        return PPOConfigFile(spec: spec, model: model, rewardModel: rm.standardizedFileURL, system: try m["system"]?.text(),
+                             seed: UInt64(try m["seed"]?.int(in: 0...Int(Int32.max)) ?? 1234))
+    }
+}

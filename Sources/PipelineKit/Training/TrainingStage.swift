@@ -56,3 +56,48 @@ enum TrainingStage {
         for w in outcome.warnings { context.reporter?.message("warning: \(stage.id): \(w)") }
     }
 }
+
+extension TrainingStage {
+    /// The ppo stage: PPO or RLOO on the pipeline's prompts against a reward model trained by an
+    /// earlier `reward_model` stage (or a reward model directory).
+    static func runPPO(_ spec: PPOSpec, stage: Stage, context: RunContext, directory: URL) throws {
+        guard let model = context.pipeline.model(named: spec.policy) else {
+            throw RunError.training(stage: stage.id, message: "policy model `\(spec.policy)` is not in `models:`")
+        }
+        let rewardModel: URL
+        if case .rewardModel? = context.pipeline.stage(id: spec.rewardModel)?.kind {
+            rewardModel = directory.appendingPathComponent(spec.rewardModel)
+        } else {
+            rewardModel = URL(fileURLWithPath: spec.rewardModel, relativeTo: URL(fileURLWithPath: context.pipeline.file).deletingLastPathComponent())
+        }
+        guard FileManager.default.fileExists(atPath: rewardModel.appendingPathComponent("adapter/adapter_model.safetensors").path) else {
+            throw RunError.missingInput(stage: stage.id, input: spec.rewardModel)
+        }
+        context.releaseBackends()
+        let (url, fingerprint) = try PipelineRunner.localModel(model, reporter: context.reporter)
+        let hfName: String
+        if case .catalog(let name) = model.source { hfName = TrainingJob.huggingFaceName(catalog: name) } else { hfName = url.lastPathComponent }
+        let system = context.pipeline.stages.lazy.compactMap { s -> GenerateSpec? in
+            if case .generate(let g) = s.kind { return g } else { return nil }
+        }.first?.system
+        let job = PPOJob(name: stage.id, spec: spec, modelURL: url, modelFingerprint: fingerprint, huggingFaceBase: hfName,
+                         promptStyle: model.effectivePromptStyle, system: system, rewardModel: rewardModel, seed: context.pipeline.seed,
+                         directory: directory.appendingPathComponent(stage.id), prompts: context.records.map { ($0.id, $0.prompt) })
+        let stop = context.stop
+        let outcome: TrainingOutcome
+        do {
+            outcome = try job.run(progress: { context.reporter?.message("\(stage.id): \($0)") }, stop: { stop.isRequested })
+        } catch TrainingError.interrupted(let step) {
+            context.reporter?.message("\(stage.id): stopped after step \(step); checkpoint saved, a rerun resumes from it")
+            throw RunError.interrupted(completedBatches: context.batchesDone)
+        } catch let error as TrainingError {
+            throw RunError.training(stage: stage.id, message: error.localizedDescription)
+        }
+        let t = outcome.train
+        let text = ["objective/scores", "objective/kl", "objective/rlhf_reward"].compactMap { k in t[k].map { String(format: "%@ %.3f", k, $0) } }
+            .joined(separator: ", ")
+        context.reporter?.message("\(stage.id): \(outcome.upToDate ? "up to date" : String(format: "trained in %.0f s", outcome.seconds)); "
+                                  + "\(spec.algorithm.rawValue), \(spec.steps) steps; last step \(text)")
+        if outcome.upToDate { for w in outcome.warnings { context.reporter?.message("warning: \(stage.id): \(w)") } }
+    }
+}

@@ -16,12 +16,15 @@ public enum TrainingError: LocalizedError, Equatable {
     case noExamples(what: String)
     case interrupted(step: Int)
     case cannotWrite(path: String, reason: String)
+    case monitorStopped(step: Int, monitor: String, message: String)
 
     public var errorDescription: String? {
         switch self {
         case .noExamples(let what): "no training examples: \(what)"
         case .interrupted(let step): "training interrupted after step \(step); the last checkpoint is kept and a rerun resumes from it"
         case .cannotWrite(let path, let reason): "\(path): cannot write: \(reason)"
+        case .monitorStopped(let step, let monitor, let message):
+            "stopped by the \(monitor) monitor after step \(step): \(message) (checkpoint saved; loosen or remove it from `monitors.stop_on` to go on)"
         }
     }
 }
@@ -171,63 +174,18 @@ public final class TrainingLoop<Objective: TrainingObjective> {
 
     // MARK: Checkpoints
 
+    private var checkpoints: CheckpointStore { CheckpointStore(directory: checkpointDirectory, fingerprint: fingerprint) }
+
     private func saveCheckpoint(step: Int) throws {
-        let dir = checkpointDirectory
-        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
-        var tensors: [(name: String, tensor: Tensor)] = []
-        var adamStep = 0
-        for (p, adam) in zip(objective.parameters, optimisers) {
-            tensors.append((p.name, p.value))
-            let s = adam.state
-            adamStep = s.step
-            if !s.m.isEmpty {
-                tensors.append(("adam_m." + p.name, Tensor(shape: p.value.shape, values: s.m)))
-                tensors.append(("adam_v." + p.name, Tensor(shape: p.value.shape, values: s.v)))
-            }
-        }
-        // The tensors go to a file named by step; state.json (written atomically after it) says which
-        // file is current, so a kill between the two writes leaves the previous checkpoint intact.
-        let file = "state-\(step).safetensors"
-        try Safetensors.write(tensors, to: dir.appendingPathComponent(file))
-        let state: [String: Any] = ["step": step, "adam_step": adamStep, "fingerprint": fingerprint, "file": file]
-        let json = try JSONSerialization.data(withJSONObject: state, options: [.sortedKeys])
-        try json.write(to: dir.appendingPathComponent("state.json"), options: .atomic)
-        for old in (try? FileManager.default.contentsOfDirectory(atPath: dir.path)) ?? []
-        where old.hasPrefix("state-") && old.hasSuffix(".safetensors") && old != file {
-            try? FileManager.default.removeItem(at: dir.appendingPathComponent(old))
-        }
+        try checkpoints.save(step: step, parameters: objective.parameters, optimisers: optimisers)
     }
 
     /// Restores the last checkpoint made for this fingerprint; returns its step (0 for none).
     private func resume() throws -> Int {
-        let dir = checkpointDirectory
-        guard let data = try? Data(contentsOf: dir.appendingPathComponent("state.json")),
-              let state = try? JSONSerialization.jsonObject(with: data) as? [String: Any],
-              state["fingerprint"] as? String == fingerprint, let step = state["step"] as? Int,
-              let adamStep = state["adam_step"] as? Int, let name = state["file"] as? String else { return 0 }
-        let file = try Safetensors.read(dir.appendingPathComponent(name))
-        for (p, adam) in zip(objective.parameters, optimisers) {
-            try file.load(p.name, into: p.value)
-            if let m = file.tensors["adam_m." + p.name], let v = file.tensors["adam_v." + p.name] {
-                adam.restore(step: adamStep, m: m.values, v: v.values)
-            }
-        }
-        return step
+        try checkpoints.restore(parameters: objective.parameters, optimisers: optimisers).step
     }
 
-    /// Drops metric lines of steps after `step` (written after the checkpoint a rerun resumes from).
-    private func truncateMetrics(after step: Int) throws {
-        guard let text = try? String(contentsOf: metricsURL, encoding: .utf8) else { return }
-        let kept = text.split(separator: "\n").filter { line in
-            guard let object = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any],
-                  let s = object["step"] as? Int else { return false }
-            return s <= step
-        }
-        let out = kept.isEmpty ? "" : kept.joined(separator: "\n") + "\n"
-        do { try out.write(to: metricsURL, atomically: true, encoding: .utf8) } catch {
-            throw TrainingError.cannotWrite(path: metricsURL.path, reason: error.localizedDescription)
-        }
-    }
+    private func truncateMetrics(after step: Int) throws { try MetricsLog.truncate(metricsURL, after: step) }
 }
 
 /// Appends one JSON object per line to metrics.jsonl.
@@ -248,7 +206,12 @@ final class MetricsLog {
     deinit { try? handle.close() }
 
     func append(step: Int, split: String, metrics: [String: Double]) throws {
-        var object: [String: Any] = ["step": step, "split": split]
+        try append(["step": step, "split": split], metrics: metrics)
+    }
+
+    /// Appends `fields` plus the finite metrics as one line.
+    func append(_ fields: [String: Any], metrics: [String: Double] = [:]) throws {
+        var object = fields
         for (k, v) in metrics where v.isFinite { object[k] = v }
         var line = try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])
         line.append(0x0A)

@@ -1,0 +1,148 @@
+import Foundation
+import ModelKit
+import TensorKit
+import TrainKit
+
+/// One PPO or RLOO run (a `ppo` stage or `precept train ppo`): the policy's base model, a trained
+/// reward model directory, the prompts, the output directory. Writes `metrics.jsonl`,
+/// `samples.jsonl`, `monitors.jsonl`, `adapter/` (PEFT), `value_head.safetensors` (PPO),
+/// `merged.gguf`, `summary.json` and `training.json`.
+public struct PPOJob {
+    public var name: String
+    public var spec: PPOSpec
+    public var modelURL: URL
+    public var modelFingerprint: String
+    public var huggingFaceBase: String
+    public var promptStyle: PromptStyle
+    public var system: String?
+    public var rewardModel: URL
+    public var seed: UInt64
+    public var directory: URL
+    /// Prompts to sample from: id and text.
+    public var prompts: [(id: String, text: String)]
+
+    public init(name: String, spec: PPOSpec, modelURL: URL, modelFingerprint: String, huggingFaceBase: String, promptStyle: PromptStyle,
+                system: String?, rewardModel: URL, seed: UInt64, directory: URL, prompts: [(id: String, text: String)]) {
+        self.name = name
+        self.spec = spec
+        self.modelURL = modelURL
+        self.modelFingerprint = modelFingerprint
+        self.huggingFaceBase = huggingFaceBase
+        self.promptStyle = promptStyle
+        self.system = system
+        self.rewardModel = rewardModel
+        self.seed = seed
+        self.directory = directory
+        self.prompts = prompts
+    }
+
+    var config: PPOConfig {
+        var c = PPOConfig()
+        c.algorithm = RLAlgorithm(rawValue: spec.algorithm.rawValue) ?? .ppo
+        c.steps = spec.steps
+        c.batchSize = spec.batchSize
+        c.ppoEpochs = spec.ppoEpochs
+        c.learningRate = spec.learningRate
+        c.klCoef = spec.klCoef
+        c.adaptiveKL = spec.adaptiveKL
+        c.targetKL = spec.targetKL
+        c.klEstimator = KLEstimator(rawValue: spec.klEstimator) ?? .k1
+        c.gamma = spec.gamma
+        c.lambda = spec.lambda
+        c.clipRange = spec.clipRange
+        c.clipRangeValue = spec.clipRangeValue
+        c.valueCoef = spec.valueCoef
+        c.rlooK = spec.rlooK
+        c.checkpointEvery = spec.checkpointEvery
+        c.seed = seed
+        c.sampling = SamplingParameters(temperature: Float(spec.sampling.temperature), topK: spec.sampling.topK,
+                                        topP: Float(spec.sampling.topP), seed: seed, maxTokens: spec.sampling.maxTokens,
+                                        stop: spec.sampling.stop + CAIPrompts.responseStops)
+        var m = MonitorConfig()
+        m.rewardDriftSD = spec.monitors.rewardDriftSD
+        m.varianceFloor = spec.monitors.rewardVarianceFloor
+        m.maxKL = spec.monitors.maxKL
+        m.lengthGrowth = spec.monitors.lengthGrowth
+        m.distinctDrop = spec.monitors.distinctDrop
+        m.stopOn = spec.monitors.stopOn.compactMap(MonitorKind.init(rawValue:))
+        c.monitors = m
+        return c
+    }
+
+    /// Runs the job or finds it done. `progress` receives one line per step (and monitor warnings,
+    /// prefixed "warning: "); `stop` is polled after each step.
+    public func run(progress: ((String) -> Void)? = nil, stop: (() -> Bool)? = nil) throws -> TrainingOutcome {
+        let started = Date()
+        let model = try LanguageModel(path: modelURL.path)
+        let scorer = try RewardModelScorer(directory: rewardModel, sharing: model)
+        let tokenizer = TrainingTokenizer(model: model, style: promptStyle, system: system, maxLength: 4096)
+        let tokens = prompts.map { tokenizer.prompt($0.text) }
+        let fields = ["ppo", "\(spec)", modelFingerprint, promptStyle.rawValue, system ?? "", "\(seed)", scorer.fingerprint]
+            + prompts.map { "\($0.id)|\($0.text)" }
+        let fingerprint = SHA256.hex(fields.joined(separator: "\u{1E}"))
+        if let done = finished(fingerprint) { return done }
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        let lora = LoRAConfig(rank: spec.lora.rank, alpha: spec.lora.alpha, dropout: spec.lora.dropout,
+                              targets: spec.lora.targets.compactMap { LoRATargetModule(rawValue: $0.rawValue) }, rsLoRA: spec.lora.rsLoRA)
+        let adapter = LoRAAdapter(config: lora, model: model.config, seed: seed)
+        let texts = prompts.map(\.text)
+        let trainer = PPOTrainer(model: model, adapter: adapter, config: config) { rollouts in
+            // The reward model reads the text as it was trained on it: prompt and response, no stop strings.
+            var scores: [Double] = []
+            for start in stride(from: 0, to: rollouts.count, by: 8) {
+                let rows = rollouts[start..<min(rollouts.count, start + 8)].map {
+                    RewardModelScorer.Row(id: "", prompt: texts[$0.prompt], responses: [CAIPrompts.clean($0.text)])
+                }
+                scores += scorer.score(Array(rows)).map { Double($0[0]) }
+            }
+            return scores
+        }
+        var warnings: [String] = []
+        let keys = ["objective/scores", "objective/kl", "objective/rlhf_reward", "loss/policy", "response_length"]
+        let last = try trainer.train(prompts: tokens, ids: prompts.map(\.id), directory: directory, fingerprint: fingerprint, onStep: { p in
+            let text = keys.compactMap { k in p.metrics[k].map { String(format: "%@ %.3f", k, $0) } }.joined(separator: "  ")
+            progress?(String(format: "step %d/%d  %@  %.0f s", p.step, p.totalSteps, text, p.elapsed))
+            for w in p.warnings {
+                warnings.append("step \(w.step): \(w.message)")
+                progress?("warning: \(w.message)\(w.stops ? " (stopping)" : "")")
+            }
+        }, shouldStop: stop)
+
+        try PEFTAdapter.save(adapter, scoreHead: nil, baseModel: huggingFaceBase, to: directory.appendingPathComponent("adapter"))
+        if let head = trainer.valueHead {
+            try Safetensors.write([("v_head.summary.weight", head.weight)], to: directory.appendingPathComponent("value_head.safetensors"))
+        }
+        if let precision = MergedModel.Precision(rawValue: spec.merge) {
+            progress?("writing merged.gguf (\(precision.rawValue))")
+            try MergedModel.write(base: model.file, adapter: adapter, precision: precision, to: directory.appendingPathComponent("merged.gguf"))
+        }
+        let seconds = Date().timeIntervalSince(started)
+        let summary: [String: Any] = [
+            "trainer": spec.algorithm.rawValue, "name": name, "fingerprint": fingerprint, "train_examples": prompts.count,
+            "eval_examples": 0, "train": last.filter { $0.value.isFinite }, "eval": [String: Double](), "seconds": seconds,
+            "warnings": warnings, "reward_model": rewardModel.path,
+            "lora": ["rank": spec.lora.rank, "alpha": spec.lora.alpha, "targets": lora.targets.map(\.huggingFaceName),
+                     "trainable_parameters": adapter.parameterCount],
+        ]
+        let training: [String: Any] = [
+            "trainer": spec.algorithm.rawValue, "base_model_path": modelURL.path, "base_model_fingerprint": modelFingerprint,
+            "base_model": huggingFaceBase, "prompt_style": promptStyle.rawValue, "system": system ?? NSNull(), "max_length": 4096,
+        ]
+        try JSONSerialization.data(withJSONObject: training, options: [.prettyPrinted, .sortedKeys])
+            .write(to: directory.appendingPathComponent("training.json"), options: .atomic)
+        try JSONSerialization.data(withJSONObject: summary, options: [.prettyPrinted, .sortedKeys])
+            .write(to: directory.appendingPathComponent("summary.json"), options: .atomic)
+        return TrainingOutcome(directory: directory, trainExamples: prompts.count, evalExamples: 0, eval: [:], train: last,
+                               seconds: seconds, warnings: warnings, upToDate: false)
+    }
+
+    private func finished(_ fingerprint: String) -> TrainingOutcome? {
+        guard let data = try? Data(contentsOf: directory.appendingPathComponent("summary.json")),
+              let s = try? JSONSerialization.jsonObject(with: data) as? [String: Any], s["fingerprint"] as? String == fingerprint,
+              FileManager.default.fileExists(atPath: directory.appendingPathComponent("adapter/adapter_model.safetensors").path)
+        else { return nil }
+        let train = ((s["train"] as? [String: Any]) ?? [:]).compactMapValues { ($0 as? NSNumber)?.doubleValue }
+        return TrainingOutcome(directory: directory, trainExamples: s["train_examples"] as? Int ?? 0, evalExamples: 0, eval: [:],
+                               train: train, seconds: 0, warnings: s["warnings"] as? [String] ?? [], upToDate: true)
+    }
+}
