@@ -46,9 +46,7 @@ enum EvaluateStage {
         let heldout = try Evaluator.readPrompts(path: spec.prompts, limit: spec.limit)
         let benign = try spec.benignPrompts.map { try Evaluator.readPrompts(path: $0, limit: spec.limit) } ?? []
         let sycophancy = try spec.sycophancyPrompts.map { try Evaluator.readPrompts(path: $0, limit: spec.limit, claims: true) } ?? []
-        let system = context.pipeline.stages.lazy.compactMap { s -> GenerateSpec? in
-            if case .generate(let g) = s.kind { return g } else { return nil }
-        }.first?.system
+        let system = TrainingStage.generationSystem(context.pipeline)
         let evaluator = Evaluator(policy: policy, baseline: baseline, judge: judge, constitution: context.constitution, sampling: spec.sampling,
                                   system: system, seed: context.pipeline.seed, batchSize: context.options.batchSize,
                                   progress: { context.reporter?.message("\(stage.id): \($0)") })

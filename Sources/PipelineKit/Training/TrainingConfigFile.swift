@@ -23,6 +23,21 @@ public struct TrainingConfigFile: Sendable {
 
     static let commonKeys = ["version", "prompt_style", "system", "seed"]
 
+    /// `base`: a catalog name, or a `.gguf` path relative to the config file.
+    static func modelSource(_ reader: NodeReader, file path: String) throws -> ModelSource {
+        let base = try reader.text()
+        if base.hasSuffix(".gguf") {
+            let directory = URL(fileURLWithPath: path).deletingLastPathComponent()
+            let url = base.hasPrefix("/") ? URL(fileURLWithPath: base) : directory.appendingPathComponent(base)
+            guard FileManager.default.fileExists(atPath: url.path) else { throw reader.invalid("no file at \(url.path)") }
+            return .file(url.standardizedFileURL.path)
+        }
+        guard ModelCatalog.entry(named: base) != nil else {
+            throw reader.invalid("`\(base)` is neither a catalog model (\(ModelCatalog.entries.map(\.name).joined(separator: ", "))) nor a .gguf path")
+        }
+        return .catalog(base)
+    }
+
     public static func load(path: String, kind: TrainerKind) throws -> TrainingConfigFile {
         let root = try YAMLDocument.load(path: path)
         let reader = NodeReader(node: root, path: "", file: path)
@@ -36,18 +51,7 @@ public struct TrainingConfigFile: Sendable {
         if let v = m["version"], try v.int() != 1 { throw v.invalid("only version 1 exists") }
         let spec = try TrainingSpec.decode(m, defaultLearningRate: kind == .dpo ? 5e-5 : 1e-4, inputRequired: false)
         let baseReader = try m.require("base")
-        let source: ModelSource
-        if spec.base.hasSuffix(".gguf") {
-            let directory = URL(fileURLWithPath: path).deletingLastPathComponent()
-            let url = spec.base.hasPrefix("/") ? URL(fileURLWithPath: spec.base) : directory.appendingPathComponent(spec.base)
-            guard FileManager.default.fileExists(atPath: url.path) else { throw baseReader.invalid("no file at \(url.path)") }
-            source = .file(url.standardizedFileURL.path)
-        } else {
-            guard ModelCatalog.entry(named: spec.base) != nil else {
-                throw baseReader.invalid("`\(spec.base)` is neither a catalog model (\(ModelCatalog.entries.map(\.name).joined(separator: ", "))) nor a .gguf path")
-            }
-            source = .catalog(spec.base)
-        }
+        let source = try modelSource(baseReader, file: path)
         let style = try m["prompt_style"]?.oneOf(PromptStyle.self)
         let model = ModelSpec(name: "base", source: source, promptStyle: style, location: baseReader.location)
         var config = TrainingConfigFile(kind: kind, spec: spec, model: model, system: try m["system"]?.text(),
@@ -91,18 +95,7 @@ public struct PPOConfigFile: Sendable {
             throw rmReader.invalid("no reward model at \(rm.path) (expected the directory of a reward_model stage or `precept train rm`)")
         }
         let baseReader = try m.require("base")
-        let base = try baseReader.text()
-        let source: ModelSource
-        if base.hasSuffix(".gguf") {
-            let url = base.hasPrefix("/") ? URL(fileURLWithPath: base) : directory.appendingPathComponent(base)
-            guard FileManager.default.fileExists(atPath: url.path) else { throw baseReader.invalid("no file at \(url.path)") }
-            source = .file(url.standardizedFileURL.path)
-        } else {
-            guard ModelCatalog.entry(named: base) != nil else {
-                throw baseReader.invalid("`\(base)` is neither a catalog model (\(ModelCatalog.entries.map(\.name).joined(separator: ", "))) nor a .gguf path")
-            }
-            source = .catalog(base)
-        }
+        let source = try TrainingConfigFile.modelSource(baseReader, file: path)
         let spec = try PPOSpec.decode(m, policy: "base", rewardModel: rm.path)
         let model = ModelSpec(name: "base", source: source, promptStyle: try m["prompt_style"]?.oneOf(PromptStyle.self),
                               location: baseReader.location)

@@ -6,6 +6,21 @@ import TrainKit
 /// base model from `models:`, outputs in `<run>/<stage id>/`. A finished stage is not rerun for
 /// the same inputs; an interrupted one resumes from its last checkpoint.
 enum TrainingStage {
+    /// The GGUF file of a training stage's base model, its fingerprint and its Hugging Face name.
+    static func baseModel(_ model: ModelSpec, context: RunContext) throws -> (url: URL, fingerprint: String, huggingFace: String) {
+        let (url, fingerprint) = try PipelineRunner.localModel(model, reporter: context.reporter)
+        if case .catalog(let name) = model.source { return (url, fingerprint, TrainingJob.huggingFaceName(catalog: name)) }
+        return (url, fingerprint, url.lastPathComponent)
+    }
+
+    /// The policy is trained and evaluated on the prompts it generated from: the first generate
+    /// stage's system text.
+    static func generationSystem(_ pipeline: Pipeline) -> String? {
+        pipeline.stages.lazy.compactMap { s -> GenerateSpec? in
+            if case .generate(let g) = s.kind { return g } else { return nil }
+        }.first?.system
+    }
+
     static func run(_ kind: TrainerKind, spec: TrainingSpec, rewardModel: RewardModelSpec? = nil, dpo: DPOSpec? = nil,
                     stage: Stage, context: RunContext, directory: URL) throws {
         guard let model = context.pipeline.model(named: spec.base) else {
@@ -28,14 +43,8 @@ enum TrainingStage {
         }
         // Training needs the memory the generation models hold.
         context.releaseBackends()
-        let (url, fingerprint) = try PipelineRunner.localModel(model, reporter: context.reporter)
-        let hfName: String
-        if case .catalog(let name) = model.source { hfName = TrainingJob.huggingFaceName(catalog: name) } else { hfName = url.lastPathComponent }
-        // The policy is trained on the prompts it generated from: the first generate stage's system text.
-        let generation = context.pipeline.stages.lazy.compactMap { s -> GenerateSpec? in
-            if case .generate(let g) = s.kind { return g } else { return nil }
-        }.first
-        let system = generation?.system
+        let (url, fingerprint, hfName) = try baseModel(model, context: context)
+        let system = generationSystem(context.pipeline)
         let job = TrainingJob(name: stage.id, kind: kind, spec: spec, rewardModel: rewardModel, dpo: dpo, modelURL: url,
                               modelFingerprint: fingerprint, huggingFaceBase: hfName, promptStyle: model.effectivePromptStyle,
                               system: system, seed: context.pipeline.seed, directory: directory.appendingPathComponent(stage.id))
@@ -74,12 +83,8 @@ extension TrainingStage {
             throw RunError.missingInput(stage: stage.id, input: spec.rewardModel)
         }
         context.releaseBackends()
-        let (url, fingerprint) = try PipelineRunner.localModel(model, reporter: context.reporter)
-        let hfName: String
-        if case .catalog(let name) = model.source { hfName = TrainingJob.huggingFaceName(catalog: name) } else { hfName = url.lastPathComponent }
-        let system = context.pipeline.stages.lazy.compactMap { s -> GenerateSpec? in
-            if case .generate(let g) = s.kind { return g } else { return nil }
-        }.first?.system
+        let (url, fingerprint, hfName) = try baseModel(model, context: context)
+        let system = generationSystem(context.pipeline)
         let job = PPOJob(name: stage.id, spec: spec, modelURL: url, modelFingerprint: fingerprint, huggingFaceBase: hfName,
                          promptStyle: model.effectivePromptStyle, system: system, rewardModel: rewardModel, seed: context.pipeline.seed,
                          directory: directory.appendingPathComponent(stage.id), prompts: context.records.map { ($0.id, $0.prompt) })

@@ -92,7 +92,7 @@ public final class TrainingLoop<Objective: TrainingObjective> {
                 means.add(m, examples: batch.count)
                 tokens += batch.reduce(0) { $0 + objective.tokenCount($1) }
             }
-            let norm = clipGradients()
+            let norm = clipGradientNorm(objective.parameters, maxNorm: config.maxGradNorm)
             let lr = config.learningRate(step: step, total: total)
             for (p, adam) in zip(objective.parameters, optimisers) {
                 adam.update(p.value.data, gradients: p.gradient.data, count: p.value.count, learningRate: Float(lr))
@@ -146,18 +146,6 @@ public final class TrainingLoop<Objective: TrainingObjective> {
         }
         if !current.isEmpty { out.append(current) }
         return out
-    }
-
-    /// Rescales all gradients so their global L2 norm is at most `maxGradNorm`; returns the norm before.
-    private func clipGradients() -> Double {
-        var sum = 0.0
-        for p in objective.parameters { for i in 0..<p.gradient.count { sum += Double(p.gradient.data[i]) * Double(p.gradient.data[i]) } }
-        let norm = sum.squareRoot()
-        if config.maxGradNorm > 0 && norm > config.maxGradNorm {
-            let scale = Float(config.maxGradNorm / (norm + 1e-6))
-            for p in objective.parameters { for i in 0..<p.gradient.count { p.gradient.data[i] *= scale } }
-        }
-        return norm
     }
 
     /// A seeded permutation of the training examples for one epoch.

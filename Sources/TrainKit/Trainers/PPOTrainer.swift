@@ -286,18 +286,6 @@ public final class PPOTrainer {
         return out
     }
 
-    /// Rescales gradients to a global L2 norm of at most `maxGradNorm`; returns the norm before.
-    func clipGradients() -> Double {
-        var sum = 0.0
-        for p in parameters { for i in 0..<p.gradient.count { sum += Double(p.gradient.data[i]) * Double(p.gradient.data[i]) } }
-        let norm = sum.squareRoot()
-        if config.maxGradNorm > 0 && norm > config.maxGradNorm {
-            let scale = Float(config.maxGradNorm / (norm + 1e-6))
-            for p in parameters { for i in 0..<p.gradient.count { p.gradient.data[i] *= scale } }
-        }
-        return norm
-    }
-
     /// One RL step on the prompts at `indices`: rollouts, advantages, `ppoEpochs` updates.
     /// Returns the step's metrics (TRL's names) and its rollouts.
     public func step(_ prompts: [[Int32]], indices: [Int], step: Int) throws -> (metrics: [String: Double], rollouts: [Rollout]) {
@@ -309,7 +297,7 @@ public final class PPOTrainer {
         for epoch in 0..<config.ppoEpochs {
             for p in parameters { p.gradient.data.update(repeating: 0, count: p.gradient.count) }
             for (k, v) in accumulateEpoch(rollouts) { sums[k, default: 0] += v / Double(config.ppoEpochs) }
-            gradNorm = clipGradients()
+            gradNorm = clipGradientNorm(parameters, maxNorm: config.maxGradNorm)
             let update = (step - 1) * config.ppoEpochs + epoch
             let lr = config.learningRate * (1 - Double(update) / Double(max(updatesPerRun, 1)))
             for (p, adam) in zip(parameters, optimisers) {
