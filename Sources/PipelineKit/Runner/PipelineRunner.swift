@@ -40,9 +40,13 @@ public final class PipelineRunner {
         self.backendFactory = backendFactory ?? PipelineRunner.localBackend(reporter: reporter)
     }
 
-    /// Loads local models with the engine (catalog models are fetched on first use).
+    /// Loads local models with the engine (catalog models are fetched on first use); remote
+    /// models get an OpenAI-compatible client.
     public static func localBackend(reporter: RunReporter?) -> (ModelSpec) throws -> ModelBackend {
         { spec in
+            if case .openAI(let endpoint) = spec.source {
+                return try OpenAIBackend(endpoint: endpoint, promptStyle: spec.effectivePromptStyle, modelName: spec.name)
+            }
             let (url, fingerprint) = try localModel(spec, reporter: reporter)
             let start = Date()
             let model = try LanguageModel(path: url.path)

@@ -184,7 +184,7 @@ public enum RunError: LocalizedError, Sendable, Equatable {
         case .unsupportedStage(let id, let kind):
             return "stage `\(id)`: `\(kind)` stages cannot run in this version yet (earlier stages are complete and saved)"
         case .unsupportedProvider(let model, let provider):
-            return "model `\(model)`: provider `\(provider)` cannot run in this version yet"
+            return "model `\(model)`: provider `\(provider)` serves generation and judging; training stages need a local model (`source:`) as their base"
         case .missingInput(let stage, let input):
             return "stage `\(stage)` needs the outputs of `\(input)`, which has not run; run without --only/--from first"
         case .interrupted(let batches):
