@@ -1,11 +1,15 @@
 #!/usr/bin/env bash
 # Installs what Precept needs on a Debian machine, if it is missing:
-# OpenBLAS (the numeric core's sgemm), SQLite headers (the run store), and pip (model fetching:
-# catalog models are PyPI wheels).
+# OpenBLAS (the numeric core's sgemm), SQLite headers (the run store), pip (model fetching:
+# catalog models are PyPI wheels), and venv, a C++ compiler and curl (llama.cpp's server for tests).
 set -euo pipefail
 
 packages=(libopenblas-dev libsqlite3-dev)
 python3 -m pip --version >/dev/null 2>&1 || packages+=(python3-pip)
+# llama.cpp's server for the remote backend's tests is built from source in a venv.
+python3 -c "import venv, ensurepip" >/dev/null 2>&1 || packages+=(python3-venv)
+command -v c++ >/dev/null 2>&1 || packages+=(g++)
+command -v curl >/dev/null 2>&1 || packages+=(curl)
 missing=()
 for p in "${packages[@]}"; do
     dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

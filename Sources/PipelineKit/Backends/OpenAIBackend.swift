@@ -155,20 +155,29 @@ public final class OpenAIBackend: ModelBackend, @unchecked Sendable {
         }
     }
 
-    /// Option log-probabilities from the first generated token's `top_logprobs`; nil when the
-    /// server returns none (then echo is used from here on) or an option is not among them.
+    /// Option log-probabilities from the first generated token's `top_logprobs`; nil when an
+    /// option is not among them or the model ended its turn at once (echo is used for that
+    /// call), or when the server returns no log-probabilities (echo is used from then on).
     func chatScores(_ call: ScoringCall) throws -> [Double]? {
         let body: [String: Any] = ["model": endpoint.model, "messages": [["role": "user", "content": call.prompt]], "max_tokens": 1,
                                    "temperature": 0, "logprobs": true, "top_logprobs": 20]
-        let top: [(String, Double)]? = try request("/chat/completions", body) { object in
+        enum Reply { case unsupported, noToken, top([(String, Double)]) }
+        let reply: Reply = try request("/chat/completions", body) { object in
             guard let choice = (object["choices"] as? [[String: Any]])?.first else {
                 throw AttemptFailure(message: "reply has no choices", retryable: true)
             }
-            guard let content = (choice["logprobs"] as? [String: Any])?["content"] as? [[String: Any]], let first = content.first,
-                  let list = first["top_logprobs"] as? [[String: Any]] else { return nil }
-            return list.compactMap { e in (e["token"] as? String).flatMap { t in (e["logprob"] as? NSNumber).map { (t, $0.doubleValue) } } }
+            guard let logprobs = choice["logprobs"] as? [String: Any], let content = logprobs["content"] as? [[String: Any]] else {
+                return .unsupported
+            }
+            guard let list = content.first?["top_logprobs"] as? [[String: Any]] else { return .noToken }
+            return .top(list.compactMap { e in (e["token"] as? String).flatMap { t in (e["logprob"] as? NSNumber).map { (t, $0.doubleValue) } } })
         }
-        guard let top else { lock.withLock { chatLogprobs = false }; return nil }
+        let top: [(String, Double)]
+        switch reply {
+        case .unsupported: lock.withLock { chatLogprobs = false }; return nil
+        case .noToken: return nil
+        case .top(let t): top = t
+        }
         var scores: [Double] = []
         for c in call.continuations {
             let matches = top.filter { $0.0.trimmingCharacters(in: .whitespaces) == c }.map(\.1)
