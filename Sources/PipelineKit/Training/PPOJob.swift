@@ -73,17 +73,18 @@ public struct PPOJob {
     /// prefixed "warning: "); `stop` is polled after each step.
     public func run(progress: ((String) -> Void)? = nil, stop: (() -> Bool)? = nil) throws -> TrainingOutcome {
         let started = Date()
+        // Decided by settings, prompts and the reward model's own fingerprint: no model is loaded
+        // to find a finished job up to date.
+        let fields = ["ppo", "\(spec)", modelFingerprint, promptStyle.rawValue, system ?? "", "\(seed)",
+                      RewardModelScorer.fingerprint(of: rewardModel)] + prompts.map { "\($0.id)|\($0.text)" }
+        let fingerprint = SHA256.hex(fields.joined(separator: "\u{1E}"))
+        if let done = finished(fingerprint) { return done }
         let model = try LanguageModel(path: modelURL.path)
         let scorer = try RewardModelScorer(directory: rewardModel, sharing: model)
         let tokenizer = TrainingTokenizer(model: model, style: promptStyle, system: system, maxLength: 4096)
         let tokens = prompts.map { tokenizer.prompt($0.text) }
-        let fields = ["ppo", "\(spec)", modelFingerprint, promptStyle.rawValue, system ?? "", "\(seed)", scorer.fingerprint]
-            + prompts.map { "\($0.id)|\($0.text)" }
-        let fingerprint = SHA256.hex(fields.joined(separator: "\u{1E}"))
-        if let done = finished(fingerprint) { return done }
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-        let lora = LoRAConfig(rank: spec.lora.rank, alpha: spec.lora.alpha, dropout: spec.lora.dropout,
-                              targets: spec.lora.targets.compactMap { LoRATargetModule(rawValue: $0.rawValue) }, rsLoRA: spec.lora.rsLoRA)
+        let lora = spec.lora.config
         let adapter = LoRAAdapter(config: lora, model: model.config, seed: seed)
         let texts = prompts.map(\.text)
         let trainer = PPOTrainer(model: model, adapter: adapter, config: config) { rollouts in

@@ -34,7 +34,7 @@ public final class RewardModelScorer {
         } else {
             model = try LanguageModel(path: path)
         }
-        fingerprint = (try? JSONSerialization.jsonObject(with: Data(contentsOf: directory.appendingPathComponent("summary.json"))) as? [String: Any])?["fingerprint"] as? String ?? ""
+        fingerprint = Self.fingerprint(of: directory)
         self.directory = directory
         let (adapter, head) = try PEFTAdapter.load(directory.appendingPathComponent("adapter"), model: model.config)
         guard let head else {
@@ -45,6 +45,12 @@ public final class RewardModelScorer {
         network.training = false
         tokenizer = TrainingTokenizer(model: model, style: PromptStyle(rawValue: info["prompt_style"] as? String ?? "") ?? .completion,
                                       system: info["system"] as? String, maxLength: info["max_length"] as? Int ?? 512)
+    }
+
+    /// The fingerprint of the training run that wrote a reward model directory ("" if unknown).
+    public static func fingerprint(of directory: URL) -> String {
+        let summary = try? JSONSerialization.jsonObject(with: Data(contentsOf: directory.appendingPathComponent("summary.json"))) as? [String: Any]
+        return summary?["fingerprint"] as? String ?? ""
     }
 
     /// Scores of each row's responses, in one forward pass for the batch.

@@ -83,9 +83,14 @@ public struct TrainingJob {
         return c
     }
 
-    var loraConfig: LoRAConfig {
-        LoRAConfig(rank: spec.lora.rank, alpha: spec.lora.alpha, dropout: spec.lora.dropout,
-                   targets: spec.lora.targets.compactMap { LoRATargetModule(rawValue: $0.rawValue) }, rsLoRA: spec.lora.rsLoRA)
+    var loraConfig: LoRAConfig { spec.lora.config }
+}
+
+extension LoRASpec {
+    /// The adapter configuration these pipeline keys describe.
+    var config: LoRAConfig {
+        LoRAConfig(rank: rank, alpha: alpha, dropout: dropout, targets: targets.compactMap { LoRATargetModule(rawValue: $0.rawValue) },
+                   rsLoRA: rsLoRA)
     }
 }
 
