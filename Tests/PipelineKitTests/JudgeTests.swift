@@ -42,6 +42,31 @@ import Testing
         #expect(LabelDiagnostics(labels: try labels(single)).orderAgreement == nil)
     }
 
+    /// Both layouts end in "The answer is: (", and the worked examples put the better answer at
+    /// A, B, B, A (the shipped constitution's first four few-shot pairs).
+    @Test func layoutsRenderTheDocumentedPrompt() throws {
+        let c = try Constitution.load(path: repositoryRoot.appendingPathComponent("constitutions/harmless.yaml").path)
+        for layout in JudgeLayout.allCases {
+            let examples = JudgePrompts.examples(c, count: 4, preferences: [c.principles[0]], layout: layout)
+            let answers = examples.components(separatedBy: "The answer is: (").dropFirst().map { $0.prefix(1) }
+            #expect(answers == ["A", "B", "B", "A"])
+            for (i, example) in c.fewShot.prefix(4).enumerated() {
+                let better = answers[i] == "A" ? layout == .dialogue ? "Assistant (A): " : "(A) " : layout == .dialogue ? "Assistant (B): " : "(B) "
+                #expect(examples.contains(better + example.revision))
+            }
+            let text = JudgePrompts.prompt(examples: examples, layout: layout, prompt: "Q?", preference: "Which is kinder?",
+                                           a: "first", b: "second", rationale: nil)
+            let expected = layout == .dialogue
+                ? "Human: Q?\n\nAssistant (A): first\n\nAssistant (B): second\n\nQuestion: Which is kinder?\nThe answer is: ("
+                : "Consider the following conversation between a human and an assistant:\nHuman: Q?\nWhich is kinder?\nOptions:\n(A) first\n(B) second\nThe answer is: ("
+            #expect(text.hasSuffix("\n\n" + expected))
+        }
+        // The key is validated like every enum key.
+        let f = try RunFixture(prompts: Self.prompts, stages: Self.stages("layout: table"))
+        let r = try CLI.run(["validate", f.pipeline.path])
+        #expect(r.status == 1 && r.stderr.contains("layout") && r.stderr.contains("dialogue"), "\(r.stderr)")
+    }
+
     @Test func trlExportReadsBackFieldByField() throws {
         let f = try RunFixture(prompts: Self.prompts, stages: Self.stages("orders: both, principles: 2"))
         let summary = try f.run(ScriptedBackend())

@@ -53,7 +53,8 @@ final class ScriptedBackend: ModelBackend, @unchecked Sendable {
             switch judging {
             case .prefersPositionA: return [log(0.8), log(0.2)]
             case .prefersRevision:
-                let optionA = call.prompt.components(separatedBy: "\n(A) ").last!.components(separatedBy: "\n").first!
+                let marker = call.prompt.contains("Assistant (A): ") ? "Assistant (A): " : "\n(A) "
+                let optionA = call.prompt.components(separatedBy: marker).last!.components(separatedBy: "\n").first!
                 return optionA.hasPrefix("Revision:") ? [log(0.9), log(0.1)] : [log(0.1), log(0.9)]
             }
         }

@@ -32,6 +32,10 @@ public struct SamplingSpec: Sendable, Equatable, Codable {
 public enum PrincipleSelection: String, Sendable, Codable, CaseIterable { case sample }
 public enum PairMode: String, Sendable, Codable, CaseIterable { case originalVsRevision = "original_vs_revision", sampled }
 public enum JudgeOrders: String, Sendable, Codable, CaseIterable { case both, single }
+/// How a judge prompt lays out the pair: `dialogue` ("Assistant (A): …", the question after both
+/// responses; the default, measured better for the 0.5B default judge) or `options` (the CAI
+/// paper's "… question Options: (A) … (B) …"). docs/judge.md has the measurements.
+public enum JudgeLayout: String, Sendable, Codable, CaseIterable { case dialogue, options }
 public enum DPOLoss: String, Sendable, Codable, CaseIterable { case sigmoid, ipo, robust, hinge }
 public enum LabelKind: String, Sendable, Codable, CaseIterable { case soft, hard }
 public enum PolicyAlgorithm: String, Sendable, Codable, CaseIterable { case ppo, rloo }
@@ -69,6 +73,7 @@ public struct JudgeSpec: Sendable, Equatable {
     /// Preference principles sampled and averaged per pair.
     public var principles: Int
     public var fewShot: Int
+    public var layout: JudgeLayout
     public var cot: Bool
     /// Chain-of-thought probabilities are clamped into this range (RL-CAI: [0.4, 0.6]).
     public var cotClamp: ClosedRange<Double>
@@ -332,8 +337,8 @@ public struct Stage: Sendable, Equatable {
             }
             return keyword == "revise" ? .revise(spec) : .critiqueRevise(spec)
         case "judge":
-            let m = try r.mapping(allowed: ["model", "input", "pairs", "orders", "principles", "few_shot", "cot",
-                                            "cot_clamp", "min_confidence"] + SamplingSpec.keys)
+            let m = try r.mapping(allowed: ["model", "input", "pairs", "orders", "principles", "few_shot", "layout",
+                                            "cot", "cot_clamp", "min_confidence"] + SamplingSpec.keys)
             var clamp = 0.4...0.6
             if let c = m["cot_clamp"] {
                 let bounds = try c.list().map { try $0.double(in: 0...1) }
@@ -346,7 +351,8 @@ public struct Stage: Sendable, Equatable {
                 pairs: try m["pairs"]?.oneOf(PairMode.self) ?? .originalVsRevision,
                 orders: try m["orders"]?.oneOf(JudgeOrders.self) ?? .both,
                 principles: try m["principles"]?.int(in: 1...32) ?? 1,
-                fewShot: try m["few_shot"]?.int(in: 0...16) ?? 2,
+                fewShot: try m["few_shot"]?.int(in: 0...16) ?? 4,
+                layout: try m["layout"]?.oneOf(JudgeLayout.self) ?? .dialogue,
                 cot: try m["cot"]?.bool() ?? false,
                 cotClamp: clamp,
                 minConfidence: try m["min_confidence"]?.double(in: 0...0.5) ?? 0,

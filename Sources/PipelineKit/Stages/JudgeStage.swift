@@ -24,37 +24,53 @@ public struct PairLabel: Sendable, Equatable, Codable {
 
 /// Prompts of the judge: a few-shot multiple-choice transcript ending in "The answer is: (",
 /// for base and instruction-tuned judges alike (DESIGN.md: small instruction-tuned judges were
-/// measured to do better this way than under their chat template).
+/// measured to do better this way than under their chat template). The layout of each question
+/// is a `JudgeLayout`; docs/judge.md has what each measured with the default judge.
 public enum JudgePrompts {
-    static func question(prompt: String, preference: String, a: String, b: String) -> String {
-        """
-        Consider the following conversation between a human and an assistant:
-        Human: \(prompt)
-        \(preference)
-        Options:
-        (A) \(a)
-        (B) \(b)
-        """
+    static func question(_ layout: JudgeLayout, prompt: String, preference: String, a: String, b: String) -> String {
+        switch layout {
+        case .dialogue:
+            return """
+            Human: \(prompt)
+
+            Assistant (A): \(a)
+
+            Assistant (B): \(b)
+
+            Question: \(preference)
+            """
+        case .options:
+            return """
+            Consider the following conversation between a human and an assistant:
+            Human: \(prompt)
+            \(preference)
+            Options:
+            (A) \(a)
+            (B) \(b)
+            """
+        }
     }
 
     /// Worked examples from the constitution's few-shot pairs (flawed response vs revision), the
-    /// better answer alternating between (A) and (B) so the examples teach no position.
-    static func examples(_ constitution: Constitution, count: Int, preferences: [Principle]) -> String {
+    /// better answer placed A, B, B, A, … so the block teaches no position and ends balanced.
+    static func examples(_ constitution: Constitution, count: Int, preferences: [Principle], layout: JudgeLayout) -> String {
         constitution.fewShot.prefix(count).enumerated().map { i, example in
             let preference = preferences[i % max(preferences.count, 1)].preference
-            let (a, b, answer) = i % 2 == 0 ? (example.revision, example.response, "A") : (example.response, example.revision, "B")
-            return question(prompt: example.prompt, preference: preference, a: a, b: b) + "\nThe answer is: (\(answer))\n\n"
+            let revisionFirst = i % 4 == 0 || i % 4 == 3
+            let (a, b, answer) = revisionFirst ? (example.revision, example.response, "A") : (example.response, example.revision, "B")
+            return question(layout, prompt: example.prompt, preference: preference, a: a, b: b) + "\nThe answer is: (\(answer))\n\n"
         }.joined()
     }
 
-    public static func prompt(examples: String, prompt: String, preference: String, a: String, b: String, rationale: String?) -> String {
-        var text = examples + question(prompt: prompt, preference: preference, a: a, b: b)
+    public static func prompt(examples: String, layout: JudgeLayout, prompt: String, preference: String, a: String, b: String,
+                              rationale: String?) -> String {
+        var text = examples + question(layout, prompt: prompt, preference: preference, a: a, b: b)
         if let rationale { text += "\nLet's think step by step: \(rationale)" }
         return text + "\nThe answer is: ("
     }
 
-    public static func rationalePrompt(examples: String, prompt: String, preference: String, a: String, b: String) -> String {
-        examples + question(prompt: prompt, preference: preference, a: a, b: b) + "\nLet's think step by step:"
+    public static func rationalePrompt(examples: String, layout: JudgeLayout, prompt: String, preference: String, a: String, b: String) -> String {
+        examples + question(layout, prompt: prompt, preference: preference, a: a, b: b) + "\nLet's think step by step:"
     }
 }
 
@@ -115,7 +131,7 @@ public enum JudgeStage {
         let examplePrinciples = (0..<max(spec.fewShot, 1)).map {
             exampleSampler.pick(seed: context.pipeline.seed, record: "", stage: stage.id + "/examples", sample: $0, round: 0)
         }
-        let examples = JudgePrompts.examples(context.constitution, count: spec.fewShot, preferences: examplePrinciples)
+        let examples = JudgePrompts.examples(context.constitution, count: spec.fewShot, preferences: examplePrinciples, layout: spec.layout)
         let orders = spec.orders == .both ? [0, 1] : [0]
 
         let all = try pairs(spec, context: context)
@@ -123,7 +139,7 @@ public enum JudgeStage {
         let planned = all.map { pair -> Planned in
             let ps = principles(spec.principles, pair: pair, stage: stage, context: context)
             let hash = SHA256.hex(fields: [examples, pair.prompt] + pair.candidates + ps.map(\.preference)
-                                  + ["\(spec.orders)", "\(spec.cot)", "\(spec.cotClamp)", backend.backend.fingerprint])
+                                  + ["\(spec.orders)", "\(spec.layout)", "\(spec.cot)", "\(spec.cotClamp)", backend.backend.fingerprint])
             return Planned(pair: pair, principles: ps, hash: hash)
         }
         let stored = try context.store.inputHashes(stage: stage.id)
@@ -154,14 +170,14 @@ public enum JudgeStage {
                     let seed = derivedSeed(context.pipeline.seed, record: item.pair.key.record, stage: stage.id + "/cot",
                                            sample: item.pair.key.sample, round: slot.principle * 2 + slot.order)
                     return GenerationCall(
-                        prompt: .text(JudgePrompts.rationalePrompt(examples: examples, prompt: item.pair.prompt,
+                        prompt: .text(JudgePrompts.rationalePrompt(examples: examples, layout: spec.layout, prompt: item.pair.prompt,
                                                                    preference: item.principles[slot.principle].preference, a: slot.a, b: slot.b)),
                         parameters: SLCAIStages.parameters(spec.sampling, seed: seed, stops: ["\nThe answer is", "\n\n"]))
                 }
                 for (n, result) in try backend.generate(calls).enumerated() { rationales[n] = CAIPrompts.clean(result.0.text) }
             }
             let prompts = slots.enumerated().map { n, slot in
-                JudgePrompts.prompt(examples: examples, prompt: batch[slot.pair].pair.prompt,
+                JudgePrompts.prompt(examples: examples, layout: spec.layout, prompt: batch[slot.pair].pair.prompt,
                                     preference: batch[slot.pair].principles[slot.principle].preference, a: slot.a, b: slot.b,
                                     rationale: rationales[n])
             }
