@@ -27,6 +27,10 @@ public struct PairLabel: Sendable, Equatable, Codable {
 /// measured to do better this way than under their chat template). The layout of each question
 /// is a `JudgeLayout`; docs/judge.md has what each measured with the default judge.
 public enum JudgePrompts {
+    /// The judge stage's defaults, also used by the evaluate stage's win-rate judgements.
+    public static let defaultLayout = JudgeLayout.dialogue
+    public static let defaultFewShot = 4
+
     static func question(_ layout: JudgeLayout, prompt: String, preference: String, a: String, b: String) -> String {
         switch layout {
         case .dialogue:
