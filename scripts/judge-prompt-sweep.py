@@ -57,6 +57,8 @@ def main():
     ap.add_argument("--few-shot", type=int, default=4)
     ap.add_argument("--principles", type=int, default=1)
     ap.add_argument("--seeds", type=int, nargs="+", default=[1])
+    ap.add_argument("--per-principle", action="store_true",
+                    help="judge every pair under every preference question and report each question's score")
     args = ap.parse_args()
     pairs = [json.loads(line) for line in open(args.pairs) if line.strip()]
     constitution = yaml.safe_load(open(args.constitution))
@@ -72,6 +74,16 @@ def main():
                 a, b = (e["revision"], e["response"]) if first else (e["response"], e["revision"])
                 block += form.format(prompt=e["prompt"], pref=rng.choice(preferences), a=a, b=b)
                 block += f"The answer is: ({'A' if first else 'B'})\n\n"
+            if args.per_principle:
+                for pref in preferences:
+                    margins = []
+                    for p in pairs:
+                        p0 = judge.p_a(block + form.format(prompt=p["prompt"], pref=pref, a=p["harmless"], b=p["harmful"]) + "The answer is: (")
+                        p1 = judge.p_a(block + form.format(prompt=p["prompt"], pref=pref, a=p["harmful"], b=p["harmless"]) + "The answer is: (")
+                        margins.append((p0 + 1 - p1) / 2 - 0.5)
+                    print(f"{layout:9} seed {seed}: {sum(m > 0 for m in margins):2}/{len(pairs)} mean margin "
+                          f"{sum(margins) / len(margins):+.3f}  {pref[:90]}", flush=True)
+                continue
             wins, labels, first_position = 0, [], []
             for p in pairs:
                 votes = []

@@ -16,6 +16,8 @@ extension Precept {
         @Option(help: "The trained policy.") var policy: String
         @Option(help: "The model it is compared with (default: gemma-3-270m).") var baseline = "gemma-3-270m"
         @Option(help: "The judge model.") var judge = "qwen2.5-coder-0.5b-instruct"
+        @Option(help: "Layout of the judge's questions: dialogue (default) or options (better for qwen2.5-coder-1.5b-instruct).")
+        var judgeLayout: JudgeLayout = JudgePrompts.defaultLayout
         @Option(help: "Held-out prompts (JSONL with id and prompt).") var prompts: String
         @Option(help: "Benign-but-edgy prompts for the over-refusal rate.") var benign: String?
         @Option(help: "Sycophancy probes (JSONL with id, prompt, false_claim).") var sycophancy: String?
@@ -62,7 +64,7 @@ extension Precept {
                                           baseline: try backend(try model(baseline, role: "baseline")),
                                           judge: try backend(try model(judge, role: "judge")), constitution: constitution,
                                           sampling: sampling, system: nil, seed: seed, batchSize: batchSize,
-                                          progress: { reporter.message($0) })
+                                          judgeLayout: judgeLayout, progress: { reporter.message($0) })
                 var rm: (() throws -> RewardModelScorer)?
                 if let rewardModel { rm = { try RewardModelScorer(directory: URL(fileURLWithPath: rewardModel)) } }
                 let result = try evaluator.run(heldout: heldout, benign: benignPrompts, sycophancy: probes, rewardModel: rm, directory: out)
@@ -72,3 +74,5 @@ extension Precept {
         }
     }
 }
+
+extension JudgeLayout: ExpressibleByArgument {}

@@ -1,4 +1,5 @@
 import Foundation
+import ModelKit
 import Testing
 @testable import PipelineKit
 
@@ -65,6 +66,38 @@ import Testing
         let f = try RunFixture(prompts: Self.prompts, stages: Self.stages("layout: table"))
         let r = try CLI.run(["validate", f.pipeline.path])
         #expect(r.status == 1 && r.stderr.contains("layout") && r.stderr.contains("dialogue"), "\(r.stderr)")
+    }
+
+    /// The evaluate stage's win-rate judge asks in the layout it is given (`judge_layout`,
+    /// `precept eval --judge-layout`), in both orders, so a constant position preference cancels.
+    @Test func winRateJudgeUsesTheGivenLayout() throws {
+        final class Recorder: ModelBackend, @unchecked Sendable {
+            let fingerprint = "recorder", promptStyle = PromptStyle.completion
+            private let lock = NSLock()
+            private(set) var prompts: [String] = []
+            func generate(_ calls: [GenerationCall]) throws -> [GenerationOutput] { [] }
+            func score(_ calls: [ScoringCall]) throws -> [[Double]] {
+                lock.withLock { prompts += calls.map(\.prompt) }
+                return calls.map { _ in [log(0.7), log(0.3)] }
+            }
+        }
+        let c = try Constitution.load(path: repositoryRoot.appendingPathComponent("constitutions/harmless.yaml").path)
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("precept-eval-layout-\(UUID().uuidString)")
+        for layout in JudgeLayout.allCases {
+            let recorder = Recorder()
+            let judge = CachedBackend(name: "judge", backend: recorder, cache: try CallCache(directory: dir.appendingPathComponent("\(layout)")))
+            let evaluator = Evaluator(policy: judge, baseline: judge, judge: judge, constitution: c,
+                                      sampling: SamplingSpec(temperature: 0, topP: 1, topK: 0, maxTokens: 8, stop: []),
+                                      system: nil, seed: 1, batchSize: 4, judgeLayout: layout)
+            let p = try evaluator.winProbabilities([EvaluationPrompt(id: "q", text: "Q?", falseClaim: nil)], policy: ["mine"], baseline: ["theirs"])
+            #expect(p.count == 1 && abs(p[0] - 0.5) < 1e-9)
+            #expect(recorder.prompts.count == 2)
+            let (first, second) = layout == .dialogue
+                ? ("Assistant (A): mine\n\nAssistant (B): theirs", "Assistant (A): theirs\n\nAssistant (B): mine")
+                : ("(A) mine\n(B) theirs\nThe answer is: (", "(A) theirs\n(B) mine\nThe answer is: (")
+            #expect(recorder.prompts.first?.contains(first) == true && recorder.prompts.last?.contains(second) == true)
+            #expect(recorder.prompts.allSatisfy { $0.components(separatedBy: "The answer is: (").count == JudgePrompts.defaultFewShot + 2 })
+        }
     }
 
     @Test func trlExportReadsBackFieldByField() throws {

@@ -87,6 +87,11 @@ import TrainKit
             let message = (error as? LocalizedError)?.errorDescription ?? ""
             return message.contains("p.yaml:") && message.contains("unknown monitor `klx`")
         }
+        try Data(text.replacingOccurrences(of: "limit: 3 }", with: "limit: 3, judge_layout: table }").utf8).write(to: f.pipeline)
+        #expect { try PipelineValidator.validate(path: f.pipeline.path) } throws: { error in
+            let message = (error as? LocalizedError)?.errorDescription ?? ""
+            return message.contains("p.yaml:") && message.contains("judge_layout") && message.contains("dialogue")
+        }
         try Data(text.utf8).write(to: f.pipeline)
         try Data("{\"id\": \"s0\", \"prompt\": \"right?\"}\n".utf8).write(to: f.directory.appendingPathComponent("syco.jsonl"))
         #expect { _ = try f.run(ScriptedBackend()) } throws: { error in

@@ -238,6 +238,8 @@ public struct EvaluateSpec: Sendable, Equatable {
     public var benignPrompts: String?
     public var sycophancyPrompts: String?
     public var limit: Int?
+    /// The win-rate judge's question layout (the judge stage's `layout`; `options` suits the 1.5B judge).
+    public var judgeLayout: JudgeLayout
     public var sampling: SamplingSpec
 }
 
@@ -350,7 +352,7 @@ public struct Stage: Sendable, Equatable {
                 input: try m.require("input").text(),
                 pairs: try m["pairs"]?.oneOf(PairMode.self) ?? .originalVsRevision,
                 orders: try m["orders"]?.oneOf(JudgeOrders.self) ?? .both,
-                principles: try m["principles"]?.int(in: 1...32) ?? 1,
+                principles: try m["principles"]?.int(in: 1...32) ?? JudgePrompts.defaultPrinciples,
                 fewShot: try m["few_shot"]?.int(in: 0...16) ?? JudgePrompts.defaultFewShot,
                 layout: try m["layout"]?.oneOf(JudgeLayout.self) ?? JudgePrompts.defaultLayout,
                 cot: try m["cot"]?.bool() ?? false,
@@ -378,7 +380,7 @@ public struct Stage: Sendable, Equatable {
             return .ppo(try PPOSpec.decode(try r.mapping(allowed: PPOSpec.keys)))
         case "evaluate":
             let m = try r.mapping(allowed: ["policy", "baseline", "judge", "reward_model", "prompts", "benign_prompts",
-                                            "sycophancy_prompts", "limit"] + SamplingSpec.keys)
+                                            "sycophancy_prompts", "limit", "judge_layout"] + SamplingSpec.keys)
             return .evaluate(EvaluateSpec(
                 policy: try m.require("policy").text(),
                 baseline: try m.require("baseline").text(),
@@ -388,6 +390,7 @@ public struct Stage: Sendable, Equatable {
                 benignPrompts: try m["benign_prompts"].map(resolve),
                 sycophancyPrompts: try m["sycophancy_prompts"].map(resolve),
                 limit: try m["limit"]?.int(in: 1...1_000_000),
+                judgeLayout: try m["judge_layout"]?.oneOf(JudgeLayout.self) ?? JudgePrompts.defaultLayout,
                 sampling: try .decode(m, defaultTemperature: 0.7, defaultMaxTokens: 160)))
         default:  // "export": the mapping's allowed keys leave no other keyword
             let m = try r.mapping(allowed: ["input", "format", "test_fraction"])

@@ -49,7 +49,7 @@ enum EvaluateStage {
         let system = TrainingStage.generationSystem(context.pipeline)
         let evaluator = Evaluator(policy: policy, baseline: baseline, judge: judge, constitution: context.constitution, sampling: spec.sampling,
                                   system: system, seed: context.pipeline.seed, batchSize: context.options.batchSize,
-                                  progress: { context.reporter?.message("\(stage.id): \($0)") })
+                                  judgeLayout: spec.judgeLayout, progress: { context.reporter?.message("\(stage.id): \($0)") })
         let result = try evaluator.run(heldout: heldout, benign: benign, sycophancy: sycophancy, rewardModel: rewardModel,
                                        directory: directory.appendingPathComponent(stage.id))
         for line in EvaluationTable.lines(result) { context.reporter?.message("\(stage.id): \(line)") }

@@ -50,10 +50,13 @@ public struct Evaluator {
     public var system: String?
     public var seed: UInt64
     public var batchSize: Int
+    /// Layout of the win-rate judge's questions, as the judge stage's `layout`.
+    public var judgeLayout: JudgeLayout
     public var progress: ((String) -> Void)?
 
     public init(policy: CachedBackend, baseline: CachedBackend, judge: CachedBackend, constitution: Constitution, sampling: SamplingSpec,
-                system: String?, seed: UInt64, batchSize: Int, progress: ((String) -> Void)? = nil) {
+                system: String?, seed: UInt64, batchSize: Int, judgeLayout: JudgeLayout = JudgePrompts.defaultLayout,
+                progress: ((String) -> Void)? = nil) {
         self.policy = policy
         self.baseline = baseline
         self.judge = judge
@@ -62,6 +65,7 @@ public struct Evaluator {
         self.system = system
         self.seed = seed
         self.batchSize = max(1, batchSize)
+        self.judgeLayout = judgeLayout
         self.progress = progress
     }
 
@@ -91,10 +95,11 @@ public struct Evaluator {
         return out
     }
 
-    /// P(policy response better) per prompt: one sampled preference principle, both orders averaged.
+    /// P(policy response better) per prompt: one sampled preference principle, both orders averaged,
+    /// the judge stage's default number of worked examples in `judgeLayout`.
     func winProbabilities(_ prompts: [EvaluationPrompt], policy: [String], baseline: [String]) throws -> [Double] {
         let sampler = PrincipleSampler(constitution: constitution, tags: [])
-        let layout = JudgePrompts.defaultLayout
+        let layout = judgeLayout
         let examplePrinciples = (0..<JudgePrompts.defaultFewShot).map {
             sampler.pick(seed: seed, record: "", stage: "evaluate/examples", sample: $0, round: 0)
         }

@@ -30,6 +30,10 @@ public enum JudgePrompts {
     /// The judge stage's defaults, also used by the evaluate stage's win-rate judgements.
     public static let defaultLayout = JudgeLayout.dialogue
     public static let defaultFewShot = 4
+    /// Preference principles sampled and averaged per pair: with one, the default judge preferred
+    /// the harmless answer of the clear-cut fixture in 17–21 of 22 pairs over five seeds; with
+    /// four, in 20–22 (docs/judge.md). The CAI paper ensembles over principles for the same reason.
+    public static let defaultPrinciples = 4
 
     static func question(_ layout: JudgeLayout, prompt: String, preference: String, a: String, b: String) -> String {
         switch layout {
