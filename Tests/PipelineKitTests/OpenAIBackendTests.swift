@@ -59,6 +59,53 @@ import Testing
         #expect(counter.authorizations == ["Bearer sk-secret-123"])
     }
 
+    /// Samples of one prompt (calls equal but for the seed) go as one request with `n`; a server
+    /// that ignores `n` gets the missing samples as single requests with their own seeds. A 500 on
+    /// a group's first attempt re-sends the whole group; every call still gets exactly one output.
+    @Test func samplesOfOnePromptGoAsOneRequestWithN() throws {
+        final class Log: @unchecked Sendable {
+            let lock = NSLock()
+            var requests: [(prompt: String, n: Int, seed: Int)] = []
+        }
+        for honoursN in [true, false] {
+            let log = Log(), counter = Counter()
+            let server = try FaultServer { _, _, body in
+                let prompt = body["prompt"] as? String ?? "", n = body["n"] as? Int ?? 1, seed = body["seed"] as? Int ?? -1
+                log.lock.withLock { log.requests.append((prompt, n, seed)) }
+                if counter.next("\(prompt)/\(seed)") == 1 && n > 1 { return FaultServer.Reply(status: 500, body: Data()) }
+                let count = honoursN ? n : 1
+                // Choices out of order: the backend must place them by `index`.
+                let choices = (0..<count).reversed().map { ["text": "\(prompt) seed \(seed) choice \($0)", "finish_reason": "stop", "index": $0] as [String: Any] }
+                return .json(["choices": choices, "usage": ["prompt_tokens": 5, "completion_tokens": 3 * count + 1]])
+            }
+            defer { server.stop() }
+            let backend = try OpenAIBackend(endpoint: endpoint([server.baseURL], key: nil), promptStyle: .completion, modelName: "policy", retry: Self.fast)
+            var calls: [GenerationCall] = []
+            for prompt in ["p0", "p1", "p2"] {
+                for sample in 0..<4 { calls.append(GenerationCall(prompt: .text(prompt), parameters: .init(seed: UInt64(100 * sample + 7), maxTokens: 8))) }
+            }
+            calls.append(GenerationCall(prompt: .text("p0"), parameters: .init(seed: 7, maxTokens: 9)))   // differs in max_tokens: its own request
+            let out = try backend.generate(calls)
+            #expect(out.count == calls.count)
+            for (i, call) in calls.enumerated() where i < 12 {
+                let prompt = ["p0", "p1", "p2"][i / 4], sample = i % 4
+                // With `n`, choice k of the group's request (seeded by its first call); without, call k's own request.
+                let expected = honoursN ? "\(prompt) seed 7 choice \(sample)" : "\(prompt) seed \(call.parameters.seed) choice 0"
+                #expect(out[i].text == expected, "\(honoursN) \(i)")
+            }
+            #expect(out[12].text == "p0 seed 7 choice 0")
+            let requests = log.lock.withLock { log.requests }
+            let grouped = requests.filter { $0.n == 4 }
+            #expect(grouped.count == 6 && Set(grouped.map(\.seed)) == [7], "each group once failed, once answered")
+            #expect(requests.count == (honoursN ? 7 : 7 + 9), "\(requests.map { "\($0.prompt) n\($0.n) s\($0.seed)" })")
+            // Token usage: prompt tokens once per answered request, completion tokens as reported.
+            let answered = honoursN ? 4 : 4 + 9
+            #expect(out.map(\.promptTokens).reduce(0, +) == 5 * answered && backend.usage.prompt == 5 * answered)
+            #expect(out.map(\.completionTokens).reduce(0, +) == backend.usage.completion)
+            #expect(backend.usage.completion == (honoursN ? 3 * 13 + 4 : 13 * 4))
+        }
+    }
+
     @Test func clientErrorsAreNotRetriedAndNeverShowTheKey() throws {
         let counter = Counter()
         let server = try FaultServer { _, _, _ in _ = counter.next("x"); return .json(["error": "bad key"], status: 401) }

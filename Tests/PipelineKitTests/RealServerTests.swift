@@ -39,6 +39,18 @@ struct RealServerTests {
         #expect(chat.count == 1 && chat[0].promptTokens > 0, "\(chat)")
     }
 
+    /// llama.cpp's server ignores `n` and answers one choice: the other samples of the prompt
+    /// are sent alone with their own seeds, and every sample arrives.
+    @Test func samplesArriveFromAServerThatIgnoresN() throws {
+        let calls = (0..<3).map { GenerationCall(prompt: .text("Human: Name a fruit.\n\nAssistant:"),
+                                                 parameters: SamplingParameters(temperature: 1, seed: UInt64(11 + $0), maxTokens: 12, stop: ["\n\n"])) }
+        let remote = try backend(.completion)
+        let out = try remote.generate(calls)
+        print("real server, 3 samples of one prompt: \(out.map(\.text))")
+        #expect(out.count == 3 && out.allSatisfy { $0.completionTokens > 0 && $0.promptTokens > 0 }, "\(out)")
+        #expect(remote.requestsPerURL.values.reduce(0, +) == 3, "one `n: 3` request answered with one choice, then two single ones")
+    }
+
     @Test func echoScoresMatchTheEngine() throws {
         let remote = try backend(.completion).score([ScoringCall(prompt: Self.judgePrompt, continuations: ["A", "B"])])[0]
         let model = try LanguageModel(path: try ModelStore().resolve("gemma-3-270m") { _ in }.path)

@@ -117,34 +117,74 @@ public final class OpenAIBackend: ModelBackend, @unchecked Sendable {
 
     // MARK: ModelBackend
 
+    /// Samples of one prompt — calls equal but for the seed — go as one request with `n` set to
+    /// their number and the first call's seed; choice k answers the group's k-th call. A server
+    /// that returns fewer choices (llama.cpp's and Ollama's ignore `n`) gets the rest as single
+    /// requests with their own seeds. The request's prompt tokens are counted on its first output.
     public func generate(_ calls: [GenerationCall]) throws -> [GenerationOutput] {
-        try concurrently(calls.count) { i in
-            let call = calls[i], p = call.parameters
-            var body: [String: Any] = ["model": self.endpoint.model, "max_tokens": p.maxTokens, "temperature": Double(p.temperature),
-                                       "top_p": Double(p.topP), "seed": Int(p.seed % UInt64(Int32.max)), "n": 1]
-            if !p.stop.isEmpty { body["stop"] = Array(p.stop.prefix(4)) }   // OpenAI accepts up to 4 stop sequences
-            if p.topK > 0 { body["top_k"] = p.topK }
-            let path: String
-            switch call.prompt {
-            case .text(let text): path = "/completions"; body["prompt"] = text
-            case .chat(let messages):
-                path = "/chat/completions"
-                body["messages"] = messages.map { ["role": $0.role.rawValue, "content": $0.content] }
-            }
-            return try self.request(path, body) { object in
-                guard let choice = (object["choices"] as? [[String: Any]])?.first,
-                      let text = (choice["text"] as? String) ?? ((choice["message"] as? [String: Any])?["content"] as? String) else {
-                    throw AttemptFailure(message: "reply has no choices[0].text or message.content", retryable: true)
-                }
-                let usage = object["usage"] as? [String: Any]
-                let (pt, ct) = (usage?["prompt_tokens"] as? Int ?? 0, usage?["completion_tokens"] as? Int ?? 0)
-                self.lock.withLock { self.usage.prompt += pt; self.usage.completion += ct }
-                let finish: FinishReason = (choice["finish_reason"] as? String) == "length" ? .length : .endOfSequence
-                var out = text
-                if let cut = p.stop.compactMap({ out.range(of: $0)?.lowerBound }).min() { out = String(out[..<cut]) }
-                return GenerationOutput(text: out, finishReason: finish, promptTokens: pt, completionTokens: ct)
-            }
+        let groups = Self.sampleGroups(calls)
+        let answers = try concurrently(groups.count) { g in try self.generate(group: groups[g].map { calls[$0] }) }
+        var outputs = [GenerationOutput?](repeating: nil, count: calls.count)
+        for (group, answer) in zip(groups, answers) { for (i, output) in zip(group, answer) { outputs[i] = output } }
+        return outputs.map { $0! }
+    }
+
+    /// Indices of `calls` grouped by everything but the seed, in first-appearance order.
+    static func sampleGroups(_ calls: [GenerationCall]) -> [[Int]] {
+        var groups: [[Int]] = [], index: [String: Int] = [:]
+        for (i, call) in calls.enumerated() {
+            var p = call.parameters
+            p.seed = 0
+            let key = call.prompt.canonical + "\u{0}" + Self.parametersKey(p)
+            if let g = index[key] { groups[g].append(i) } else { index[key] = groups.count; groups.append([i]) }
         }
+        return groups
+    }
+
+    static func parametersKey(_ p: SamplingParameters) -> String {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = .sortedKeys
+        return String(decoding: (try? encoder.encode(p)) ?? Data(), as: UTF8.self)
+    }
+
+    /// One request for a group of samples (see `generate(_:)`); one output per call, in order.
+    func generate(group: [GenerationCall]) throws -> [GenerationOutput] {
+        let call = group[0], p = call.parameters
+        var body: [String: Any] = ["model": endpoint.model, "max_tokens": p.maxTokens, "temperature": Double(p.temperature),
+                                   "top_p": Double(p.topP), "seed": Int(p.seed % UInt64(Int32.max)), "n": group.count]
+        if !p.stop.isEmpty { body["stop"] = Array(p.stop.prefix(4)) }   // OpenAI accepts up to 4 stop sequences
+        if p.topK > 0 { body["top_k"] = p.topK }
+        let path: String
+        switch call.prompt {
+        case .text(let text): path = "/completions"; body["prompt"] = text
+        case .chat(let messages):
+            path = "/chat/completions"
+            body["messages"] = messages.map { ["role": $0.role.rawValue, "content": $0.content] }
+        }
+        var outputs: [GenerationOutput] = try request(path, body) { object in
+            guard let choices = object["choices"] as? [[String: Any]], !choices.isEmpty else {
+                throw AttemptFailure(message: "reply has no choices", retryable: true)
+            }
+            let usage = object["usage"] as? [String: Any]
+            let (pt, ct) = (usage?["prompt_tokens"] as? Int ?? 0, usage?["completion_tokens"] as? Int ?? 0)
+            let ordered = choices.enumerated().sorted { ($0.element["index"] as? Int ?? $0.offset) < ($1.element["index"] as? Int ?? $1.offset) }
+            var out: [GenerationOutput] = []
+            for (k, (_, choice)) in ordered.prefix(group.count).enumerated() {
+                guard let text = (choice["text"] as? String) ?? ((choice["message"] as? [String: Any])?["content"] as? String) else {
+                    throw AttemptFailure(message: "reply has no choices[\(k)].text or message.content", retryable: true)
+                }
+                var cut = text
+                if let end = p.stop.compactMap({ cut.range(of: $0)?.lowerBound }).min() { cut = String(cut[..<end]) }
+                let finish: FinishReason = (choice["finish_reason"] as? String) == "length" ? .length : .endOfSequence
+                // Completion tokens are reported per request: split evenly, the remainder on the first.
+                let n = min(group.count, ordered.count), share = ct / n + (k == 0 ? ct % n : 0)
+                out.append(GenerationOutput(text: cut, finishReason: finish, promptTokens: k == 0 ? pt : 0, completionTokens: share))
+            }
+            self.lock.withLock { self.usage.prompt += pt; self.usage.completion += ct }
+            return out
+        }
+        for rest in group.dropFirst(outputs.count) { outputs += try generate(group: [rest]) }
+        return outputs
     }
 
     public func score(_ calls: [ScoringCall]) throws -> [[Double]] {
