@@ -27,6 +27,13 @@ let package = Package(
             path: "Sources/CBLAS",
             providers: [.apt(["libopenblas-dev"])]
         ),
+        // libcurl's easy interface for the OpenAI-compatible backend (apt: libcurl4-openssl-dev):
+        // URLSession on Linux keeps a core busy while requests wait (measured: 1.8 s of CPU for
+        // four requests waiting 3 s).
+        .target(
+            name: "CCurl",
+            linkerSettings: [.linkedLibrary("curl")]
+        ),
         .target(
             name: "TensorKit",
             dependencies: ["CBLAS"],
@@ -45,6 +52,7 @@ let package = Package(
         .target(
             name: "PipelineKit",
             dependencies: [
+                "CCurl",
                 "ModelKit",
                 "TrainKit",
                 .product(name: "Yams", package: "Yams"),

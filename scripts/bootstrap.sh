@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Installs what Precept needs on a Debian machine, if it is missing:
-# OpenBLAS (the numeric core's sgemm), SQLite headers (the run store), pip (model fetching:
+# OpenBLAS (the numeric core's sgemm), SQLite headers (the run store), libcurl headers (the
+# OpenAI-compatible backend), pip (model fetching:
 # catalog models are PyPI wheels), and venv, a C++ compiler and curl (llama.cpp's server for tests).
 set -euo pipefail
 
-packages=(libopenblas-dev libsqlite3-dev)
+packages=(libopenblas-dev libsqlite3-dev libcurl4-openssl-dev)
 python3 -m pip --version >/dev/null 2>&1 || packages+=(python3-pip)
 # llama.cpp's server for the remote backend's tests is built from source in a venv.
 python3 -c "import venv, ensurepip" >/dev/null 2>&1 || packages+=(python3-venv)

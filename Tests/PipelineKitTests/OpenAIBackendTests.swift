@@ -57,6 +57,10 @@ import Testing
         #expect((0..<40).allSatisfy { attempts["item \($0)"]! >= ($0 % 5 == 0 ? 1 : 2) }, "\(attempts)")
         #expect(backend.requestsPerURL.count == 2 && backend.requestsPerURL.values.allSatisfy { $0 > 10 }, "\(backend.requestsPerURL)")
         #expect(counter.authorizations == ["Bearer sk-secret-123"])
+        // The prompt style decides how a judge prompt is scored, so it is part of the cache identity.
+        let chat = try OpenAIBackend(endpoint: endpoint([a.baseURL, b.baseURL]), promptStyle: .chat, modelName: "policy",
+                                     environment: ["TEST_KEY": "k"])
+        #expect(chat.fingerprint != backend.fingerprint)
     }
 
     /// Samples of one prompt (calls equal but for the seed) go as one request with `n`; a server

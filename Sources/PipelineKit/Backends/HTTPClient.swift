@@ -1,7 +1,5 @@
+import CCurl
 import Foundation
-#if canImport(FoundationNetworking)
-import FoundationNetworking
-#endif
 
 /// Retries of a remote call: exponential backoff with full jitter, capped, never shorter than a
 /// server's `Retry-After`.
@@ -51,53 +49,51 @@ struct AttemptFailure: Error {
     var retryAfter: Double?
 }
 
-/// Blocking JSON POSTs over URLSession with a per-request timeout. Headers are never part of an
-/// error message (the API key travels in one).
+/// Blocking JSON POSTs over libcurl with a per-request timeout covering connection to last
+/// byte. Handles (and so their connections) are reused across requests. Headers are never part
+/// of an error message (the API key travels in one).
 final class HTTPClient: @unchecked Sendable {
-    let session: URLSession
     let timeout: Double
+    private let lock = NSLock()
+    private var idle: [UnsafeMutableRawPointer] = []
 
-    init(timeout: Double) {
-        self.timeout = timeout
-        // URLSession's own timeouts are a backstop only: on Linux they are whole seconds (a
-        // sub-second value fires at once); the exact deadline is the wait in `post`.
-        let backstop = max(1, timeout.rounded(.up)) + 1
-        let configuration = URLSessionConfiguration.ephemeral
-        configuration.timeoutIntervalForRequest = backstop
-        configuration.timeoutIntervalForResource = backstop
-        configuration.httpMaximumConnectionsPerHost = 64
-        session = URLSession(configuration: configuration)
-    }
+    init(timeout: Double) { self.timeout = timeout }
+
+    deinit { for handle in idle { ccurl_handle_free(handle) } }
 
     func post(_ url: URL, json: [String: Any], headers: [String: String]) -> Result<HTTPResponse, AttemptFailure> {
-        var request = URLRequest(url: url, timeoutInterval: max(1, timeout.rounded(.up)) + 1)
-        request.httpMethod = "POST"
-        request.setValue("application/json", forHTTPHeaderField: "Content-Type")
-        for (k, v) in headers { request.setValue(v, forHTTPHeaderField: k) }
-        do { request.httpBody = try JSONSerialization.data(withJSONObject: json, options: [.sortedKeys]) } catch {
+        let body: Data
+        do { body = try JSONSerialization.data(withJSONObject: json, options: [.sortedKeys]) } catch {
             return .failure(AttemptFailure(message: "cannot encode the request: \(error)", retryable: false))
         }
-        let done = DispatchSemaphore(value: 0)
-        nonisolated(unsafe) var result: Result<HTTPResponse, AttemptFailure> = .failure(AttemptFailure(message: "no response", retryable: true))
-        let task = session.dataTask(with: request) { data, response, error in
-            if let error {
-                let timedOut = (error as? URLError)?.code == .timedOut
-                result = .failure(AttemptFailure(message: timedOut ? "timed out after \(self.timeout) s" : "connection failed: \(error.localizedDescription)",
-                                                 retryable: true))
-            } else if let http = response as? HTTPURLResponse {
-                var headers: [String: String] = [:]
-                for (k, v) in http.allHeaderFields { headers["\(k)"] = "\(v)" }
-                result = .success(HTTPResponse(status: http.statusCode, headers: headers, body: data ?? Data()))
+        guard let handle = lock.withLock({ idle.popLast() }) ?? ccurl_handle_new() else {
+            return .failure(AttemptFailure(message: "libcurl could not start a request", retryable: false))
+        }
+        defer { lock.withLock { idle.append(handle) } }
+        let headerLines: [String] = ["Content-Type: application/json"] + headers.sorted { $0.key < $1.key }.map { "\($0.key): \($0.value)" }
+        let lines: [UnsafeMutablePointer<CChar>?] = headerLines.map { strdup($0) }
+        defer { lines.forEach { free($0) } }
+        var response = ccurl_response()
+        defer { ccurl_response_free(&response) }
+        let cLines: [UnsafePointer<CChar>?] = lines.map { $0.map { UnsafePointer($0) } }
+        body.withUnsafeBytes { raw in
+            ccurl_post(handle, url.absoluteString, cLines, Int32(cLines.count), raw.bindMemory(to: CChar.self).baseAddress, body.count,
+                       max(1, Int((timeout * 1000).rounded())), &response)
+        }
+        guard response.curl_code == 0 else {
+            let detail = withUnsafeBytes(of: &response.error) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+            // 28: CURLE_OPERATION_TIMEDOUT; 1 and 3: unsupported protocol, malformed URL.
+            if response.curl_code == 28 { return .failure(AttemptFailure(message: "timed out after \(timeout) s", retryable: true)) }
+            return .failure(AttemptFailure(message: "connection failed: \(detail)", retryable: ![1, 3].contains(response.curl_code)))
+        }
+        var fields: [String: String] = [:]
+        if let raw = response.headers {
+            for line in String(decoding: Data(bytes: raw, count: response.headers_length), as: UTF8.self).split(separator: "\r\n").dropFirst() {
+                guard let colon = line.firstIndex(of: ":") else { continue }
+                fields[String(line[..<colon])] = line[line.index(after: colon)...].trimmingCharacters(in: .whitespaces)
             }
-            done.signal()
         }
-        task.resume()
-        // The whole request, connection to last byte, within `timeout`.
-        if done.wait(timeout: .now() + timeout) == .timedOut {
-            task.cancel()
-            _ = done.wait(timeout: .now() + 5)
-            return .failure(AttemptFailure(message: "timed out after \(timeout) s", retryable: true))
-        }
-        return result
+        let data = response.body.map { Data(bytes: $0, count: response.body_length) } ?? Data()
+        return .success(HTTPResponse(status: response.status, headers: fields, body: data))
     }
 }

@@ -56,7 +56,10 @@ public final class OpenAIBackend: ModelBackend, @unchecked Sendable {
         slots = endpoint.baseURLs.map { _ in DispatchSemaphore(value: endpoint.maxConcurrency) }
     }
 
-    public var fingerprint: String { "openai:\(endpoint.model)@\(endpoint.baseURLs.sorted().joined(separator: ","))" }
+    /// Endpoint, model and prompt style: the style decides how a judge prompt is scored (chat
+    /// template and `top_logprobs`, or the raw transcript through echo), so cached judgements
+    /// of one style must not answer the other.
+    public var fingerprint: String { "openai:\(endpoint.model)@\(endpoint.baseURLs.sorted().joined(separator: ","))#\(promptStyle.rawValue)" }
 
     // MARK: Requests
 
