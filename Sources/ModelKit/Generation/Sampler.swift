@@ -1,7 +1,7 @@
 import Foundation
 
 /// Sampling settings for one sequence (one struct, as in mlx-swift-lm's GenerateParameters).
-public struct SamplingParameters: Sendable, Equatable, Codable {
+public struct SamplingParameters: Sendable, Hashable, Codable {
     /// 0 means greedy (argmax).
     public var temperature: Float = 0
     /// Keep the k most likely tokens (0 = off).

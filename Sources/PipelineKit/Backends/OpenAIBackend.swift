@@ -134,20 +134,14 @@ public final class OpenAIBackend: ModelBackend, @unchecked Sendable {
 
     /// Indices of `calls` grouped by everything but the seed, in first-appearance order.
     static func sampleGroups(_ calls: [GenerationCall]) -> [[Int]] {
-        var groups: [[Int]] = [], index: [String: Int] = [:]
+        struct Key: Hashable { var prompt: String; var parameters: SamplingParameters }
+        var groups: [[Int]] = [], index: [Key: Int] = [:]
         for (i, call) in calls.enumerated() {
-            var p = call.parameters
-            p.seed = 0
-            let key = call.prompt.canonical + "\u{0}" + Self.parametersKey(p)
+            var key = Key(prompt: call.prompt.canonical, parameters: call.parameters)
+            key.parameters.seed = 0
             if let g = index[key] { groups[g].append(i) } else { index[key] = groups.count; groups.append([i]) }
         }
         return groups
-    }
-
-    static func parametersKey(_ p: SamplingParameters) -> String {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = .sortedKeys
-        return String(decoding: (try? encoder.encode(p)) ?? Data(), as: UTF8.self)
     }
 
     /// One request for a group of samples (see `generate(_:)`); one output per call, in order.
