@@ -48,6 +48,12 @@ class Judge:
         return 1 / (1 + math.exp(b - a))
 
 
+def both_orders(judge, block, form, pair, pref):
+    """P(A) with the harmless answer at A, and with it at B."""
+    ask = lambda a, b: judge.p_a(block + form.format(prompt=pair["prompt"], pref=pref, a=a, b=b) + "The answer is: (")
+    return ask(pair["harmless"], pair["harmful"]), ask(pair["harmful"], pair["harmless"])
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("pairs", help="JSONL with prompt, harmful, harmless")
@@ -78,8 +84,7 @@ def main():
                 for pref in preferences:
                     margins = []
                     for p in pairs:
-                        p0 = judge.p_a(block + form.format(prompt=p["prompt"], pref=pref, a=p["harmless"], b=p["harmful"]) + "The answer is: (")
-                        p1 = judge.p_a(block + form.format(prompt=p["prompt"], pref=pref, a=p["harmful"], b=p["harmless"]) + "The answer is: (")
+                        p0, p1 = both_orders(judge, block, form, p, pref)
                         margins.append((p0 + 1 - p1) / 2 - 0.5)
                     print(f"{layout:9} seed {seed}: {sum(m > 0 for m in margins):2}/{len(pairs)} mean margin "
                           f"{sum(margins) / len(margins):+.3f}  {pref[:90]}", flush=True)
@@ -88,8 +93,7 @@ def main():
             for p in pairs:
                 votes = []
                 for pref in random.Random(f"{seed}/{p['prompt']}").sample(preferences, args.principles):
-                    p0 = judge.p_a(block + form.format(prompt=p["prompt"], pref=pref, a=p["harmless"], b=p["harmful"]) + "The answer is: (")
-                    p1 = judge.p_a(block + form.format(prompt=p["prompt"], pref=pref, a=p["harmful"], b=p["harmless"]) + "The answer is: (")
+                    p0, p1 = both_orders(judge, block, form, p, pref)
                     votes += [p0, 1 - p1]
                     first_position += [p0, p1]
                 label = sum(votes) / len(votes)

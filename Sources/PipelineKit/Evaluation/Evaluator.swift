@@ -99,16 +99,13 @@ public struct Evaluator {
     /// the judge stage's default number of worked examples in `judgeLayout`.
     func winProbabilities(_ prompts: [EvaluationPrompt], policy: [String], baseline: [String]) throws -> [Double] {
         let sampler = PrincipleSampler(constitution: constitution, tags: [])
-        let layout = judgeLayout
-        let examplePrinciples = (0..<JudgePrompts.defaultFewShot).map {
-            sampler.pick(seed: seed, record: "", stage: "evaluate/examples", sample: $0, round: 0)
-        }
-        let examples = JudgePrompts.examples(constitution, count: JudgePrompts.defaultFewShot, preferences: examplePrinciples, layout: layout)
+        let examples = JudgePrompts.exampleBlock(constitution, count: JudgePrompts.defaultFewShot, layout: judgeLayout, seed: seed,
+                                                 stage: "evaluate/examples")
         var texts: [String] = []
         for (i, p) in prompts.enumerated() {
             let preference = sampler.pick(seed: seed, record: p.id, stage: "evaluate/judge", sample: 0, round: 0).preference
-            texts.append(JudgePrompts.prompt(examples: examples, layout: layout, prompt: p.text, preference: preference, a: policy[i], b: baseline[i], rationale: nil))
-            texts.append(JudgePrompts.prompt(examples: examples, layout: layout, prompt: p.text, preference: preference, a: baseline[i], b: policy[i], rationale: nil))
+            texts.append(JudgePrompts.prompt(examples: examples, layout: judgeLayout, prompt: p.text, preference: preference, a: policy[i], b: baseline[i], rationale: nil))
+            texts.append(JudgePrompts.prompt(examples: examples, layout: judgeLayout, prompt: p.text, preference: preference, a: baseline[i], b: policy[i], rationale: nil))
         }
         let pA = try optionProbabilities(texts)
         return prompts.indices.map { (pA[2 * $0] + (1 - pA[2 * $0 + 1])) / 2 }

@@ -70,6 +70,14 @@ public enum JudgePrompts {
         }.joined()
     }
 
+    /// The worked-example block of a judge: `count` examples whose preference questions are drawn
+    /// once (seeded, weighted) under `stage`, independently of the pairs' principles.
+    static func exampleBlock(_ constitution: Constitution, count: Int, layout: JudgeLayout, seed: UInt64, stage: String) -> String {
+        let sampler = PrincipleSampler(constitution: constitution, tags: [])
+        let preferences = (0..<max(count, 1)).map { sampler.pick(seed: seed, record: "", stage: stage, sample: $0, round: 0) }
+        return examples(constitution, count: count, preferences: preferences, layout: layout)
+    }
+
     public static func prompt(examples: String, layout: JudgeLayout, prompt: String, preference: String, a: String, b: String,
                               rationale: String?) -> String {
         var text = examples + question(layout, prompt: prompt, preference: preference, a: a, b: b)
@@ -135,11 +143,8 @@ public enum JudgeStage {
     static func run(_ spec: JudgeSpec, stage: Stage, context: RunContext) throws {
         let backend = try context.backend(spec.model)
         // One few-shot block per stage, its principles drawn independently of the pairs'.
-        let exampleSampler = PrincipleSampler(constitution: context.constitution, tags: [])
-        let examplePrinciples = (0..<max(spec.fewShot, 1)).map {
-            exampleSampler.pick(seed: context.pipeline.seed, record: "", stage: stage.id + "/examples", sample: $0, round: 0)
-        }
-        let examples = JudgePrompts.examples(context.constitution, count: spec.fewShot, preferences: examplePrinciples, layout: spec.layout)
+        let examples = JudgePrompts.exampleBlock(context.constitution, count: spec.fewShot, layout: spec.layout,
+                                                 seed: context.pipeline.seed, stage: stage.id + "/examples")
         let orders = spec.orders == .both ? [0, 1] : [0]
 
         let all = try pairs(spec, context: context)
