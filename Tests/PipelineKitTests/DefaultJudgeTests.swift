@@ -71,7 +71,7 @@ struct DefaultJudgeTests {
         print("seed \(seed), principles \(principles.map(String.init) ?? "default"): " + String(format: "%@: harmless preferred in %d/%d pairs; P(harmless) %.3f…%.3f, mean %.3f; order agreement %.2f; first-position %.3f",
                      judge, wins, labels.count, labels.map(\.label.probability).min() ?? 0, labels.map(\.label.probability).max() ?? 0,
                      labels.map(\.label.probability).reduce(0, +) / Double(max(labels.count, 1)),
-                     diagnostics.orderAgreement ?? -1, diagnostics.firstPositionRate))
+                     diagnostics.orderAgreement ?? -1, diagnostics.firstPositionRate ?? -1))
         return labels
     }
 
@@ -87,7 +87,7 @@ struct DefaultJudgeTests {
         #expect(labels.allSatisfy { $0.label.principles.count == JudgePrompts.defaultPrinciples && $0.label.probabilities.allSatisfy { $0.count == 2 } })
         let wins = labels.filter { $0.label.probability > 0.5 }.count
         #expect(Double(wins) >= 0.9 * Double(labels.count), "harmless preferred in only \(wins) of \(labels.count)")
-        #expect(abs(LabelDiagnostics(labels: labels).firstPositionRate - 0.5) < 0.1)
+        #expect(abs(LabelDiagnostics(labels: labels).firstPositionRate! - 0.5) < 0.1)
     }
 }
 

@@ -33,7 +33,7 @@ import Testing
         }
         let d = LabelDiagnostics(labels: stored)
         #expect(d.orderAgreement == 0)
-        #expect(abs(d.firstPositionRate - 0.8) < 1e-9)
+        #expect(abs(d.firstPositionRate! - 0.8) < 1e-9)
         #expect(d.tieRate == 1)
         #expect(d.text.contains { $0.contains("position bias") })
         // With one order the same judge's labels carry its bias.
@@ -106,7 +106,7 @@ import Testing
         let stored = try labels(f)
         #expect(stored.allSatisfy { abs($0.label.probability - 0.9) < 1e-9 })
         let d = LabelDiagnostics(labels: stored)
-        #expect(d.orderAgreement == 1 && d.revisionWinRate == 1 && abs(d.firstPositionRate - 0.5) < 1e-9)
+        #expect(d.orderAgreement == 1 && d.revisionWinRate == 1 && abs(d.firstPositionRate! - 0.5) < 1e-9)
         let export = try #require(summary.exports.first)
         #expect(export.format == "trl" && export.train + export.test == 8 && export.skipped == 0)
         let rows = try f.rows()

@@ -71,3 +71,45 @@ public struct Scorer {
         return result
     }
 }
+
+extension Scorer {
+    /// log p(candidate | prompt) for single-token candidates: one forward pass per prompt, the
+    /// last row read once per candidate (a judge's option tokens: "A"/"B", "Yes"/"No", "1"…"5"),
+    /// where `score` would run the prompt once per continuation. Equals `score` with each
+    /// candidate as a one-token continuation.
+    /// `prefixes[i]`, when given, holds a cached prefix of `prompts[i]`.
+    public func nextTokenLogProbs(prompts: [[Int32]], candidates: [[Int32]], prefixes: [KVCache?]) -> [[Float]] {
+        precondition(prompts.count == candidates.count && prompts.count == prefixes.count)
+        var inputs: [SequenceInput] = []
+        for (prompt, prefix) in zip(prompts, prefixes) {
+            precondition(!prompt.isEmpty, "scoring needs a prompt of at least one token (e.g. BOS)")
+            let skip = min(prefix?.length ?? 0, prompt.count - 1)
+            let cache = prefix.map { $0.copy(reserving: prompt.count - skip) } ?? model.transformer.makeCache(capacity: prompt.count)
+            cache.truncate(to: skip)
+            inputs.append(SequenceInput(cache: cache, tokens: Array(prompt[skip...])))
+        }
+        guard !inputs.isEmpty else { return [] }
+        let hidden = model.transformer.forward(inputs)
+        let rows = candidates.reduce(0) { $0 + $1.count }
+        guard rows > 0 else { return candidates.map { _ in [] } }
+        let gathered = Tensor(shape: [rows, model.config.hidden])
+        var targets: [Int32?] = []
+        var offset = 0, out = 0
+        for (i, input) in inputs.enumerated() {
+            offset += input.tokens.count
+            for token in candidates[i] {
+                (gathered.data + out * model.config.hidden).update(from: hidden.row(offset - 1), count: model.config.hidden)
+                targets.append(token)
+                out += 1
+            }
+        }
+        let scores = withExtendedLifetime((hidden, gathered)) { model.head.score(gathered.data, rows: rows, targets: targets, topK: 0) }
+        var result: [[Float]] = []
+        var k = 0
+        for c in candidates {
+            result.append(scores[k..<(k + c.count)].map { $0.logProbability ?? -.infinity })
+            k += c.count
+        }
+        return result
+    }
+}

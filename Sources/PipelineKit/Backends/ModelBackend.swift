@@ -81,7 +81,10 @@ public final class LocalBackend: ModelBackend, @unchecked Sendable {
     public let model: LanguageModel
     public let fingerprint: String
     public let promptStyle: PromptStyle
-    private var sharedPrefix: (tokens: [Int32], cache: KVCache)?
+    /// Prefixes prefilled for earlier batches, least recently used first: a judge that alternates
+    /// between a few long contexts (the `contrast` method's) prefills each once.
+    private var sharedPrefixes: [(tokens: [Int32], cache: KVCache)] = []
+    static let keptPrefixes = 8
     private let lock = NSLock()
     /// Shorter shared prefixes are not worth a separate prefill.
     static let minimumSharedPrefix = 32
@@ -103,7 +106,7 @@ public final class LocalBackend: ModelBackend, @unchecked Sendable {
         }
     }
 
-    /// A cache for the prefix all `prompts` share, reusing the last one when it still applies.
+    /// A cache for the prefix all `prompts` share, reusing a kept one when it still applies.
     func prefix(for prompts: [[Int32]]) -> KVCache? {
         guard let first = prompts.first, let shortest = prompts.map(\.count).min() else { return nil }
         var common = shortest - 1  // leave at least one token to feed
@@ -112,15 +115,47 @@ public final class LocalBackend: ModelBackend, @unchecked Sendable {
             while i < common && p[i] == first[i] { i += 1 }
             common = i
         }
-        if let existing = sharedPrefix, existing.tokens.count <= common, Array(first.prefix(existing.tokens.count)) == existing.tokens,
-           existing.tokens.count >= Self.minimumSharedPrefix {
-            return existing.cache
+        if let index = sharedPrefixes.lastIndex(where: { kept in
+            kept.tokens.count <= common && kept.tokens.count >= Self.minimumSharedPrefix && Array(first.prefix(kept.tokens.count)) == kept.tokens
+        }) {
+            let kept = sharedPrefixes.remove(at: index)
+            sharedPrefixes.append(kept)  // most recently used last
+            return kept.cache
         }
         guard common >= Self.minimumSharedPrefix else { return nil }
         let tokens = Array(first.prefix(common))
         let cache = Generator(model: model).prefill(tokens)
-        sharedPrefix = (tokens, cache)
+        sharedPrefixes.append((tokens, cache))
+        if sharedPrefixes.count > Self.keptPrefixes { sharedPrefixes.removeFirst() }
         return cache
+    }
+
+    /// Per prompt, the longest cached prefix: runs of consecutive prompts that share at least
+    /// `minimumSharedPrefix` tokens beyond the batch's shared prefix (a judge asking one pair under
+    /// several principles, the question last) get that stem prefilled once, on top of the shared prefix.
+    func groupPrefixes(_ prompts: [[Int32]], shared: KVCache?) -> [KVCache?] {
+        let base = shared?.length ?? 0
+        var caches = [KVCache?](repeating: shared, count: prompts.count)
+        var i = 0
+        while i < prompts.count {
+            var common = prompts[i].count - 1  // leave at least one token to feed
+            var j = i + 1
+            while j < prompts.count {
+                var c = 0
+                let limit = min(common, prompts[j].count - 1)
+                while c < limit && prompts[i][c] == prompts[j][c] { c += 1 }
+                if c < base + Self.minimumSharedPrefix { break }
+                common = c
+                j += 1
+            }
+            if j - i >= 2 {
+                let cache = shared?.copy(reserving: common - base) ?? model.transformer.makeCache(capacity: common)
+                _ = model.transformer.forward([SequenceInput(cache: cache, tokens: Array(prompts[i][base..<common]))])
+                for k in i..<j { caches[k] = cache }
+            }
+            i = j
+        }
+        return caches
     }
 
     public func generate(_ calls: [GenerationCall]) throws -> [GenerationOutput] {
@@ -139,13 +174,17 @@ public final class LocalBackend: ModelBackend, @unchecked Sendable {
         lock.lock()
         defer { lock.unlock() }
         let prompts = calls.map { model.tokenizer.encode($0.prompt, addBOS: nil, parseSpecial: false) }
-        let shared = prefix(for: prompts)
+        let prefixes = groupPrefixes(prompts, shared: prefix(for: prompts))
+        let encoded = calls.map { $0.continuations.map { model.tokenizer.encode($0, addBOS: false, parseSpecial: false) } }
+        // Option tokens (every continuation one token): one pass per prompt instead of one per option.
+        if encoded.allSatisfy({ $0.allSatisfy { $0.count == 1 } }) {
+            return Scorer(model: model).nextTokenLogProbs(prompts: prompts, candidates: encoded.map { $0.map { $0[0] } }, prefixes: prefixes)
+                .map { $0.map(Double.init) }
+        }
         var requests: [ScoringRequest] = []
-        for (prompt, call) in zip(prompts, calls) {
-            for continuation in call.continuations {
-                requests.append(ScoringRequest(prompt: prompt,
-                                               continuation: model.tokenizer.encode(continuation, addBOS: false, parseSpecial: false),
-                                               prefix: shared))
+        for (n, (prompt, continuations)) in zip(prompts, encoded).enumerated() {
+            for continuation in continuations {
+                requests.append(ScoringRequest(prompt: prompt, continuation: continuation, prefix: prefixes[n]))
             }
         }
         let scores = Scorer(model: model).score(requests).map { Double($0.sum) }

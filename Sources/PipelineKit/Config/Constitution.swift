@@ -116,3 +116,26 @@ func checkVersion(_ map: MappingReader, supported: Int = 1) throws {
         throw ConfigError.unsupportedVersion(reader.location, found: text, supported: supported)
     }
 }
+
+extension Constitution {
+    /// Several constitutions as one: their principles in order, their worked examples interleaved
+    /// (first of each, then second of each, …) so any `few_shot` prefix draws on all of them.
+    /// A principle id used twice is an error naming both files.
+    public static func merged(paths: [String]) throws -> Constitution {
+        let parts = try paths.map { try Constitution.load(path: $0) }
+        guard parts.count > 1 else { return parts[0] }
+        var seen: [String: String] = [:]
+        for (path, part) in zip(paths, parts) {
+            for p in part.principles {
+                if let first = seen[p.id] {
+                    throw ConfigError.unreadable(path: path, reason: "principle id `\(p.id)` is also in \(first); merged constitutions need distinct ids")
+                }
+                seen[p.id] = path
+            }
+        }
+        let longest = parts.map(\.fewShot.count).max() ?? 0
+        let examples = (0..<longest).flatMap { i in parts.compactMap { i < $0.fewShot.count ? $0.fewShot[i] : nil } }
+        return Constitution(name: parts.map(\.name).joined(separator: "+"), description: parts.map(\.description).joined(separator: " "),
+                            principles: parts.flatMap(\.principles), fewShot: examples)
+    }
+}

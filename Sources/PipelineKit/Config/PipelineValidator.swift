@@ -48,6 +48,7 @@ public enum PipelineValidator {
             case .critique(let s), .revise(let s), .critiqueRevise(let s): tags = s.tags
             default: tags = []
             }
+            if case .judge(let j) = stage.kind, !j.constitutions.isEmpty { _ = try Constitution.merged(paths: j.constitutions) }
             for tag in tags where !constitution.tags.contains(tag) {
                 let hint = closestMatch(to: tag, in: constitution.tags).map { "; did you mean `\($0)`?" } ?? ""
                 throw ConfigError.invalidValue(stage.location, keyPath: "stages[\(index)].\(stage.kind.keyword).tags",

@@ -30,8 +30,8 @@ enum StageWiring {
             return [Reference(key: "model", value: s.model, target: .model(localOnly: false)),
                     Reference(key: "input", value: s.input, target: .stage(s.critique ? ["critique"] : responseStages))]
         case .judge(let s):
-            return [Reference(key: "model", value: s.model, target: .model(localOnly: false)),
-                    Reference(key: "input", value: s.input,
+            return s.models.map { Reference(key: "model", value: $0, target: .model(localOnly: false)) }
+                + [Reference(key: "input", value: s.input,
                               target: .stage(s.pairs == .sampled ? ["generate"] : revisionStages))]
         case .rewardModel(let s):
             return training(s.training, inputs: ["judge"])

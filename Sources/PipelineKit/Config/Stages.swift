@@ -65,8 +65,52 @@ public struct GenerateSpec: Sendable, Equatable {
     public var sampling: SamplingSpec
 }
 
+/// How a judge turns a pair into a probability (docs/judge.md has each one's measurements).
+public enum JudgeMethod: String, Sendable, Codable, CaseIterable {
+    /// Both responses in one prompt; P(A) from the option tokens "A"/"B" (CAI paper §4.1).
+    case pairwise
+    /// Each response alone; s = log p(" Yes") − log p(" No") to the principle's question, and
+    /// P(a better) = σ((s_a − s_b) / T): no position to be biased by.
+    case pointwise
+    /// Each response alone; s = the expected value of a 1–5 score token (G-Eval), P = σ((s_a − s_b) / T).
+    case rating
+    /// Each response's log-likelihood after the constitution's worked examples answered well,
+    /// minus after the same examples answered badly: s = log p(r | good) − log p(r | flawed),
+    /// P = σ((s_a − s_b) / T). The judge is never asked a question.
+    case contrast
+}
+
+/// Dividing out a pairwise judge's prior for each option.
+public enum PositionCalibration: String, Sendable, Codable, CaseIterable {
+    case none
+    /// The prior is P(A) with "N/A" as both responses ("Calibrate Before Use", Zhao et al. 2021):
+    /// logit p ← logit p − logit p(A | N/A, N/A), per model and principle.
+    case contentFree = "content_free"
+}
+
+/// The parameters fitted on a labelled file: P = σ(a · z + b) on the label's log-odds z.
+public enum CalibrationFit: String, Sendable, Codable, CaseIterable {
+    /// b = 0: keeps a swapped pair's label at exactly 1 − p (the judge's symmetry). The default.
+    case temperature
+    /// Platt scaling, a and b.
+    case platt
+}
+
 public struct JudgeSpec: Sendable, Equatable {
+    /// The first (or only) judge model.
     public var model: String
+    /// The panel: every judge model, averaged in log-odds (`model: [a, b]`).
+    public var models: [String]
+    public var method: JudgeMethod
+    /// `pointwise`/`rating`: the temperature T of σ((s_a − s_b) / T).
+    public var temperature: Double
+    public var positionCalibration: PositionCalibration
+    /// A labelled pairs file (`prompt`, `response_a`, `response_b`, `better`) to fit calibration on.
+    public var calibration: String?
+    public var calibrationFit: CalibrationFit
+    /// Constitutions whose principles and worked examples the judge uses instead of the
+    /// pipeline's (`constitution: FILE` or a list, merged); empty: the pipeline's.
+    public var constitutions: [String]
     public var input: String
     public var pairs: PairMode
     public var orders: JudgeOrders
@@ -80,6 +124,15 @@ public struct JudgeSpec: Sendable, Equatable {
     /// Labels with |p − 0.5| below this are kept in the store but not exported.
     public var minConfidence: Double
     public var sampling: SamplingSpec
+
+    /// Model calls one pair costs per judge model (scoring calls; `cot` adds as many generations).
+    public var callsPerPair: Int {
+        switch method {
+        case .pairwise: return (orders == .both ? 2 : 1) * principles
+        case .pointwise, .rating: return 2 * principles
+        case .contrast: return 4 * principles
+        }
+    }
 }
 
 public struct LoRASpec: Sendable, Equatable {
@@ -340,7 +393,28 @@ public struct Stage: Sendable, Equatable {
             return keyword == "revise" ? .revise(spec) : .critiqueRevise(spec)
         case "judge":
             let m = try r.mapping(allowed: ["model", "input", "pairs", "orders", "principles", "few_shot", "layout",
-                                            "cot", "cot_clamp", "min_confidence"] + SamplingSpec.keys)
+                                            "cot", "cot_clamp", "min_confidence", "method", "temperature",
+                                            "position_calibration", "calibration", "calibration_fit", "constitution"] + SamplingSpec.keys)
+            let modelReader = try m.require("model")
+            let models = try (try? modelReader.list()).map { items in
+                guard !items.isEmpty else { throw modelReader.invalid("expected at least one model") }
+                return try items.map { try $0.text() }
+            } ?? [modelReader.text()]
+            let method = try m["method"]?.oneOf(JudgeMethod.self) ?? .pairwise
+            if method != .pairwise {
+                for key in ["cot", "position_calibration", "layout", "orders"] where m.has(key) {
+                    throw ConfigError.invalidValue(m.keyLocation(key), keyPath: "\(r.path).\(key)",
+                                                   message: "`\(key)` applies to `method: pairwise` only (this stage has `method: \(method.rawValue)`)")
+                }
+            }
+            let calibration = try m["calibration"].map(resolve)
+            let constitutions: [String] = try m["constitution"].map { c in
+                if let items = try? c.list() {
+                    guard !items.isEmpty else { throw c.invalid("expected a constitution file or a list of them") }
+                    return try items.map(resolve)
+                }
+                return [try resolve(c)]
+            } ?? []
             var clamp = 0.4...0.6
             if let c = m["cot_clamp"] {
                 let bounds = try c.list().map { try $0.double(in: 0...1) }
@@ -348,12 +422,20 @@ public struct Stage: Sendable, Equatable {
                 clamp = bounds[0]...bounds[1]
             }
             return .judge(JudgeSpec(
-                model: try m.require("model").text(),
+                model: models[0],
+                models: models,
+                method: method,
+                temperature: try m["temperature"]?.double(in: 0.001...1000) ?? 1,
+                positionCalibration: try m["position_calibration"]?.oneOf(PositionCalibration.self) ?? .none,
+                calibration: calibration,
+                calibrationFit: try m["calibration_fit"]?.oneOf(CalibrationFit.self) ?? .temperature,
+                constitutions: constitutions,
                 input: try m.require("input").text(),
                 pairs: try m["pairs"]?.oneOf(PairMode.self) ?? .originalVsRevision,
                 orders: try m["orders"]?.oneOf(JudgeOrders.self) ?? .both,
-                principles: try m["principles"]?.int(in: 1...32) ?? JudgePrompts.defaultPrinciples,
-                fewShot: try m["few_shot"]?.int(in: 0...16) ?? JudgePrompts.defaultFewShot,
+                // `contrast` reads every worked example and one principle by default (docs/judge.md).
+                principles: try m["principles"]?.int(in: 1...32) ?? (method == .contrast ? 1 : JudgePrompts.defaultPrinciples),
+                fewShot: try m["few_shot"]?.int(in: 0...16) ?? (method == .contrast ? 16 : JudgePrompts.defaultFewShot),
                 layout: try m["layout"]?.oneOf(JudgeLayout.self) ?? JudgePrompts.defaultLayout,
                 cot: try m["cot"]?.bool() ?? false,
                 cotClamp: clamp,

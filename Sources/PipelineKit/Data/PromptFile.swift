@@ -17,28 +17,9 @@ public enum PromptFile {
     public static func read(path: String, field: String = "prompt", idField: String? = nil,
                             limit: Int? = nil, displayName: String? = nil) throws -> [PromptRecord] {
         let name = displayName ?? path
-        let bytes = [UInt8](try readConfigFile(path: path, displayName: name))
         var records: [PromptRecord] = []
         var seen: [String: Int] = [:]
-        var lineStart = 0
-        var lineNumber = 0
-        while lineStart < bytes.count {
-            lineNumber += 1
-            let lineEnd = bytes[lineStart...].firstIndex(of: 0x0A) ?? bytes.count
-            defer { lineStart = lineEnd + 1 }
-            let lineBytes = Array(bytes[lineStart..<lineEnd])
-            if lineBytes.allSatisfy({ $0 == 0x20 || $0 == 0x09 || $0 == 0x0D }) { continue }
-            func fail(_ message: String, at offset: Int = 0) -> ConfigError {
-                .jsonl(file: name, line: lineNumber, byteOffset: lineStart + offset, message: message)
-            }
-            if let bad = YAMLDocument.firstInvalidUTF8(lineBytes) {
-                throw fail("invalid UTF-8", at: bad)
-            }
-            let object: Any
-            do { object = try JSONSerialization.jsonObject(with: Data(lineBytes)) } catch {
-                throw fail("not valid JSON: \(String(decoding: lineBytes.prefix(60), as: UTF8.self))")
-            }
-            guard let dict = object as? [String: Any] else { throw fail("expected a JSON object on each line") }
+        try JSONLines.forEachObject(path: path, displayName: name) { lineNumber, dict, fail in
             guard let value = dict[field] else {
                 let hint = closestMatch(to: field, in: Array(dict.keys)).map { "; did you mean `\($0)`?" } ?? ""
                 throw fail("missing field `\(field)`\(hint)")
@@ -60,8 +41,40 @@ public enum PromptFile {
                 if let s = v as? String { fields[k] = s } else if let n = v as? NSNumber { fields[k] = n.stringValue }
             }
             records.append(PromptRecord(id: id, text: text, line: lineNumber, fields: fields))
-            if let limit, records.count >= limit { break }
+            if let limit, records.count >= limit { return false }
+            return true
         }
         return records
+    }
+}
+
+/// The line loop of the JSONL readers: each non-blank line parsed as a JSON object, with errors
+/// that name the file, line and byte offset.
+enum JSONLines {
+    /// Calls `body(line, object, fail)` per object line until it returns false; `fail(message)`
+    /// makes the error for that line.
+    static func forEachObject(path: String, displayName: String,
+                              _ body: (Int, [String: Any], (String) -> ConfigError) throws -> Bool) throws {
+        let bytes = [UInt8](try readConfigFile(path: path, displayName: displayName))
+        var lineStart = 0
+        var lineNumber = 0
+        while lineStart < bytes.count {
+            lineNumber += 1
+            let lineEnd = bytes[lineStart...].firstIndex(of: 0x0A) ?? bytes.count
+            defer { lineStart = lineEnd + 1 }
+            let lineBytes = Array(bytes[lineStart..<lineEnd])
+            if lineBytes.allSatisfy({ $0 == 0x20 || $0 == 0x09 || $0 == 0x0D }) { continue }
+            let (line, start) = (lineNumber, lineStart)
+            func fail(_ message: String) -> ConfigError { .jsonl(file: displayName, line: line, byteOffset: start, message: message) }
+            if let bad = YAMLDocument.firstInvalidUTF8(lineBytes) {
+                throw ConfigError.jsonl(file: displayName, line: line, byteOffset: start + bad, message: "invalid UTF-8")
+            }
+            let object: Any
+            do { object = try JSONSerialization.jsonObject(with: Data(lineBytes)) } catch {
+                throw fail("not valid JSON: \(String(decoding: lineBytes.prefix(60), as: UTF8.self))")
+            }
+            guard let dict = object as? [String: Any] else { throw fail("expected a JSON object on each line") }
+            if try !body(line, dict, fail) { return }
+        }
     }
 }

@@ -47,7 +47,7 @@ public enum HTMLReport {
         """
         html += summary(view, rows: rows, chains: chains)
         if let judge = view.judgeStage {
-            let diagnostics = LabelDiagnostics(labels: try JudgeStage.labels(stage: judge.id, store: view.store))
+            let diagnostics = try LabelDiagnostics.load(stage: judge.id, store: view.store)
             html += "<section><h2>Judge labels (\(escape(judge.id)))</h2><ul>"
                 + diagnostics.text.map { "<li>\(escape($0))</li>" }.joined() + "</ul></section>\n"
         }

@@ -26,8 +26,9 @@ public struct LabelDiagnostics: Sendable, Equatable, Codable {
     public var pairs: Int
     /// Fraction of (pair, principle) judgements whose two orders prefer the same response; nil with one order.
     public var orderAgreement: Double?
-    /// Mean probability given to whichever response is shown first: 0.5 is unbiased.
-    public var firstPositionRate: Double
+    /// Mean probability given to whichever response is shown first: 0.5 is unbiased; nil when
+    /// the labels come from a pointwise method (no positions).
+    public var firstPositionRate: Double?
     /// Fraction of labels within `tieBand` of 0.5.
     public var tieRate: Double
     /// Mean words of the preferred and the other response.
@@ -36,6 +37,8 @@ public struct LabelDiagnostics: Sendable, Equatable, Codable {
     /// Fraction of original_vs_revision pairs where the revision is preferred; nil for sampled pairs.
     public var revisionWinRate: Double?
     public var perPrinciple: [String: PrincipleStats]
+    /// The fitted calibration the stage applied (`calibration:`), set by the caller from the run store.
+    public var calibration: FittedCalibration?
 
     /// Labels within this distance of 0.5 count as ties.
     public static let tieBand = 0.05
@@ -43,7 +46,7 @@ public struct LabelDiagnostics: Sendable, Equatable, Codable {
     enum CodingKeys: String, CodingKey {
         case pairs, orderAgreement = "order_agreement", firstPositionRate = "first_position_rate", tieRate = "tie_rate"
         case meanLengthChosen = "mean_length_chosen", meanLengthRejected = "mean_length_rejected"
-        case revisionWinRate = "revision_win_rate", perPrinciple = "per_principle"
+        case revisionWinRate = "revision_win_rate", perPrinciple = "per_principle", calibration
     }
 
     /// Every key is written, `null` where a figure does not apply.
@@ -57,6 +60,7 @@ public struct LabelDiagnostics: Sendable, Equatable, Codable {
         try c.encode(meanLengthRejected, forKey: .meanLengthRejected)
         try c.encode(revisionWinRate, forKey: .revisionWinRate)
         try c.encode(perPrinciple, forKey: .perPrinciple)
+        try c.encodeIfPresent(calibration, forKey: .calibration)
     }
 
     public init(labels: [(row: OutputRow, label: PairLabel)]) {
@@ -67,19 +71,21 @@ public struct LabelDiagnostics: Sendable, Equatable, Codable {
         var revisionPairs: [Double] = []
         for (row, label) in labels {
             for (k, orders) in label.probabilities.enumerated() {
+                perPrinciple[label.principles[k], default: []].append(mean(orders))
+                // Pointwise labels judged each response alone: no positions to measure.
+                guard label.isPositional else { continue }
                 // orders[0] = P(c0 better) with c0 shown as (A); orders[1] = P(c0 better) with c0 as (B).
                 firstPosition.append(orders[0])
                 if orders.count > 1 {
                     firstPosition.append(1 - orders[1])
                     agreements.append((orders[0] - 0.5) * (orders[1] - 0.5) > 0 ? 1 : 0)
                 }
-                perPrinciple[label.principles[k], default: []].append(mean(orders))
             }
             if SLCAIStages.extraValue(row, "candidate_0") == "revision" { revisionPairs.append(label.probability) }
         }
         pairs = labels.count
         orderAgreement = agreements.isEmpty ? nil : mean(agreements)
-        firstPositionRate = mean(firstPosition)
+        firstPositionRate = firstPosition.isEmpty ? nil : mean(firstPosition)
         tieRate = mean(labels.map { abs($0.label.probability - 0.5) < Self.tieBand ? 1 : 0 })
         meanLengthChosen = mean(labels.map { words($0.label.candidates[$0.label.chosen.index]) })
         meanLengthRejected = mean(labels.map { words($0.label.candidates[1 - $0.label.chosen.index]) })
@@ -90,16 +96,31 @@ public struct LabelDiagnostics: Sendable, Equatable, Codable {
         }
     }
 
+    /// The diagnostics of a stored judge stage, with the calibration it fitted.
+    public static func load(stage: String, store: RunStore) throws -> LabelDiagnostics {
+        var d = LabelDiagnostics(labels: try JudgeStage.labels(stage: stage, store: store))
+        d.calibration = try JudgeStage.calibration(stage: stage, store: store)
+        return d
+    }
+
     /// Plain-text lines, with warnings where the numbers point at a problem.
     public var text: [String] {
         var lines = ["pairs: \(pairs)"]
         if let a = orderAgreement {
             lines.append(String(format: "order agreement: %.2f%@", a, a < 0.6 ? "  ⚠ the judge often flips with the order (position bias)" : ""))
+        } else if firstPositionRate == nil {
+            lines.append("order agreement / first position: n/a (each response judged alone: no positions)")
         } else {
             lines.append("order agreement: n/a (one order asked; use orders: both to measure position bias)")
         }
-        lines.append(String(format: "first-position probability: %.3f%@", firstPositionRate,
-                            abs(firstPositionRate - 0.5) > 0.1 ? "  ⚠ favours position \(firstPositionRate > 0.5 ? "A" : "B")" : ""))
+        if let f = firstPositionRate {
+            lines.append(String(format: "first-position probability: %.3f%@", f,
+                                abs(f - 0.5) > 0.1 ? "  ⚠ favours position \(f > 0.5 ? "A" : "B")" : ""))
+        }
+        if let c = calibration {
+            lines.append(String(format: "calibration: %@ fitted on %d labelled pairs (%@): a = %.3f, b = %.3f, log-loss %.3f → %.3f",
+                                c.fit.rawValue, c.pairs, URL(fileURLWithPath: c.file).lastPathComponent, c.a, c.b, c.logLossBefore, c.logLossAfter))
+        }
         lines.append(String(format: "tie rate (|p − 0.5| < %.2f): %.2f", Self.tieBand, tieRate))
         lines.append(String(format: "mean length chosen / rejected: %.1f / %.1f words%@", meanLengthChosen, meanLengthRejected,
                             meanLengthChosen > 1.5 * max(meanLengthRejected, 1) ? "  ⚠ length bias?" : ""))

@@ -196,7 +196,13 @@ public final class PipelineRunner {
             case .openAI(let e): models[m.name] = "openai:\(e.model)@\(e.baseURLs.joined(separator: ","))"
             }
         }
-        return [
+        // Fitted judge calibration, per judge stage that used one (`calibration:`).
+        var calibration: [String: Any] = [:]
+        for stage in pipeline.stages {
+            guard case .judge = stage.kind, let fitted = try JudgeStage.calibration(stage: stage.id, store: store) else { continue }
+            calibration[stage.id] = try JSONSerialization.jsonObject(with: Data(try fitted.json().utf8))
+        }
+        var provenance: [String: Any] = [
             "pipeline": pipeline.name,
             "pipeline_file": try store.meta("pipeline_path") ?? pipeline.file,
             "constitution": constitution.name,
@@ -206,5 +212,7 @@ public final class PipelineRunner {
             "records": try store.meta("records").flatMap(Int.init) ?? 0,
             "precept_version": PreceptVersion.string,
         ]
+        if !calibration.isEmpty { provenance["judge_calibration"] = calibration }
+        return provenance
     }
 }

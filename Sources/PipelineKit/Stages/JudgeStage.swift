@@ -15,6 +15,27 @@ public struct PairLabel: Sendable, Equatable, Codable {
     public var probability: Double
     /// Whether |probability − 0.5| is below the stage's `min_confidence` (kept, not exported).
     public var belowConfidence: Bool
+    /// `pointwise` or `rating`; nil for pairwise labels (and labels written before methods existed).
+    public var method: String?
+    /// The label before fitted calibration; nil when none was applied.
+    public var rawProbability: Double?
+    /// The panel of judge models, when more than one.
+    public var models: [String]?
+    /// Pointwise methods: per principle, the score of candidate 0 and of candidate 1.
+    public var scores: [[Double]]?
+
+    public init(candidates: [String], principles: [String], probabilities: [[Double]], rationales: [[String]]?,
+                probability: Double, belowConfidence: Bool) {
+        self.candidates = candidates
+        self.principles = principles
+        self.probabilities = probabilities
+        self.rationales = rationales
+        self.probability = probability
+        self.belowConfidence = belowConfidence
+    }
+
+    /// Whether the label compared the two responses in one prompt (so positions and orders apply).
+    public var isPositional: Bool { method == nil || method == JudgeMethod.pairwise.rawValue }
 
     /// Index of the preferred candidate and its probability of being better.
     public var chosen: (index: Int, probability: Double) {
@@ -126,34 +147,20 @@ public enum JudgeStage {
         }
     }
 
-    /// K distinct preference principles for a pair (seeded, weighted, without replacement).
-    static func principles(_ k: Int, pair: Pair, stage: Stage, context: RunContext) -> [Principle] {
-        let sampler = PrincipleSampler(constitution: context.constitution, tags: [])
-        var picked: [Principle] = []
-        var draw = 0
-        while picked.count < min(k, sampler.candidates.count) && draw < 64 * k {
-            let p = sampler.pick(seed: context.pipeline.seed, record: pair.key.record, stage: stage.id + "/judge",
-                                 sample: pair.key.sample, round: draw)
-            if !picked.contains(where: { $0.id == p.id }) { picked.append(p) }
-            draw += 1
-        }
-        return picked
-    }
-
     static func run(_ spec: JudgeSpec, stage: Stage, context: RunContext) throws {
-        let backend = try context.backend(spec.model)
-        // One few-shot block per stage, its principles drawn independently of the pairs'.
-        let examples = JudgePrompts.exampleBlock(context.constitution, count: spec.fewShot, layout: spec.layout,
-                                                 seed: context.pipeline.seed, stage: stage.id + "/examples")
-        let orders = spec.orders == .both ? [0, 1] : [0]
-
+        let judge = PairJudge(spec: spec, constitution: try spec.constitution(pipeline: context.constitution), backends: try spec.models.map { try context.backend($0) },
+                              seed: context.pipeline.seed, stage: stage.id)
+        let perBatch = max(1, context.options.batchSize / max(1, spec.callsPerPair))
+        if let file = spec.calibration {
+            context.reporter?.message("\(stage.id): fitting \(spec.calibrationFit.rawValue) calibration on \(file)")
+            let fitted = try judge.fitCalibration(path: file, batchSize: perBatch)
+            judge.calibration = fitted
+            try context.store.setMeta([calibrationKey(stage: stage.id): try fitted.json()])
+        }
         let all = try pairs(spec, context: context)
-        struct Planned { var pair: Pair; var principles: [Principle]; var hash: String }
+        struct Planned { var pair: Pair; var hash: String }
         let planned = all.map { pair -> Planned in
-            let ps = principles(spec.principles, pair: pair, stage: stage, context: context)
-            let hash = SHA256.hex(fields: [examples, pair.prompt] + pair.candidates + ps.map(\.preference)
-                                  + ["\(spec.orders)", "\(spec.layout)", "\(spec.cot)", "\(spec.cotClamp)", backend.backend.fingerprint])
-            return Planned(pair: pair, principles: ps, hash: hash)
+            Planned(pair: pair, hash: judge.inputHash(judgePair(pair)))
         }
         let stored = try context.store.inputHashes(stage: stage.id)
         let todo = planned.filter { stored[$0.pair.key] != $0.hash }
@@ -161,69 +168,24 @@ public enum JudgeStage {
                                      generatedTokens: 0, elapsed: 0)
         context.reporter?.progress(progress)
         let started = Date()
-        let perBatch = max(1, context.options.batchSize / max(1, orders.count * spec.principles))
         var start = 0
         while start < todo.count {
             let batch = Array(todo[start..<min(start + perBatch, todo.count)])
             let t0 = Date()
-            // (pair, principle, order) → (A, B) texts.
-            var slots: [(pair: Int, principle: Int, order: Int, a: String, b: String)] = []
-            for (i, item) in batch.enumerated() {
-                for (k, _) in item.principles.enumerated() {
-                    for order in orders {
-                        let (a, b) = order == 0 ? (item.pair.candidates[0], item.pair.candidates[1]) : (item.pair.candidates[1], item.pair.candidates[0])
-                        slots.append((i, k, order, a, b))
-                    }
-                }
-            }
-            var rationales = [String?](repeating: nil, count: slots.count)
-            if spec.cot {
-                let calls = slots.enumerated().map { n, slot -> GenerationCall in
-                    let item = batch[slot.pair]
-                    let seed = derivedSeed(context.pipeline.seed, record: item.pair.key.record, stage: stage.id + "/cot",
-                                           sample: item.pair.key.sample, round: slot.principle * 2 + slot.order)
-                    return GenerationCall(
-                        prompt: .text(JudgePrompts.rationalePrompt(examples: examples, layout: spec.layout, prompt: item.pair.prompt,
-                                                                   preference: item.principles[slot.principle].preference, a: slot.a, b: slot.b)),
-                        parameters: SLCAIStages.parameters(spec.sampling, seed: seed, stops: ["\nThe answer is", "\n\n"]))
-                }
-                for (n, result) in try backend.generate(calls).enumerated() { rationales[n] = CAIPrompts.clean(result.0.text) }
-            }
-            let prompts = slots.enumerated().map { n, slot in
-                JudgePrompts.prompt(examples: examples, layout: spec.layout, prompt: batch[slot.pair].pair.prompt,
-                                    preference: batch[slot.pair].principles[slot.principle].preference, a: slot.a, b: slot.b,
-                                    rationale: rationales[n])
-            }
-            let scored = try backend.score(prompts.map { ScoringCall(prompt: $0, continuations: ["A", "B"]) })
+            let judgements = try judge.label(batch.map { judgePair($0.pair) })
             let seconds = Date().timeIntervalSince(t0) / Double(max(batch.count, 1))
             var rows: [OutputRow] = []
-            for (i, item) in batch.enumerated() {
-                var probabilities = [[Double]](repeating: [], count: item.principles.count)
-                var cotTexts = [[String]](repeating: [], count: item.principles.count)
-                var allCached = true
-                for (n, slot) in slots.enumerated() where slot.pair == i {
-                    let (logA, logB) = (scored[n].scores[0], scored[n].scores[1])
-                    allCached = allCached && scored[n].cached
-                    // Normalised probability of the option tokens (a soft label, never a parsed string).
-                    var pA = 1 / (1 + exp(logB - logA))
-                    if spec.cot { pA = min(max(pA, spec.cotClamp.lowerBound), spec.cotClamp.upperBound) }
-                    probabilities[slot.principle].append(slot.order == 0 ? pA : 1 - pA)
-                    if let r = rationales[n] { cotTexts[slot.principle].append(r) }
-                }
-                let flat = probabilities.flatMap { $0 }
-                let p = flat.reduce(0, +) / Double(max(flat.count, 1))
-                let label = PairLabel(candidates: item.pair.candidates, principles: item.principles.map(\.id),
-                                      probabilities: probabilities, rationales: spec.cot ? cotTexts : nil, probability: p,
-                                      belowConfidence: abs(p - 0.5) < spec.minConfidence)
+            for (item, judgement) in zip(batch, judgements) {
+                let label = judgement.label
+                let p = label.probability
                 var extra = item.pair.extra
                 extra["label"] = String(decoding: try JSONEncoder().encode(label), as: UTF8.self)
-                let firstPrompt = prompts[slots.firstIndex { $0.pair == i }!]
                 rows.append(OutputRow(
                     stage: stage.id, record: item.pair.key.record, sample: item.pair.key.sample, round: 0, kind: "label",
-                    principle: item.principles.first?.id, input: firstPrompt, inputHash: item.hash,
-                    output: String(format: "%.4f", p), raw: flat.map { String(format: "%.4f", $0) }.joined(separator: " "),
+                    principle: label.principles.first, input: judgement.firstPrompt, inputHash: item.hash,
+                    output: String(format: "%.4f", p), raw: label.probabilities.flatMap { $0 }.map { String(format: "%.4f", $0) }.joined(separator: " "),
                     flags: label.belowConfidence ? "low-confidence" : "", finish: "scored", promptTokens: 0, completionTokens: 0,
-                    seconds: allCached ? 0 : seconds, cached: allCached,
+                    seconds: judgement.cached ? 0 : seconds, cached: judgement.cached,
                     extra: String(decoding: try JSONSerialization.data(withJSONObject: extra, options: [.sortedKeys]), as: UTF8.self)))
             }
             try context.store.save(rows)
@@ -235,6 +197,19 @@ public enum JudgeStage {
             context.reporter?.progress(progress)
             try context.batchCommitted()
         }
+    }
+
+    static func judgePair(_ pair: Pair) -> JudgePair {
+        JudgePair(record: pair.key.record, sample: pair.key.sample, prompt: pair.prompt, candidates: pair.candidates)
+    }
+
+    /// The run store's meta key holding a judge stage's fitted calibration.
+    public static func calibrationKey(stage: String) -> String { "calibration/\(stage)" }
+
+    /// The calibration a judge stage fitted, if it used one.
+    public static func calibration(stage: String, store: RunStore) throws -> FittedCalibration? {
+        guard let json = try store.meta(calibrationKey(stage: stage)) else { return nil }
+        return try JSONDecoder().decode(FittedCalibration.self, from: Data(json.utf8))
     }
 
     /// Stored labels of a judge stage with their pairs.

@@ -1,0 +1,319 @@
+import Foundation
+import ModelKit
+
+/// One pair to label. `record` and `sample` key the seeded principle draw.
+public struct JudgePair: Sendable, Equatable {
+    public var record: String
+    public var sample: Int
+    public var prompt: String
+    /// Candidate 0 and candidate 1; the label is P(candidate 0 better).
+    public var candidates: [String]
+
+    public init(record: String, sample: Int, prompt: String, candidates: [String]) {
+        self.record = record
+        self.sample = sample
+        self.prompt = prompt
+        self.candidates = candidates
+    }
+}
+
+/// A labelled pair with what the store keeps beside the label.
+public struct Judgement: Sendable {
+    public var label: PairLabel
+    /// The first prompt asked (stored as the row's input).
+    public var firstPrompt: String
+    /// Whether every call came from the call cache.
+    public var cached: Bool
+}
+
+/// Labels pairs under a judge stage's settings: the method, the principle ensemble, both orders,
+/// the panel of judge models, position and fitted calibration. The judge stage and `precept judge`
+/// share it, so a pairs file is labelled exactly as a pipeline would label it.
+public final class PairJudge {
+    public let spec: JudgeSpec
+    let constitution: Constitution
+    /// One backend per panel model, in `spec.models` order.
+    let backends: [CachedBackend]
+    let seed: UInt64
+    let stage: String
+    /// Applied to every label (nil: the raw label is final).
+    public var calibration: FittedCalibration?
+    /// The worked-example block every prompt starts with (prefilled once by the engine); for
+    /// `contrast`, the examples its two contexts are built from (part of the fingerprint).
+    let examples: String
+    /// logit P(A | "N/A", "N/A") per "model index|principle id" (`position_calibration: content_free`).
+    private var priors: [String: Double] = [:]
+
+    public init(spec: JudgeSpec, constitution: Constitution, backends: [CachedBackend], seed: UInt64, stage: String) {
+        self.spec = spec
+        self.constitution = constitution
+        self.backends = backends
+        self.seed = seed
+        self.stage = stage
+        switch spec.method {
+        case .pairwise:
+            examples = JudgePrompts.exampleBlock(constitution, count: spec.fewShot, layout: spec.layout, seed: seed, stage: stage + "/examples")
+        case .pointwise, .rating:
+            examples = PointwisePrompts.examples(constitution, count: spec.fewShot, method: spec.method)
+        case .contrast:
+            examples = ContrastPrompts.context(constitution, count: spec.fewShot, good: true)
+                + ContrastPrompts.context(constitution, count: spec.fewShot, good: false)
+        }
+    }
+
+    /// Everything besides the pair and its principles that decides a label: part of each stored
+    /// label's input hash. Settings at their defaults add nothing, so stores written before these
+    /// settings existed stay up to date.
+    public var fingerprint: [String] {
+        var fields = [examples]
+        fields += ["\(spec.orders)", "\(spec.layout)", "\(spec.cot)", "\(spec.cotClamp)"] + backends.map(\.backend.fingerprint)
+        if spec.method != .pairwise { fields += ["method", spec.method.rawValue, "\(spec.temperature)"] }
+        if spec.positionCalibration != .none { fields += ["position", spec.positionCalibration.rawValue] }
+        if let c = calibration { fields += ["calibration", c.fit.rawValue, "\(c.a)", "\(c.b)"] }
+        return fields
+    }
+
+    /// K distinct preference principles for a pair (seeded, weighted, without replacement).
+    public func principles(for pair: JudgePair) -> [Principle] {
+        let sampler = PrincipleSampler(constitution: constitution, tags: [])
+        var picked: [Principle] = []
+        var draw = 0
+        let k = spec.principles
+        while picked.count < min(k, sampler.candidates.count) && draw < 64 * k {
+            let p = sampler.pick(seed: seed, record: pair.record, stage: stage + "/judge", sample: pair.sample, round: draw)
+            if !picked.contains(where: { $0.id == p.id }) { picked.append(p) }
+            draw += 1
+        }
+        return picked
+    }
+
+    /// Labels a batch of pairs (all their calls go to each model as one batch).
+    public func label(_ pairs: [JudgePair]) throws -> [Judgement] {
+        let principles = pairs.map(principles(for:))
+        var judgements: [Judgement] = []
+        switch spec.method {
+        case .pairwise:
+            var perModel: [[[[Double]]]] = []   // [model][pair][principle][order]
+            var rationales: [[[String]]] = []
+            var firstPrompts: [String] = []
+            var cached = [Bool](repeating: true, count: pairs.count)
+            for m in backends.indices {
+                let r = try pairwise(model: m, pairs: pairs, principles: principles)
+                perModel.append(r.probabilities)
+                if m == 0 { rationales = r.rationales; firstPrompts = r.firstPrompts }
+                for i in pairs.indices { cached[i] = cached[i] && r.cached[i] }
+            }
+            for i in pairs.indices {
+                let probabilities = combine(perModel.map { $0[i] })
+                let flat = probabilities.flatMap { $0 }
+                let raw = flat.reduce(0, +) / Double(max(flat.count, 1))
+                judgements.append(Judgement(label: finish(pairs[i], principles[i], probabilities: probabilities, raw: raw,
+                                                          rationales: spec.cot ? rationales[i] : nil, scores: nil),
+                                            firstPrompt: firstPrompts[i], cached: cached[i]))
+            }
+        case .pointwise, .rating, .contrast:
+            var perModel: [[[[Double]]]] = []   // [model][pair][principle][candidate] scores
+            var firstPrompts: [String] = []
+            var cached = [Bool](repeating: true, count: pairs.count)
+            for m in backends.indices {
+                let r = spec.method == .contrast ? try contrast(model: m, pairs: pairs, principles: principles)
+                    : try pointwise(model: m, pairs: pairs, principles: principles)
+                perModel.append(r.scores)
+                if m == 0 { firstPrompts = r.firstPrompts }
+                for i in pairs.indices { cached[i] = cached[i] && r.cached[i] }
+            }
+            for i in pairs.indices {
+                // Mean score per principle and candidate over the panel; P = σ((s_0 − s_1) / T).
+                let scores = principles[i].indices.map { k in
+                    (0..<2).map { c in perModel.map { $0[i][k][c] }.reduce(0, +) / Double(perModel.count) }
+                }
+                let differences = scores.map { ($0[0] - $0[1]) / spec.temperature }
+                let raw = sigmoid(differences.reduce(0, +) / Double(max(differences.count, 1)))
+                judgements.append(Judgement(label: finish(pairs[i], principles[i], probabilities: differences.map { [sigmoid($0)] },
+                                                          raw: raw, rationales: nil, scores: scores),
+                                            firstPrompt: firstPrompts[i], cached: cached[i]))
+            }
+        }
+        return judgements
+    }
+
+    private func finish(_ pair: JudgePair, _ principles: [Principle], probabilities: [[Double]], raw: Double,
+                        rationales: [[String]]?, scores: [[Double]]?) -> PairLabel {
+        let p = calibration?.apply(raw) ?? raw
+        var label = PairLabel(candidates: pair.candidates, principles: principles.map(\.id), probabilities: probabilities,
+                              rationales: rationales, probability: p, belowConfidence: abs(p - 0.5) < spec.minConfidence)
+        if spec.method != .pairwise { label.method = spec.method.rawValue }
+        if calibration != nil { label.rawProbability = raw }
+        if backends.count > 1 { label.models = spec.models }
+        label.scores = scores
+        return label
+    }
+
+    /// The panel's probabilities per principle and order, averaged over models in log-odds.
+    private func combine(_ models: [[[Double]]]) -> [[Double]] {
+        guard models.count > 1 else { return models[0] }
+        return models[0].indices.map { k in
+            models[0][k].indices.map { o in sigmoid(models.map { logit($0[k][o]) }.reduce(0, +) / Double(models.count)) }
+        }
+    }
+
+    private func pairwise(model m: Int, pairs: [JudgePair], principles: [[Principle]])
+        throws -> (probabilities: [[[Double]]], rationales: [[[String]]], firstPrompts: [String], cached: [Bool]) {
+        let backend = backends[m]
+        let orders = spec.orders == .both ? [0, 1] : [0]
+        if spec.positionCalibration == .contentFree { try estimatePriors(model: m, principles: Array(Set(principles.flatMap { $0 }.map(\.id)))) }
+        // (pair, principle, order) → (A, B) texts.
+        var slots: [(pair: Int, principle: Int, order: Int, a: String, b: String)] = []
+        // Ordered pair, order, principle: the principle's question comes last, so the calls of one
+        // pair and order share everything before it (the engine prefills that stem once).
+        for (i, pair) in pairs.enumerated() {
+            for order in orders {
+                let (a, b) = order == 0 ? (pair.candidates[0], pair.candidates[1]) : (pair.candidates[1], pair.candidates[0])
+                for k in principles[i].indices { slots.append((i, k, order, a, b)) }
+            }
+        }
+        var rationales = [String?](repeating: nil, count: slots.count)
+        var cached = [Bool](repeating: true, count: pairs.count)
+        if spec.cot {
+            let calls = slots.map { slot -> GenerationCall in
+                let pair = pairs[slot.pair]
+                // The first model keeps the seeds of single-judge stages.
+                let seedStage = m == 0 ? stage + "/cot" : stage + "/cot/\(m)"
+                let seed = derivedSeed(self.seed, record: pair.record, stage: seedStage, sample: pair.sample,
+                                       round: slot.principle * 2 + slot.order)
+                return GenerationCall(
+                    prompt: .text(JudgePrompts.rationalePrompt(examples: examples, layout: spec.layout, prompt: pair.prompt,
+                                                               preference: principles[slot.pair][slot.principle].preference,
+                                                               a: slot.a, b: slot.b)),
+                    parameters: SLCAIStages.parameters(spec.sampling, seed: seed, stops: ["\nThe answer is", "\n\n"]))
+            }
+            for (n, result) in try backend.generate(calls).enumerated() {
+                rationales[n] = CAIPrompts.clean(result.0.text)
+                cached[slots[n].pair] = cached[slots[n].pair] && result.cached
+            }
+        }
+        let prompts = slots.enumerated().map { n, slot in
+            JudgePrompts.prompt(examples: examples, layout: spec.layout, prompt: pairs[slot.pair].prompt,
+                                preference: principles[slot.pair][slot.principle].preference, a: slot.a, b: slot.b,
+                                rationale: rationales[n])
+        }
+        let scored = try backend.score(prompts.map { ScoringCall(prompt: $0, continuations: ["A", "B"]) })
+        var probabilities = pairs.indices.map { principles[$0].map { _ in [Double]() } }
+        var texts = pairs.indices.map { principles[$0].map { _ in [String]() } }
+        var firstPrompts = [String](repeating: "", count: pairs.count)
+        for (n, slot) in slots.enumerated() {
+            let (logA, logB) = (scored[n].scores[0], scored[n].scores[1])
+            cached[slot.pair] = cached[slot.pair] && scored[n].cached
+            if firstPrompts[slot.pair].isEmpty { firstPrompts[slot.pair] = prompts[n] }
+            // Normalised probability of the option tokens (a soft label, never a parsed string).
+            var pA = 1 / (1 + exp(logB - logA))
+            if let prior = priors["\(m)|\(principles[slot.pair][slot.principle].id)"] { pA = sigmoid(logit(pA) - prior) }
+            if spec.cot { pA = min(max(pA, spec.cotClamp.lowerBound), spec.cotClamp.upperBound) }
+            probabilities[slot.pair][slot.principle].append(slot.order == 0 ? pA : 1 - pA)
+            if let r = rationales[n] { texts[slot.pair][slot.principle].append(r) }
+        }
+        return (probabilities, texts, firstPrompts, cached)
+    }
+
+    /// The content-free prior of each principle's question ("Calibrate Before Use": "N/A" for
+    /// the prompt and both responses), asked once per model and principle (and cached).
+    private func estimatePriors(model m: Int, principles ids: [String]) throws {
+        let missing = ids.sorted().filter { priors["\(m)|\($0)"] == nil }
+        guard !missing.isEmpty else { return }
+        let calls = missing.map { id in
+            ScoringCall(prompt: JudgePrompts.prompt(examples: examples, layout: spec.layout, prompt: "N/A",
+                                                    preference: constitution.principle(id: id)?.preference ?? "",
+                                                    a: "N/A", b: "N/A", rationale: nil),
+                        continuations: ["A", "B"])
+        }
+        for (id, result) in zip(missing, try backends[m].score(calls)) {
+            priors["\(m)|\(id)"] = result.scores[0] - result.scores[1]
+        }
+    }
+
+    /// Scores per pair, principle and candidate: log p(r | good context) − log p(r | flawed context).
+    /// The calls of one context go as one batch, so the engine prefills (and keeps) that context once.
+    private func contrast(model m: Int, pairs: [JudgePair], principles: [[Principle]])
+        throws -> (scores: [[[Double]]], firstPrompts: [String], cached: [Bool]) {
+        var scores = pairs.indices.map { principles[$0].map { _ in [0.0, 0.0] } }
+        var cached = [Bool](repeating: true, count: pairs.count)
+        var firstPrompts = [String](repeating: "", count: pairs.count)
+        // Ordered pair, principle, candidate: the calls of one pair and principle share their stem.
+        var slots: [(pair: Int, principle: Int, candidate: Int)] = []
+        for i in pairs.indices {
+            for k in principles[i].indices { for c in 0..<2 { slots.append((i, k, c)) } }
+        }
+        for good in [true, false] {
+            let context = ContrastPrompts.context(constitution, count: spec.fewShot, good: good)
+            let calls = slots.map {
+                ContrastPrompts.call(context: context, preference: principles[$0.pair][$0.principle].preference,
+                                     prompt: pairs[$0.pair].prompt, response: pairs[$0.pair].candidates[$0.candidate])
+            }
+            for (slot, (call, result)) in zip(slots, zip(calls, try backends[m].score(calls))) {
+                scores[slot.pair][slot.principle][slot.candidate] += good ? result.scores[0] : -result.scores[0]
+                cached[slot.pair] = cached[slot.pair] && result.cached
+                if firstPrompts[slot.pair].isEmpty { firstPrompts[slot.pair] = call.prompt }
+            }
+        }
+        return (scores, firstPrompts, cached)
+    }
+
+    private func pointwise(model m: Int, pairs: [JudgePair], principles: [[Principle]])
+        throws -> (scores: [[[Double]]], firstPrompts: [String], cached: [Bool]) {
+        var slots: [(pair: Int, principle: Int, candidate: Int)] = []
+        for (i, _) in pairs.enumerated() {
+            for c in 0..<2 { for k in principles[i].indices { slots.append((i, k, c)) } }
+        }
+        let options = PointwisePrompts.options(spec.method)
+        let prompts = slots.map { slot in
+            PointwisePrompts.prompt(examples: examples, method: spec.method, prompt: pairs[slot.pair].prompt,
+                                    response: pairs[slot.pair].candidates[slot.candidate],
+                                    preference: principles[slot.pair][slot.principle].preference)
+        }
+        let scored = try backends[m].score(prompts.map { ScoringCall(prompt: $0, continuations: options) })
+        var scores = pairs.indices.map { principles[$0].map { _ in [0.0, 0.0] } }
+        var cached = [Bool](repeating: true, count: pairs.count)
+        var firstPrompts = [String](repeating: "", count: pairs.count)
+        for (n, slot) in slots.enumerated() {
+            scores[slot.pair][slot.principle][slot.candidate] = PointwisePrompts.score(spec.method, logProbs: scored[n].scores)
+            cached[slot.pair] = cached[slot.pair] && scored[n].cached
+            if firstPrompts[slot.pair].isEmpty { firstPrompts[slot.pair] = prompts[n] }
+        }
+        return (scores, firstPrompts, cached)
+    }
+}
+
+extension JudgeSpec {
+    /// The constitution the judge asks: its own `constitution:` files merged, else the pipeline's.
+    public func constitution(pipeline: Constitution) throws -> Constitution {
+        constitutions.isEmpty ? pipeline : try Constitution.merged(paths: constitutions)
+    }
+}
+
+extension PairJudge {
+    /// The stored input hash of a pair's label: the pair, its principles and `fingerprint`, so a
+    /// changed setting, principle or model relabels it.
+    public func inputHash(_ pair: JudgePair) -> String {
+        let fields = fingerprint
+        return SHA256.hex(fields: [fields[0], pair.prompt] + pair.candidates + principles(for: pair).map(\.preference) + fields.dropFirst())
+    }
+
+    /// Labels a gold pairs file with this judge's raw labels (calls cached like any other) and
+    /// fits `spec.calibrationFit` on them.
+    public func fitCalibration(path: String, batchSize: Int) throws -> FittedCalibration {
+        let rows = try PairsFile.read(path: path, requireGold: true)
+        let saved = calibration
+        calibration = nil
+        defer { calibration = saved }
+        var raw: [Double] = []
+        var start = 0
+        while start < rows.count {
+            let batch = rows[start..<min(start + batchSize, rows.count)].map {
+                JudgePair(record: $0.id, sample: 0, prompt: $0.prompt, candidates: [$0.responseA, $0.responseB])
+            }
+            raw += try label(batch).map(\.label.probability)
+            start += batch.count
+        }
+        return FittedCalibration.fit(spec.calibrationFit, probabilities: raw, outcomes: rows.map { $0.better == "a" ? 1 : 0 }, file: path)
+    }
+}
