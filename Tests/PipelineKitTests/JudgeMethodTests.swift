@@ -337,3 +337,44 @@ struct SplitMix {
     }
     mutating func uniform() -> Double { Double(next() >> 11) / Double(1 << 53) }
 }
+
+/// Stored labels that this version cannot use (another version's, or corrupted) are errors that
+/// name the row, in every reader: never a crash, never silently skipped.
+@Suite struct StoredLabelTests {
+    @Test(arguments: [
+        ("{\"candidates\": []}", "candidates"),
+        ("{\"principles\": []}", "no principles"),
+        ("{\"probabilities\": [[]]}", "probabilit"),
+        ("{\"candidates\": [\"only one\"]}", "1 candidates"),
+        ("{\"probability\": 5}", "probability 5"),
+        ("{\"probability\": 1e308}", "expected 0 to 1"),
+        ("not a label", "does not decode"),
+        ("", "missing"),
+    ])
+    func corruptedLabelsNameTheRow(edit: String, message: String) throws {
+        let f = try RunFixture(prompts: (0..<3).map { "Judge request \($0)" }, stages: JudgeTests.stages("orders: both, principles: 2"))
+        _ = try f.run(ScriptedBackend())
+        let run = f.directory.appendingPathComponent("run")
+        let store = try RunStore(directory: run)  // the writer: readers open read-only
+        var row = try #require(try store.outputs(stage: "labels").first { $0.record == "r1" })
+        var extra = try #require(try JSONSerialization.jsonObject(with: Data((row.extra ?? "{}").utf8)) as? [String: String])
+        if edit.isEmpty {
+            extra["label"] = nil
+        } else if let patch = try? JSONSerialization.jsonObject(with: Data(edit.utf8)) as? [String: Any] {
+            var label = try #require(try JSONSerialization.jsonObject(with: Data(extra["label"]!.utf8)) as? [String: Any])
+            for (k, v) in patch { label[k] = v }
+            extra["label"] = String(decoding: try JSONSerialization.data(withJSONObject: label), as: UTF8.self)
+        } else {
+            extra["label"] = edit
+        }
+        row.extra = String(decoding: try JSONSerialization.data(withJSONObject: extra), as: UTF8.self)
+        try store.save([row])
+        for args in [["labels", run.path], ["labels", run.path, "--json"], ["report", run.path],
+                     ["export", run.path, "--format", "trl", "--out", f.directory.appendingPathComponent("x").path]] {
+            let r = try CLI.run(args)
+            #expect(r.status == 1, "\(args[0]) \(edit): status \(r.status) \(r.stderr)")
+            #expect(r.stderr.contains("record `r1`") && r.stderr.contains("stage `labels`") && r.stderr.contains(message),
+                    "\(args[0]) \(edit): \(r.stderr)")
+        }
+    }
+}

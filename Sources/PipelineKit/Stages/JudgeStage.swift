@@ -212,12 +212,38 @@ public enum JudgeStage {
         return try JSONDecoder().decode(FittedCalibration.self, from: Data(json.utf8))
     }
 
-    /// Stored labels of a judge stage with their pairs.
+    /// Stored labels of a judge stage with their pairs. A row whose label is missing, does not
+    /// decode, or does not hold together (two candidates, one probability list per principle, every
+    /// probability in [0, 1]) is an error naming the row: never skipped, never trusted.
     public static func labels(stage: String, store: RunStore) throws -> [(row: OutputRow, label: PairLabel)] {
-        try store.outputs(stage: stage).compactMap { row in
-            guard let json = SLCAIStages.extraValue(row, "label"),
-                  let label = try? JSONDecoder().decode(PairLabel.self, from: Data(json.utf8)) else { return nil }
+        try store.outputs(stage: stage).map { row in
+            func bad(_ message: String) -> RunError {
+                .badStoredRow(stage: stage, record: row.record, sample: row.sample, message: message)
+            }
+            guard let json = SLCAIStages.extraValue(row, "label") else { throw bad("the judge label is missing") }
+            let label: PairLabel
+            do { label = try JSONDecoder().decode(PairLabel.self, from: Data(json.utf8)) } catch {
+                throw bad("the judge label does not decode")
+            }
+            if let problem = label.problem { throw bad("the judge label \(problem)") }
             return (row, label)
         }
+    }
+}
+
+extension PairLabel {
+    /// What makes a stored label unusable, or nil when it holds together.
+    var problem: String? {
+        func valid(_ p: Double) -> Bool { p.isFinite && p >= 0 && p <= 1 }
+        if candidates.count != 2 { return "has \(candidates.count) candidates (expected 2)" }
+        if principles.isEmpty { return "has no principles" }
+        if probabilities.count != principles.count {
+            return "has \(probabilities.count) probability lists for \(principles.count) principles"
+        }
+        if probabilities.contains(where: { $0.isEmpty || $0.count > 2 }) { return "has a principle with \(probabilities.first { $0.isEmpty || $0.count > 2 }!.count) probabilities (expected 1 or 2)" }
+        if !valid(probability) { return "has probability \(probability) (expected 0 to 1)" }
+        if let bad = probabilities.joined().first(where: { !valid($0) }) { return "has a per-principle probability \(bad) (expected 0 to 1)" }
+        if let raw = rawProbability, !valid(raw) { return "has raw probability \(raw) (expected 0 to 1)" }
+        return nil
     }
 }

@@ -175,6 +175,8 @@ public enum RunError: LocalizedError, Sendable, Equatable {
     case interrupted(completedBatches: Int)
     case backend(model: String, message: String)
     case training(stage: String, message: String)
+    /// A stored row that this version cannot use (written by another version, or corrupted).
+    case badStoredRow(stage: String, record: String, sample: Int, message: String)
 
     public var errorDescription: String? {
         switch self {
@@ -191,6 +193,8 @@ public enum RunError: LocalizedError, Sendable, Equatable {
             return "interrupted after \(batches) batches; everything finished is saved, rerun the same command to continue"
         case .backend(let model, let message): return "model `\(model)`: \(message)"
         case .training(let stage, let message): return "stage `\(stage)`: \(message)"
+        case .badStoredRow(let stage, let record, let sample, let message):
+            return "run.sqlite: stage `\(stage)`, record `\(record)`, sample \(sample): \(message) (written by another version, or corrupted)"
         }
     }
 }
