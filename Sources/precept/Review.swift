@@ -89,7 +89,7 @@ extension Precept {
                     let provenance = try PipelineRunner.provenance(store: view.store, pipeline: view.pipeline, constitution: view.constitution)
                     let summary = try Exporter.exportSFT(chains: try view.chains(stage: id), seed: view.pipeline.seed,
                                                          testFraction: testFraction, to: URL(fileURLWithPath: out), provenance: provenance)
-                    print("sft: \(summary.train) train, \(summary.test) test, \(summary.skipped) skipped → \(summary.directory)")
+                    print("sft: \(summary.train) train, \(summary.test) test, \(summary.skipped) skipped → \(summary.directory)" + (summary.note.map { "\n  note: " + $0 } ?? ""))
                 case .trl, .openrlhf:
                     guard let judge = stage ?? view.judgeStage?.id else {
                         throw ValidationError("\(format.rawValue) exports preference pairs from judge labels; this run has no judge stage")
@@ -97,7 +97,7 @@ extension Precept {
                     let summary = try PipelineRunner.exportPreferences(
                         format: format == .trl ? .trl : .openrlhf, judge: judge, store: view.store, pipeline: view.pipeline,
                         constitution: view.constitution, testFraction: testFraction, to: URL(fileURLWithPath: out))
-                    print("\(format.rawValue): \(summary.train) train, \(summary.test) test, \(summary.skipped) skipped → \(summary.directory)")
+                    print("\(format.rawValue): \(summary.train) train, \(summary.test) test, \(summary.skipped) skipped → \(summary.directory)" + (summary.note.map { "\n  note: " + $0 } ?? ""))
                 }
             }
         }

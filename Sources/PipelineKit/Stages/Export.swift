@@ -49,6 +49,13 @@ public struct ExportSummary: Sendable, Equatable, Codable {
     /// Examples left out: empty or truncated outputs.
     public var skipped: Int
     public var directory: String
+    /// Set when a split file is empty: loaders such as `datasets.load_dataset` reject an empty split.
+    public var note: String? {
+        let empty = [("train", train), ("test", test)].filter { $0.1 == 0 }.map(\.0)
+        guard !empty.isEmpty else { return nil }
+        return "\(empty.map { "\($0).jsonl" }.joined(separator: " and ")) \(empty.count == 1 ? "is" : "are") empty: "
+            + "datasets.load_dataset(\"json\", data_files=…) rejects an empty split (a test split needs test_fraction > 0 and two or more records)"
+    }
 }
 
 /// Writes datasets Hugging Face `datasets` loads as they are: `train.jsonl`, `test.jsonl`,
@@ -58,8 +65,27 @@ public enum Exporter {
     /// Deterministic split by record: a record's samples stay together.
     static func isTest(record: String, seed: UInt64, fraction: Double) -> Bool {
         guard fraction > 0 else { return false }
-        let draw = SHA256.uint64(fields: ["split", "\(seed)", record])
-        return Double(draw >> 11) / Double(1 << 53) < fraction
+        return draw(record: record, seed: seed) < fraction
+    }
+
+    static func draw(record: String, seed: UInt64) -> Double {
+        Double(SHA256.uint64(fields: ["split", "\(seed)", record]) >> 11) / Double(1 << 53)
+    }
+
+    /// The test records of an export: those whose draw is below `fraction`, but with a positive
+    /// fraction and two or more records never none and never all (the record with the lowest draw
+    /// goes to test, or the one with the highest stays in train), so small runs still give
+    /// `datasets` two loadable splits. Deterministic by record.
+    static func testRecords(_ records: [String], seed: UInt64, fraction: Double) -> Set<String> {
+        let unique = Array(Set(records))
+        guard fraction > 0 else { return [] }
+        let draws = unique.map { ($0, draw(record: $0, seed: seed)) }.sorted { $0.1 < $1.1 }
+        var test = Set(draws.filter { $0.1 < fraction }.map(\.0))
+        if unique.count >= 2 {
+            if test.isEmpty { test.insert(draws[0].0) }
+            if test.count == unique.count { test.remove(draws[draws.count - 1].0) }
+        }
+        return test
     }
 
     public static func exportSFT(chains: [RevisionChain], seed: UInt64, testFraction: Double, to directory: URL,
@@ -67,6 +93,8 @@ public enum Exporter {
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         var train: [[String: Any]] = [], test: [[String: Any]] = []
         var skipped = 0
+        let kept = chains.filter { !($0.flags.contains("empty") || $0.flags.contains("truncated") || $0.revision.isEmpty) }
+        let testSet = testRecords(kept.map(\.record), seed: seed, fraction: testFraction)
         for chain in chains {
             if chain.flags.contains("empty") || chain.flags.contains("truncated") || chain.revision.isEmpty {
                 skipped += 1
@@ -86,7 +114,7 @@ public enum Exporter {
                 "record_id": chain.record,
                 "sample": chain.sample,
             ]
-            if isTest(record: chain.record, seed: seed, fraction: testFraction) { test.append(row) } else { train.append(row) }
+            if testSet.contains(chain.record) { test.append(row) } else { train.append(row) }
         }
         let summary = ExportSummary(format: "sft", train: train.count, test: test.count, skipped: skipped, directory: directory.path)
         try write(train: train, test: test, summary: summary, provenance: provenance, to: directory)
@@ -108,6 +136,7 @@ public enum Exporter {
         var p = provenance
         p["format"] = summary.format
         p["counts"] = ["train": summary.train, "test": summary.test, "skipped": summary.skipped]
+        if let note = summary.note { p["note"] = note }
         try JSONSerialization.data(withJSONObject: p, options: [.sortedKeys, .prettyPrinted, .withoutEscapingSlashes])
             .write(to: directory.appendingPathComponent("provenance.json"), options: .atomic)
     }
@@ -124,10 +153,16 @@ public enum Exporter {
         let chainByKey = Dictionary(chains.map { ("\($0.record)\u{1F}\($0.sample)", $0) }, uniquingKeysWith: { a, _ in a })
         var train: [[String: Any]] = [], test: [[String: Any]] = []
         var skipped = 0
+        func exported(_ item: (row: OutputRow, label: PairLabel)) -> Bool {
+            let (index, _) = item.label.chosen
+            return !item.label.belowConfidence && !item.label.candidates[index].isEmpty && !item.label.candidates[1 - index].isEmpty
+                && prompts[item.row.record] != nil
+        }
+        let testSet = testRecords(labels.filter(exported).map(\.row.record), seed: seed, fraction: testFraction)
         for (row, label) in labels {
             let (index, probability) = label.chosen
             let chosen = label.candidates[index], rejected = label.candidates[1 - index]
-            guard !label.belowConfidence, !chosen.isEmpty, !rejected.isEmpty, let prompt = prompts[row.record] else {
+            guard exported((row, label)), let prompt = prompts[row.record] else {
                 skipped += 1
                 continue
             }
@@ -158,7 +193,7 @@ public enum Exporter {
             out["chosen_is"] = SLCAIStages.extraValue(row, "candidate_\(index)") ?? "candidate \(index)"
             out["record_id"] = row.record
             out["pair"] = row.sample
-            if isTest(record: row.record, seed: seed, fraction: testFraction) { test.append(out) } else { train.append(out) }
+            if testSet.contains(row.record) { test.append(out) } else { train.append(out) }
         }
         let summary = ExportSummary(format: format.rawValue, train: train.count, test: test.count, skipped: skipped, directory: directory.path)
         try write(train: train, test: test, summary: summary, provenance: provenance, to: directory)
