@@ -28,7 +28,9 @@ public enum JudgeFile {
         }
         try FileManager.default.createDirectory(at: output.deletingLastPathComponent(), withIntermediateDirectories: true)
         let partial = output.appendingPathExtension("partial")
-        FileManager.default.createFile(atPath: partial.path, contents: nil)
+        guard FileManager.default.createFile(atPath: partial.path, contents: nil) else {
+            throw RunError.cannotWrite(path: partial.path)
+        }
         let handle = try FileHandle(forWritingTo: partial)
         defer { try? handle.close() }
         var state = ProgressState(stage: stage, done: 0, total: rows.count, executed: 0, cached: 0, generatedTokens: 0, elapsed: 0)

@@ -177,6 +177,7 @@ public enum RunError: LocalizedError, Sendable, Equatable {
     case training(stage: String, message: String)
     /// A stored row that this version cannot use (written by another version, or corrupted).
     case badStoredRow(stage: String, record: String, sample: Int, message: String)
+    case cannotWrite(path: String)
 
     public var errorDescription: String? {
         switch self {
@@ -195,6 +196,7 @@ public enum RunError: LocalizedError, Sendable, Equatable {
         case .training(let stage, let message): return "stage `\(stage)`: \(message)"
         case .badStoredRow(let stage, let record, let sample, let message):
             return "run.sqlite: stage `\(stage)`, record `\(record)`, sample \(sample): \(message) (written by another version, or corrupted)"
+        case .cannotWrite(let path): return "\(path): cannot create this file (does its folder exist, and is it writable?)"
         }
     }
 }
