@@ -36,12 +36,8 @@ public enum JudgeFile {
         var state = ProgressState(stage: stage, done: 0, total: rows.count, executed: 0, cached: 0, generatedTokens: 0, elapsed: 0)
         progress?(state)
         var items: [GoldMetrics.Item] = []
-        var start = 0
-        while start < rows.count {
-            let batch = Array(rows[start..<min(start + pairsPerBatch, rows.count)])
-            let judgements = try judge.label(batch.map {
-                JudgePair(record: $0.id, sample: 0, prompt: $0.prompt, candidates: [$0.responseA, $0.responseB])
-            })
+        var done = 0
+        try judge.label(rows, batchSize: pairsPerBatch) { batch, judgements in
             for (row, judgement) in zip(batch, judgements) {
                 let label = judgement.label
                 var object = row.object
@@ -64,8 +60,8 @@ public enum JudgeFile {
                                                   positional: label.isPositional))
                 }
             }
-            start += batch.count
-            state.done = start
+            done += batch.count
+            state.done = done
             state.executed = backends.reduce(0) { $0 + $1.executed }
             state.cached = backends.reduce(0) { $0 + $1.hits }
             state.elapsed = Date().timeIntervalSince(started)

@@ -232,52 +232,56 @@ public final class PairJudge {
     }
 
     /// Scores per pair, principle and candidate: log p(r | good context) − log p(r | flawed context).
-    /// The calls of one context go as one batch, so the engine prefills (and keeps) that context once.
+    /// Every call of one context starts with it, so the engine prefills (and keeps) each once.
     private func contrast(model m: Int, pairs: [JudgePair], principles: [[Principle]])
         throws -> (scores: [[[Double]]], firstPrompts: [String], cached: [Bool]) {
+        let passes = [true, false].map { good in
+            let context = ContrastPrompts.context(constitution, count: spec.fewShot, good: good)
+            return (sign: good ? 1.0 : -1.0, call: { (slot: Slot) in
+                ContrastPrompts.call(context: context, preference: principles[slot.pair][slot.principle].preference,
+                                     prompt: pairs[slot.pair].prompt, response: pairs[slot.pair].candidates[slot.candidate])
+            })
+        }
+        return try scoreResponses(model: m, pairs: pairs, principles: principles, passes: passes) { $0[0] }
+    }
+
+    /// Scores per pair, principle and candidate from the answer options (`pointwise`, `rating`).
+    private func pointwise(model m: Int, pairs: [JudgePair], principles: [[Principle]])
+        throws -> (scores: [[[Double]]], firstPrompts: [String], cached: [Bool]) {
+        let options = PointwisePrompts.options(spec.method)
+        let call = { (slot: Slot) in
+            ScoringCall(prompt: PointwisePrompts.prompt(examples: self.examples, method: self.spec.method, prompt: pairs[slot.pair].prompt,
+                                                        response: pairs[slot.pair].candidates[slot.candidate],
+                                                        preference: principles[slot.pair][slot.principle].preference),
+                        continuations: options)
+        }
+        return try scoreResponses(model: m, pairs: pairs, principles: principles, passes: [(1, call)]) {
+            PointwisePrompts.score(self.spec.method, logProbs: $0)
+        }
+    }
+
+    typealias Slot = (pair: Int, principle: Int, candidate: Int)
+
+    /// Σ over `passes` of sign × score(the call's log-probabilities), per pair, principle and
+    /// candidate (0, 1); each pass is one batch of calls to model `m`. Slots go pair, candidate,
+    /// principle, so the calls of one response share the prompt up to the question (one stem).
+    private func scoreResponses(model m: Int, pairs: [JudgePair], principles: [[Principle]],
+                                passes: [(sign: Double, call: (Slot) -> ScoringCall)], score: ([Double]) -> Double)
+        throws -> (scores: [[[Double]]], firstPrompts: [String], cached: [Bool]) {
+        var slots: [Slot] = []
+        for i in pairs.indices {
+            for c in 0..<2 { for k in principles[i].indices { slots.append((i, k, c)) } }
+        }
         var scores = pairs.indices.map { principles[$0].map { _ in [0.0, 0.0] } }
         var cached = [Bool](repeating: true, count: pairs.count)
         var firstPrompts = [String](repeating: "", count: pairs.count)
-        // Ordered pair, principle, candidate: the calls of one pair and principle share their stem.
-        var slots: [(pair: Int, principle: Int, candidate: Int)] = []
-        for i in pairs.indices {
-            for k in principles[i].indices { for c in 0..<2 { slots.append((i, k, c)) } }
-        }
-        for good in [true, false] {
-            let context = ContrastPrompts.context(constitution, count: spec.fewShot, good: good)
-            let calls = slots.map {
-                ContrastPrompts.call(context: context, preference: principles[$0.pair][$0.principle].preference,
-                                     prompt: pairs[$0.pair].prompt, response: pairs[$0.pair].candidates[$0.candidate])
-            }
+        for pass in passes {
+            let calls = slots.map(pass.call)
             for (slot, (call, result)) in zip(slots, zip(calls, try backends[m].score(calls))) {
-                scores[slot.pair][slot.principle][slot.candidate] += good ? result.scores[0] : -result.scores[0]
+                scores[slot.pair][slot.principle][slot.candidate] += pass.sign * score(result.scores)
                 cached[slot.pair] = cached[slot.pair] && result.cached
                 if firstPrompts[slot.pair].isEmpty { firstPrompts[slot.pair] = call.prompt }
             }
-        }
-        return (scores, firstPrompts, cached)
-    }
-
-    private func pointwise(model m: Int, pairs: [JudgePair], principles: [[Principle]])
-        throws -> (scores: [[[Double]]], firstPrompts: [String], cached: [Bool]) {
-        var slots: [(pair: Int, principle: Int, candidate: Int)] = []
-        for (i, _) in pairs.enumerated() {
-            for c in 0..<2 { for k in principles[i].indices { slots.append((i, k, c)) } }
-        }
-        let options = PointwisePrompts.options(spec.method)
-        let prompts = slots.map { slot in
-            PointwisePrompts.prompt(examples: examples, method: spec.method, prompt: pairs[slot.pair].prompt,
-                                    response: pairs[slot.pair].candidates[slot.candidate],
-                                    preference: principles[slot.pair][slot.principle].preference)
-        }
-        let scored = try backends[m].score(prompts.map { ScoringCall(prompt: $0, continuations: options) })
-        var scores = pairs.indices.map { principles[$0].map { _ in [0.0, 0.0] } }
-        var cached = [Bool](repeating: true, count: pairs.count)
-        var firstPrompts = [String](repeating: "", count: pairs.count)
-        for (n, slot) in slots.enumerated() {
-            scores[slot.pair][slot.principle][slot.candidate] = PointwisePrompts.score(spec.method, logProbs: scored[n].scores)
-            cached[slot.pair] = cached[slot.pair] && scored[n].cached
-            if firstPrompts[slot.pair].isEmpty { firstPrompts[slot.pair] = prompts[n] }
         }
         return (scores, firstPrompts, cached)
     }
@@ -306,14 +310,19 @@ extension PairJudge {
         calibration = nil
         defer { calibration = saved }
         var raw: [Double] = []
+        try label(rows, batchSize: batchSize) { _, judgements in raw += judgements.map(\.label.probability) }
+        return FittedCalibration.fit(spec.calibrationFit, probabilities: raw, outcomes: rows.map { $0.better == "a" ? 1 : 0 }, file: path)
+    }
+
+    /// Labels the rows of a pairs file, `batchSize` pairs at a time, handing each batch to `body`.
+    public func label(_ rows: [PairRow], batchSize: Int, _ body: ([PairRow], [Judgement]) throws -> Void) throws {
         var start = 0
         while start < rows.count {
-            let batch = rows[start..<min(start + batchSize, rows.count)].map {
+            let batch = Array(rows[start..<min(start + batchSize, rows.count)])
+            try body(batch, try label(batch.map {
                 JudgePair(record: $0.id, sample: 0, prompt: $0.prompt, candidates: [$0.responseA, $0.responseB])
-            }
-            raw += try label(batch).map(\.label.probability)
+            }))
             start += batch.count
         }
-        return FittedCalibration.fit(spec.calibrationFit, probabilities: raw, outcomes: rows.map { $0.better == "a" ? 1 : 0 }, file: path)
     }
 }
