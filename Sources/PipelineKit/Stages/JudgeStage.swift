@@ -15,13 +15,13 @@ public struct PairLabel: Sendable, Equatable, Codable {
     public var probability: Double
     /// Whether |probability − 0.5| is below the stage's `min_confidence` (kept, not exported).
     public var belowConfidence: Bool
-    /// `pointwise` or `rating`; nil for pairwise labels (and labels written before methods existed).
+    /// `pointwise`, `rating` or `contrast`; nil for pairwise labels (and labels written before methods existed).
     public var method: String?
     /// The label before fitted calibration; nil when none was applied.
     public var rawProbability: Double?
     /// The panel of judge models, when more than one.
     public var models: [String]?
-    /// Pointwise methods: per principle, the score of candidate 0 and of candidate 1.
+    /// Methods that score each response alone: per principle, the score of candidate 0 and of candidate 1.
     public var scores: [[Double]]?
 
     public init(candidates: [String], principles: [String], probabilities: [[Double]], rationales: [[String]]?,
