@@ -37,12 +37,8 @@ public struct Scorer {
         var inputs: [SequenceInput] = []
         var starts: [Int] = []  // index in the fed tokens of the row that predicts continuation[0]
         for r in requests {
-            precondition(!r.prompt.isEmpty, "scoring needs a prompt of at least one token (e.g. BOS)")
-            let all = r.prompt + r.continuation
-            let skip = min(r.prefix?.length ?? 0, r.prompt.count - 1)
-            let cache = r.prefix.map { $0.copy(reserving: all.count - skip) } ?? model.transformer.makeCache(capacity: all.count)
-            cache.truncate(to: skip)
-            inputs.append(SequenceInput(cache: cache, tokens: Array(all[skip...])))
+            let (input, skip) = sequence(r.prompt + r.continuation, promptCount: r.prompt.count, prefix: r.prefix)
+            inputs.append(input)
             starts.append(r.prompt.count - 1 - skip)
         }
         let hidden = model.transformer.forward(inputs)
@@ -73,6 +69,16 @@ public struct Scorer {
 }
 
 extension Scorer {
+    /// The tokens one request feeds: everything after its cached prefix, and at least the prompt's
+    /// last token (whose row predicts what follows), on a copy of the prefix's cache.
+    func sequence(_ all: [Int32], promptCount: Int, prefix: KVCache?) -> (input: SequenceInput, skipped: Int) {
+        precondition(promptCount > 0, "scoring needs a prompt of at least one token (e.g. BOS)")
+        let skip = min(prefix?.length ?? 0, promptCount - 1)
+        let cache = prefix.map { $0.copy(reserving: all.count - skip) } ?? model.transformer.makeCache(capacity: all.count)
+        cache.truncate(to: skip)
+        return (SequenceInput(cache: cache, tokens: Array(all[skip...])), skip)
+    }
+
     /// log p(candidate | prompt) for single-token candidates: one forward pass per prompt, the
     /// last row read once per candidate (a judge's option tokens: "A"/"B", "Yes"/"No", "1"…"5"),
     /// where `score` would run the prompt once per continuation. Equals `score` with each
@@ -80,14 +86,7 @@ extension Scorer {
     /// `prefixes[i]`, when given, holds a cached prefix of `prompts[i]`.
     public func nextTokenLogProbs(prompts: [[Int32]], candidates: [[Int32]], prefixes: [KVCache?]) -> [[Float]] {
         precondition(prompts.count == candidates.count && prompts.count == prefixes.count)
-        var inputs: [SequenceInput] = []
-        for (prompt, prefix) in zip(prompts, prefixes) {
-            precondition(!prompt.isEmpty, "scoring needs a prompt of at least one token (e.g. BOS)")
-            let skip = min(prefix?.length ?? 0, prompt.count - 1)
-            let cache = prefix.map { $0.copy(reserving: prompt.count - skip) } ?? model.transformer.makeCache(capacity: prompt.count)
-            cache.truncate(to: skip)
-            inputs.append(SequenceInput(cache: cache, tokens: Array(prompt[skip...])))
-        }
+        let inputs = zip(prompts, prefixes).map { sequence($0, promptCount: $0.count, prefix: $1).input }
         guard !inputs.isEmpty else { return [] }
         let hidden = model.transformer.forward(inputs)
         let rows = candidates.reduce(0) { $0 + $1.count }

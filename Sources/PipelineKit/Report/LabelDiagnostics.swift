@@ -27,7 +27,7 @@ public struct LabelDiagnostics: Sendable, Equatable, Codable {
     /// Fraction of (pair, principle) judgements whose two orders prefer the same response; nil with one order.
     public var orderAgreement: Double?
     /// Mean probability given to whichever response is shown first: 0.5 is unbiased; nil when
-    /// the labels come from a pointwise method (no positions).
+    /// the labels come from a method that judges each response alone (no positions).
     public var firstPositionRate: Double?
     /// Fraction of labels within `tieBand` of 0.5.
     public var tieRate: Double
@@ -72,7 +72,7 @@ public struct LabelDiagnostics: Sendable, Equatable, Codable {
         for (row, label) in labels {
             for (k, orders) in label.probabilities.enumerated() {
                 perPrinciple[label.principles[k], default: []].append(mean(orders))
-                // Pointwise labels judged each response alone: no positions to measure.
+                // Labels that judged each response alone have no positions to measure.
                 guard label.isPositional else { continue }
                 // orders[0] = P(c0 better) with c0 shown as (A); orders[1] = P(c0 better) with c0 as (B).
                 firstPosition.append(orders[0])
