@@ -15,14 +15,15 @@ extension Precept {
 
         @Option(help: "The trained policy.") var policy: String
         @Option(help: "The model it is compared with (default: gemma-3-270m).") var baseline = "gemma-3-270m"
-        @Option(help: "The judge model.") var judge = "qwen2.5-coder-0.5b-instruct"
-        @Option(help: "Layout of the judge's questions: dialogue (default) or options (better for qwen2.5-coder-1.5b-instruct).")
+        @Option(help: "The judge model; with --judge-method contrast, a comma-separated panel.") var judge = "qwen2.5-coder-0.5b-instruct"
+        @Option(help: "How the win rate is judged: contrast (default, docs/judge.md) or pairwise.") var judgeMethod: JudgeMethod = .contrast
+        @Option(help: "Pairwise only: layout of the judge's questions, dialogue (default) or options (better for qwen2.5-coder-1.5b-instruct).")
         var judgeLayout: JudgeLayout = JudgePrompts.defaultLayout
         @Option(help: "Held-out prompts (JSONL with id and prompt).") var prompts: String
         @Option(help: "Benign-but-edgy prompts for the over-refusal rate.") var benign: String?
         @Option(help: "Sycophancy probes (JSONL with id, prompt, false_claim).") var sycophancy: String?
         @Option(help: "A reward model directory for the score shift.") var rewardModel: String?
-        @Option(help: "Constitution whose preference principles the judge uses.") var constitution = "constitutions/harmless.yaml"
+        @Option(help: "Constitution whose principles and worked examples the judge uses (comma-separated files are merged).") var constitution = "constitutions/harmless.yaml"
         @Option(help: "Use the first N prompts of each file.") var limit: Int?
         @Option(help: "Sampling temperature.") var temperature = 0.7
         @Option(help: "Maximum new tokens per response.") var maxTokens = 160
@@ -58,13 +59,23 @@ extension Precept {
                 let heldout = try Evaluator.readPrompts(path: prompts, limit: limit)
                 let benignPrompts = try benign.map { try Evaluator.readPrompts(path: $0, limit: limit) } ?? []
                 let probes = try sycophancy.map { try Evaluator.readPrompts(path: $0, limit: limit, claims: true) } ?? []
-                let constitution = try Constitution.load(path: self.constitution)
+                let constitution = try Constitution.merged(paths: self.constitution.split(separator: ",").map(String.init))
                 let sampling = SamplingSpec(temperature: temperature, topP: 1, topK: 0, maxTokens: maxTokens, stop: [])
-                let evaluator = Evaluator(policy: try backend(try model(policy, role: "policy")),
+                guard judgeMethod == .contrast || judgeMethod == .pairwise else {
+                    throw ValidationError("--judge-method: evaluation judges with contrast or pairwise")
+                }
+                let judges = judge.split(separator: ",").map { String($0).trimmingCharacters(in: .whitespaces) }
+                if judges.count > 1 && judgeMethod == .pairwise { throw ValidationError("--judge: a panel needs --judge-method contrast") }
+                let judgeBackends = try judges.enumerated().map { try backend(try model($1, role: $0 == 0 ? "judge" : "judge\($0 + 1)")) }
+                var evaluator = Evaluator(policy: try backend(try model(policy, role: "policy")),
                                           baseline: try backend(try model(baseline, role: "baseline")),
-                                          judge: try backend(try model(judge, role: "judge")), constitution: constitution,
+                                          judge: judgeBackends[0], constitution: constitution,
                                           sampling: sampling, system: nil, seed: seed, batchSize: batchSize,
                                           judgeLayout: judgeLayout, progress: { reporter.message($0) })
+                if judgeMethod == .contrast {
+                    evaluator.pairJudge = PairJudge(spec: .evaluation(models: judgeBackends.map(\.name)), constitution: constitution,
+                                                    backends: judgeBackends, seed: seed, stage: "evaluate/judge")
+                }
                 var rm: (() throws -> RewardModelScorer)?
                 if let rewardModel { rm = { try RewardModelScorer(directory: URL(fileURLWithPath: rewardModel)) } }
                 let result = try evaluator.run(heldout: heldout, benign: benignPrompts, sycophancy: probes, rewardModel: rm, directory: out)
@@ -76,3 +87,4 @@ extension Precept {
 }
 
 extension JudgeLayout: ExpressibleByArgument {}
+extension JudgeMethod: ExpressibleByArgument {}

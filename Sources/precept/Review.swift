@@ -76,6 +76,7 @@ extension Precept {
         @Option(help: "Output directory.") var out: String
         @Option(help: "Fraction of records in test.jsonl.") var testFraction = 0.1
         @Option(help: "Stage to export (default: the last revision stage).") var stage: String?
+        @Option(help: "sft: keep only revisions this judge stage endorses (the revision gate, docs/pipeline-format.md).") var gate: String?
 
         func run() throws {
             try running {
@@ -87,9 +88,13 @@ extension Precept {
                         throw ValidationError("this run has no revise or critique_revise stage to export")
                     }
                     let provenance = try PipelineRunner.provenance(store: view.store, pipeline: view.pipeline, constitution: view.constitution)
-                    let summary = try Exporter.exportSFT(chains: try view.chains(stage: id), seed: view.pipeline.seed,
-                                                         testFraction: testFraction, to: URL(fileURLWithPath: out), provenance: provenance)
-                    print("sft: \(summary.train) train, \(summary.test) test, \(summary.skipped) skipped → \(summary.directory)" + (summary.note.map { "\n  note: " + $0 } ?? ""))
+                    if let gate, case .judge? = view.pipeline.stage(id: gate)?.kind {} else if let gate {
+                        throw ValidationError("--gate: `\(gate)` is not a judge stage of this run")
+                    }
+                    let (kept, gatedOut) = try RevisionGate.apply(try view.chains(stage: id), gate: gate, store: view.store)
+                    let summary = try Exporter.exportSFT(chains: kept, seed: view.pipeline.seed, testFraction: testFraction,
+                                                         to: URL(fileURLWithPath: out), provenance: provenance, gatedOut: gatedOut)
+                    print("sft: \(summary.counts) → \(summary.directory)" + (summary.note.map { "\n  note: " + $0 } ?? ""))
                 case .trl, .openrlhf:
                     guard let judge = stage ?? view.judgeStage?.id else {
                         throw ValidationError("\(format.rawValue) exports preference pairs from judge labels; this run has no judge stage")
@@ -97,7 +102,7 @@ extension Precept {
                     let summary = try PipelineRunner.exportPreferences(
                         format: format == .trl ? .trl : .openrlhf, judge: judge, store: view.store, pipeline: view.pipeline,
                         constitution: view.constitution, testFraction: testFraction, to: URL(fileURLWithPath: out))
-                    print("\(format.rawValue): \(summary.train) train, \(summary.test) test, \(summary.skipped) skipped → \(summary.directory)" + (summary.note.map { "\n  note: " + $0 } ?? ""))
+                    print("\(format.rawValue): \(summary.counts) → \(summary.directory)" + (summary.note.map { "\n  note: " + $0 } ?? ""))
                 }
             }
         }

@@ -98,7 +98,7 @@ extension Precept {
                     print("  \(s.id) [\(s.kind)]: \(s.rows) rows\(flags)")
                 }
                 for e in summary.exports {
-                    print("  export \(e.format): \(e.train) train, \(e.test) test, \(e.skipped) skipped → \(e.directory)" + (e.note.map { "\n    note: " + $0 } ?? ""))
+                    print("  export \(e.format): \(e.counts) → \(e.directory)" + (e.note.map { "\n    note: " + $0 } ?? ""))
                 }
                 print("report: \(summary.report.path)")
                 print(String(format: "model calls: %d run, %d cached · %d tokens generated · %.1f s",

@@ -33,6 +33,18 @@ public struct Constitution: Sendable, Equatable, Codable {
     public var description: String
     public var principles: [Principle]
     public var fewShot: [FewShotExample]
+    /// Prompt category → principle tags, for `principles: match` (a prompt record's `category`
+    /// picks the principles carrying one of its tags). Every tag is one some principle carries.
+    public var categories: [String: [String]] = [:]
+
+    public init(name: String, description: String, principles: [Principle], fewShot: [FewShotExample],
+                categories: [String: [String]] = [:]) {
+        self.name = name
+        self.description = description
+        self.principles = principles
+        self.fewShot = fewShot
+        self.categories = categories
+    }
 
     public func principle(id: String) -> Principle? { principles.first { $0.id == id } }
 
@@ -48,7 +60,7 @@ extension Constitution {
         return try decode(NodeReader(node: root, path: "", file: name))
     }
 
-    static let topKeys = ["version", "name", "description", "principles", "few_shot"]
+    static let topKeys = ["version", "name", "description", "principles", "few_shot", "categories"]
     static let principleKeys = ["id", "critique", "revision", "preference", "tags", "weight"]
     static let exampleKeys = ["prompt", "response", "principle", "critique", "revision"]
 
@@ -103,7 +115,28 @@ extension Constitution {
                 critique: try e.require("critique").text(),
                 revision: try e.require("revision").text()))
         }
-        return Constitution(name: name, description: description, principles: principles, fewShot: examples)
+        var categories: [String: [String]] = [:]
+        if let categoriesReader = map["categories"] {
+            guard case .mapping(let pairs) = categoriesReader.node.kind else { throw categoriesReader.mismatch("a mapping of category → tags") }
+            let names = pairs.compactMap { pair -> String? in
+                if case .scalar(let text, _, _) = pair.key.kind { return text }
+                return nil
+            }
+            let known = Set(principles.flatMap(\.tags))
+            let c = try categoriesReader.mapping(allowed: names)
+            for category in c.keys {
+                let tagsReader = try c.require(category)
+                let tags: [String]
+                if case .sequence = tagsReader.node.kind { tags = try tagsReader.stringList() } else { tags = [try tagsReader.text()] }
+                if tags.isEmpty { throw tagsReader.invalid("category `\(category)` needs at least one tag") }
+                for tag in tags where !known.contains(tag) {
+                    let hint = closestMatch(to: tag, in: known.sorted()).map { "; did you mean `\($0)`?" } ?? ""
+                    throw tagsReader.invalid("no principle has tag `\(tag)`\(hint)")
+                }
+                categories[category] = tags
+            }
+        }
+        return Constitution(name: name, description: description, principles: principles, fewShot: examples, categories: categories)
     }
 }
 
@@ -122,7 +155,12 @@ extension Constitution {
     /// (first of each, then second of each, …) so any `few_shot` prefix draws on all of them.
     /// A principle id used twice is an error naming both files.
     public static func merged(paths: [String]) throws -> Constitution {
-        let parts = try paths.map { try Constitution.load(path: $0) }
+        try merged(parts: paths.map { try Constitution.load(path: $0) }, paths: paths)
+    }
+
+    /// Merges decoded constitutions (`paths` name them in errors); a category's tags are the
+    /// union of every part's.
+    public static func merged(parts: [Constitution], paths: [String]) throws -> Constitution {
         guard parts.count > 1 else { return parts[0] }
         var seen: [String: String] = [:]
         for (path, part) in zip(paths, parts) {
@@ -135,7 +173,13 @@ extension Constitution {
         }
         let longest = parts.map(\.fewShot.count).max() ?? 0
         let examples = (0..<longest).flatMap { i in parts.compactMap { i < $0.fewShot.count ? $0.fewShot[i] : nil } }
+        var categories: [String: [String]] = [:]
+        for part in parts {
+            for (category, tags) in part.categories {
+                categories[category, default: []] += tags.filter { !(categories[category] ?? []).contains($0) }
+            }
+        }
         return Constitution(name: parts.map(\.name).joined(separator: "+"), description: parts.map(\.description).joined(separator: " "),
-                            principles: parts.flatMap(\.principles), fewShot: examples)
+                            principles: parts.flatMap(\.principles), fewShot: examples, categories: categories)
     }
 }

@@ -85,10 +85,13 @@ public struct Pipeline: Sendable {
     public var name: String
     public var description: String
     public var seed: UInt64
-    /// Absolute path of the constitution file.
-    public var constitution: String
+    /// Absolute paths of the constitution files (`constitution:` a path or a list), merged in order.
+    public var constitutions: [String]
+    /// The first constitution file (the only one, for most pipelines).
+    public var constitution: String { constitutions[0] }
     public var models: [ModelSpec]
-    public var prompts: PromptSource
+    /// The prompt sets (`prompts:` a mapping or a list of them), read in order; ids are unique across them.
+    public var prompts: [PromptSource]
     public var stages: [Stage]
     /// Absolute path of the output (run) directory.
     public var output: String
@@ -98,6 +101,25 @@ public struct Pipeline: Sendable {
     public var fileReferences: [FileReference]
 
     public func model(named name: String) -> ModelSpec? { models.first { $0.name == name } }
+
+    /// The records of every prompt set in order, each set cut to its `limit` (and to `limit` when
+    /// given); an id used in two sets is an error naming both files.
+    public func readPrompts(limit: Int? = nil) throws -> [PromptRecord] {
+        var out: [PromptRecord] = []
+        var firstFile: [String: (file: String, line: Int)] = [:]
+        for source in prompts {
+            let cut = [limit, source.limit].compactMap { $0 }.min()
+            for record in try PromptFile.read(path: source.file, field: source.field, idField: source.idField, limit: cut) {
+                if let first = firstFile[record.id] {
+                    throw ConfigError.jsonl(file: source.file, line: record.line, byteOffset: 0,
+                                            message: "duplicate id `\(record.id)` (first in \(first.file) line \(first.line)); ids must be unique across prompt files")
+                }
+                firstFile[record.id] = (source.file, record.line)
+                out.append(record)
+            }
+        }
+        return out
+    }
     public func stage(id: String) -> Stage? { stages.first { $0.id == id } }
 }
 
@@ -137,7 +159,14 @@ extension Pipeline {
         let seedReader = map["seed"]
         let seed = try seedReader?.int() ?? 0
         if seed < 0, let seedReader { throw seedReader.invalid("seed must be 0 or greater") }
-        let constitution = try fileReference(try map.require("constitution"))
+        let constitutionReader = try map.require("constitution")
+        let constitutions: [String]
+        if case .sequence = constitutionReader.node.kind {
+            constitutions = try constitutionReader.list().map(fileReference)
+            if constitutions.isEmpty { throw constitutionReader.invalid("name at least one constitution file") }
+        } else {
+            constitutions = [try fileReference(constitutionReader)]
+        }
 
         let modelsReader = try map.require("models")
         guard case .mapping(let pairs) = modelsReader.node.kind else { throw modelsReader.mismatch("a mapping of model names") }
@@ -153,13 +182,19 @@ extension Pipeline {
         }
         guard !models.isEmpty else { throw modelsReader.invalid("name at least one model") }
 
-        let p = try map.require("prompts").mapping(allowed: promptKeys)
-        let limitReader = p["limit"]
-        let prompts = PromptSource(
-            file: try fileReference(try p.require("file")),
-            field: try p["field"]?.text() ?? "prompt",
-            idField: try p["id_field"]?.text(),
-            limit: try limitReader?.int(in: 1...10_000_000))
+        let promptsReader = try map.require("prompts")
+        var prompts: [PromptSource] = []
+        let promptReaders: [NodeReader]
+        if case .sequence = promptsReader.node.kind { promptReaders = try promptsReader.list() } else { promptReaders = [promptsReader] }
+        if promptReaders.isEmpty { throw promptsReader.invalid("name at least one prompt file") }
+        for promptReader in promptReaders {
+            let p = try promptReader.mapping(allowed: promptKeys)
+            prompts.append(PromptSource(
+                file: try fileReference(try p.require("file")),
+                field: try p["field"]?.text() ?? "prompt",
+                idField: try p["id_field"]?.text(),
+                limit: try p["limit"]?.int(in: 1...10_000_000)))
+        }
 
         var stages: [Stage] = []
         let stageReaders = try map.require("stages").list()
@@ -177,7 +212,7 @@ extension Pipeline {
             name: name,
             description: try map["description"]?.string() ?? "",
             seed: UInt64(seed),
-            constitution: constitution,
+            constitutions: constitutions,
             models: models,
             prompts: prompts,
             stages: stages,

@@ -22,7 +22,7 @@ public struct ValidationSummary: Sendable {
             }
         }
         lines.append("  models: \(models.joined(separator: ", "))")
-        lines.append("  prompts: \(promptCount) from \(pipeline.prompts.file) (field `\(pipeline.prompts.field)`)")
+        lines.append("  prompts: \(promptCount) from \(pipeline.prompts.map { "\($0.file) (field `\($0.field)`)" }.joined(separator: ", "))")
         for extra in extraPromptFiles {
             lines.append("  evaluation prompts: \(extra.count) from \(extra.path)")
         }
@@ -41,7 +41,7 @@ public enum PipelineValidator {
             throw ConfigError.fileNotFound(path: reference.path, referencedFrom: reference.location,
                                            keyPath: reference.keyPath)
         }
-        let constitution = try Constitution.load(path: pipeline.constitution)
+        let constitution = try Constitution.merged(paths: pipeline.constitutions)
         for (index, stage) in pipeline.stages.enumerated() {
             let tags: [String]
             switch stage.kind {
@@ -55,10 +55,9 @@ public enum PipelineValidator {
                                                message: "no principle of constitution `\(constitution.name)` has tag `\(tag)`\(hint)")
             }
         }
-        let prompts = try PromptFile.read(path: pipeline.prompts.file, field: pipeline.prompts.field,
-                                          idField: pipeline.prompts.idField, limit: pipeline.prompts.limit)
-        if prompts.isEmpty {
-            throw ConfigError.jsonl(file: pipeline.prompts.file, line: 1, byteOffset: 0, message: "the prompt file has no records")
+        let prompts = try pipeline.readPrompts()
+        for source in pipeline.prompts where try PromptFile.read(path: source.file, field: source.field, idField: source.idField, limit: 1).isEmpty {
+            throw ConfigError.jsonl(file: source.file, line: 1, byteOffset: 0, message: "the prompt file has no records")
         }
         var extras: [(String, Int)] = []
         for stage in pipeline.stages {

@@ -38,22 +38,26 @@ enum StageWiring {
         case .dpo(let s):
             return training(s.training, inputs: ["judge"])
         case .sft(let s):
-            return training(s, inputs: revisionStages)
+            return training(s, inputs: revisionStages) + gate(s.gate)
         case .ppo(let s):
             return [Reference(key: "policy", value: s.policy, target: .model(localOnly: true)),
                     Reference(key: "reward_model", value: s.rewardModel, target: .stage(["reward_model"]))]
         case .evaluate(let s):
             var refs = [Reference(key: "policy", value: s.policy, target: .stageOrModel(trainedStages)),
                         Reference(key: "baseline", value: s.baseline, target: .model(localOnly: false)),
-                        Reference(key: "judge", value: s.judge, target: .model(localOnly: false))]
+                       ] + s.judges.map { Reference(key: "judge", value: $0, target: .model(localOnly: false)) }
             if let rm = s.rewardModel {
                 refs.append(Reference(key: "reward_model", value: rm, target: .stage(["reward_model"])))
             }
             return refs
         case .export(let s):
             return [Reference(key: "input", value: s.input,
-                              target: .stage(s.format == .sft ? revisionStages : ["judge"]))]
+                              target: .stage(s.format == .sft ? revisionStages : ["judge"]))] + gate(s.gate)
         }
+    }
+
+    private static func gate(_ judge: String?) -> [Reference] {
+        judge.map { [Reference(key: "gate", value: $0, target: .stage(["judge"]))] } ?? []
     }
 
     private static func training(_ t: TrainingSpec, inputs: [String]) -> [Reference] {
@@ -95,6 +99,22 @@ enum StageWiring {
                 }
             }
             try checkSampledPairs(stage, pipeline: pipeline, body: body)
+            try checkGate(stage, pipeline: pipeline, body: body)
+        }
+    }
+
+    /// A gate's judge must compare the same revisions as original against revision.
+    private static func checkGate(_ stage: Stage, pipeline: Pipeline, body: NodeReader) throws {
+        let gate: String?, input: String
+        switch stage.kind {
+        case .sft(let s): (gate, input) = (s.gate, s.input)
+        case .export(let s): (gate, input) = (s.gate, s.input)
+        default: return
+        }
+        guard let gate, case .judge(let judge)? = pipeline.stage(id: gate)?.kind else { return }
+        guard judge.pairs == .originalVsRevision, judge.input == input else {
+            throw (body.child("gate") ?? body).invalid(
+                "gate `\(gate)` must be a judge stage with `pairs: original_vs_revision` and `input: \(input)`")
         }
     }
 

@@ -28,8 +28,10 @@ public struct SamplingSpec: Sendable, Equatable, Codable {
     }
 }
 
-/// How a critique stage picks principles: one sampled (seeded, weighted) per record and round.
-public enum PrincipleSelection: String, Sendable, Codable, CaseIterable { case sample }
+/// How a critique stage picks principles, one per record and round (seeded, weighted): `sample`
+/// draws among all principles (or those of `tags`); `match` draws among the principles whose tags
+/// the constitution's `categories` maps the record's `category` to, falling back to `sample`.
+public enum PrincipleSelection: String, Sendable, Codable, CaseIterable { case sample, match }
 public enum PairMode: String, Sendable, Codable, CaseIterable { case originalVsRevision = "original_vs_revision", sampled }
 public enum JudgeOrders: String, Sendable, Codable, CaseIterable { case both, single }
 /// How a judge prompt lays out the pair: `dialogue` ("Assistant (A): …", the question after both
@@ -124,6 +126,9 @@ public struct JudgeSpec: Sendable, Equatable {
     /// Labels with |p − 0.5| below this are kept in the store but not exported.
     public var minConfidence: Double
     public var sampling: SamplingSpec
+    /// `original_vs_revision` only: pairs whose revision the judge does not endorse by
+    /// `min_confidence` are left out of DPO, reward-model and preference-export data (`RevisionGate`).
+    public var gate: Bool = false
 
     /// Model calls one pair costs per judge model (scoring calls; `cot` adds as many generations).
     public var callsPerPair: Int {
@@ -177,6 +182,8 @@ public struct TrainingSpec: Sendable, Equatable {
     public var microBatchTokens: Int
     /// Precision of the merged GGUF (`f16`, `q8_0`, `f32`), or `none` to skip writing it.
     public var merge: String
+    /// `sft` only: the judge stage whose endorsement a revision needs (`RevisionGate`).
+    public var gate: String? = nil
 
     static let keys = ["base", "input", "lora", "epochs", "learning_rate", "batch_size", "gradient_accumulation",
                        "max_length", "eval_fraction", "schedule", "warmup_ratio", "weight_decay", "max_grad_norm",
@@ -219,6 +226,9 @@ public struct DPOSpec: Sendable, Equatable {
     public var beta: Double
     public var loss: DPOLoss
     public var labelSmoothing: Double
+    /// Weight of the chosen responses' mean token NLL added to the DPO loss (TRL's `rpo_alpha`,
+    /// Pang et al. 2024); 0 is plain DPO.
+    public var rpoAlpha: Double = 0
 }
 
 public struct PPOSpec: Sendable, Equatable {
@@ -246,6 +256,8 @@ public struct PPOSpec: Sendable, Equatable {
     public var merge: String
     public var monitors: MonitorSpec
     public var sampling: SamplingSpec
+    /// Subtracted from the reward of a response cut at `max_tokens` (TRL's `missing_eos_penalty`).
+    public var missingEOSPenalty: Double? = nil
 }
 
 /// Thresholds of the RL failure-mode monitors (`monitors:` on a ppo stage).
@@ -255,14 +267,18 @@ public struct MonitorSpec: Sendable, Equatable {
     public var maxKL = 10.0
     public var lengthGrowth = 1.5
     public var distinctDrop = 0.5
+    /// The `truncation` monitor's bound on the fraction of responses cut at `max_tokens`.
+    public var maxTruncationRate = 0.5
     public var stopOn: [String] = []
 
-    static let kinds = ["reward_drift", "reward_collapse", "kl", "length_growth", "distinct_drop"]
+    static let kinds = ["reward_drift", "reward_collapse", "kl", "length_growth", "distinct_drop", "truncation"]
 
     static func decode(_ r: NodeReader?) throws -> MonitorSpec {
         var spec = MonitorSpec()
         guard let r else { return spec }
-        let m = try r.mapping(allowed: ["reward_drift_sd", "reward_variance_floor", "max_kl", "length_growth", "distinct_drop", "stop_on"])
+        let m = try r.mapping(allowed: ["reward_drift_sd", "reward_variance_floor", "max_kl", "length_growth", "distinct_drop",
+                                        "max_truncation_rate", "stop_on"])
+        spec.maxTruncationRate = try m["max_truncation_rate"]?.double(in: 0...1) ?? spec.maxTruncationRate
         spec.rewardDriftSD = try m["reward_drift_sd"]?.double(in: 0.1...100) ?? spec.rewardDriftSD
         spec.rewardVarianceFloor = try m["reward_variance_floor"]?.double(in: 0...1) ?? spec.rewardVarianceFloor
         spec.maxKL = try m["max_kl"]?.double(in: 0...100_000) ?? spec.maxKL
@@ -285,7 +301,13 @@ public struct EvaluateSpec: Sendable, Equatable {
     /// A training stage id or a model name.
     public var policy: String
     public var baseline: String
+    /// The evaluation judge (the first of `judges`); it answers the refusal and sycophancy questions.
     public var judge: String
+    /// Every evaluation judge model (`judge: [a, b]`, a panel for `judge_method: contrast`).
+    public var judges: [String]
+    /// How the win rate is judged: `contrast` (default; docs/judge.md measured it well above the
+    /// pairwise questions on the gold set) or `pairwise`.
+    public var judgeMethod: JudgeMethod
     public var rewardModel: String?
     public var prompts: String
     public var benignPrompts: String?
@@ -300,6 +322,8 @@ public struct ExportSpec: Sendable, Equatable {
     public var input: String
     public var format: ExportFormat
     public var testFraction: Double
+    /// `format: sft` only: the judge stage whose endorsement a revision needs (`RevisionGate`).
+    public var gate: String? = nil
 }
 
 /// One stage of a pipeline and its typed parameters.
@@ -394,7 +418,7 @@ public struct Stage: Sendable, Equatable {
         case "judge":
             let m = try r.mapping(allowed: ["model", "input", "pairs", "orders", "principles", "few_shot", "layout",
                                             "cot", "cot_clamp", "min_confidence", "method", "temperature",
-                                            "position_calibration", "calibration", "calibration_fit", "constitution"] + SamplingSpec.keys)
+                                            "position_calibration", "calibration", "calibration_fit", "constitution", "gate"] + SamplingSpec.keys)
             let modelReader = try m.require("model")
             let models = try (try? modelReader.list()).map { items in
                 guard !items.isEmpty else { throw modelReader.invalid("expected at least one model") }
@@ -415,6 +439,12 @@ public struct Stage: Sendable, Equatable {
                 }
                 return [try resolve(c)]
             } ?? []
+            let pairs = try m["pairs"]?.oneOf(PairMode.self) ?? .originalVsRevision
+            let gate = try m["gate"]?.bool() ?? false
+            if gate && pairs != .originalVsRevision {
+                throw ConfigError.invalidValue(m.keyLocation("gate"), keyPath: "\(r.path).gate",
+                                               message: "`gate` keeps revisions the judge endorses; it needs `pairs: original_vs_revision`")
+            }
             var clamp = 0.4...0.6
             if let c = m["cot_clamp"] {
                 let bounds = try c.list().map { try $0.double(in: 0...1) }
@@ -431,7 +461,7 @@ public struct Stage: Sendable, Equatable {
                 calibrationFit: try m["calibration_fit"]?.oneOf(CalibrationFit.self) ?? .temperature,
                 constitutions: constitutions,
                 input: try m.require("input").text(),
-                pairs: try m["pairs"]?.oneOf(PairMode.self) ?? .originalVsRevision,
+                pairs: pairs,
                 orders: try m["orders"]?.oneOf(JudgeOrders.self) ?? .both,
                 // `contrast` reads every worked example and one principle by default (docs/judge.md).
                 principles: try m["principles"]?.int(in: 1...32) ?? (method == .contrast ? 1 : JudgePrompts.defaultPrinciples),
@@ -440,7 +470,8 @@ public struct Stage: Sendable, Equatable {
                 cot: try m["cot"]?.bool() ?? false,
                 cotClamp: clamp,
                 minConfidence: try m["min_confidence"]?.double(in: 0...0.5) ?? 0,
-                sampling: try .decode(m, defaultTemperature: 0, defaultMaxTokens: 128)))
+                sampling: try .decode(m, defaultTemperature: 0, defaultMaxTokens: 128),
+                gate: gate))
         case "reward_model":
             let m = try r.mapping(allowed: TrainingSpec.keys + ["labels", "margin", "center_rewards"])
             return .rewardModel(RewardModelSpec(
@@ -449,37 +480,66 @@ public struct Stage: Sendable, Equatable {
                 margin: try m["margin"]?.double(in: 0...100) ?? 0,
                 centerRewards: try m["center_rewards"]?.double(in: 0...1) ?? 0))
         case "sft":
-            let m = try r.mapping(allowed: TrainingSpec.keys)
-            return .sft(try .decode(m, defaultLearningRate: 1e-4))
+            let m = try r.mapping(allowed: TrainingSpec.keys + ["gate"])
+            var spec = try TrainingSpec.decode(m, defaultLearningRate: 1e-4)
+            spec.gate = try m["gate"]?.text()
+            return .sft(spec)
         case "dpo":
-            let m = try r.mapping(allowed: TrainingSpec.keys + ["beta", "loss", "label_smoothing"])
+            let m = try r.mapping(allowed: TrainingSpec.keys + ["beta", "loss", "label_smoothing", "rpo_alpha"])
             return .dpo(DPOSpec(
                 training: try .decode(m, defaultLearningRate: 5e-5),
                 beta: try m["beta"]?.double(in: 0.0001...100) ?? 0.1,
                 loss: try m["loss"]?.oneOf(DPOLoss.self) ?? .sigmoid,
-                labelSmoothing: try m["label_smoothing"]?.double(in: 0...0.5) ?? 0))
+                labelSmoothing: try m["label_smoothing"]?.double(in: 0...0.5) ?? 0,
+                rpoAlpha: try m["rpo_alpha"]?.double(in: 0...100) ?? 0))
         case "ppo":
             return .ppo(try PPOSpec.decode(try r.mapping(allowed: PPOSpec.keys)))
         case "evaluate":
             let m = try r.mapping(allowed: ["policy", "baseline", "judge", "reward_model", "prompts", "benign_prompts",
-                                            "sycophancy_prompts", "limit", "judge_layout"] + SamplingSpec.keys)
+                                            "sycophancy_prompts", "limit", "judge_layout", "judge_method"] + SamplingSpec.keys)
+            let judgeReader = try m.require("judge")
+            let judges: [String]
+            if case .sequence = judgeReader.node.kind {
+                judges = try judgeReader.stringList()
+                if judges.isEmpty { throw judgeReader.invalid("expected at least one model") }
+            } else {
+                judges = [try judgeReader.text()]
+            }
+            let judgeLayout = try m["judge_layout"]?.oneOf(JudgeLayout.self) ?? JudgePrompts.defaultLayout
+            let judgeMethod = try m["judge_method"]?.oneOf(JudgeMethod.self) ?? .contrast
+            guard judgeMethod == .contrast || judgeMethod == .pairwise else {
+                throw m["judge_method"]!.invalid("evaluation judges with `contrast` or `pairwise`")
+            }
+            if judgeMethod == .pairwise, judges.count > 1 { throw judgeReader.invalid("a judge panel needs `judge_method: contrast`") }
+            if judgeMethod != .pairwise, m.has("judge_layout") {
+                throw ConfigError.invalidValue(m.keyLocation("judge_layout"), keyPath: "\(r.path).judge_layout",
+                                               message: "`judge_layout` applies to `judge_method: pairwise` only")
+            }
             return .evaluate(EvaluateSpec(
                 policy: try m.require("policy").text(),
                 baseline: try m.require("baseline").text(),
-                judge: try m.require("judge").text(),
+                judge: judges[0],
+                judges: judges,
+                judgeMethod: judgeMethod,
                 rewardModel: try m["reward_model"]?.text(),
                 prompts: try resolve(try m.require("prompts")),
                 benignPrompts: try m["benign_prompts"].map(resolve),
                 sycophancyPrompts: try m["sycophancy_prompts"].map(resolve),
                 limit: try m["limit"]?.int(in: 1...1_000_000),
-                judgeLayout: try m["judge_layout"]?.oneOf(JudgeLayout.self) ?? JudgePrompts.defaultLayout,
+                judgeLayout: judgeLayout,
                 sampling: try .decode(m, defaultTemperature: 0.7, defaultMaxTokens: 160)))
         default:  // "export": the mapping's allowed keys leave no other keyword
-            let m = try r.mapping(allowed: ["input", "format", "test_fraction"])
+            let m = try r.mapping(allowed: ["input", "format", "test_fraction", "gate"])
+            let format = try m["format"]?.oneOf(ExportFormat.self) ?? .trl
+            if format != .sft, m.has("gate") {
+                throw ConfigError.invalidValue(m.keyLocation("gate"), keyPath: "\(r.path).gate",
+                                               message: "`gate` applies to `format: sft`; preference exports follow their judge stage's `gate: true`")
+            }
             return .export(ExportSpec(
                 input: try m.require("input").text(),
-                format: try m["format"]?.oneOf(ExportFormat.self) ?? .trl,
-                testFraction: try m["test_fraction"]?.double(in: 0...0.9) ?? 0.1))
+                format: format,
+                testFraction: try m["test_fraction"]?.double(in: 0...0.9) ?? 0.1,
+                gate: try m["gate"]?.text()))
         }
     }
 }
@@ -487,7 +547,7 @@ public struct Stage: Sendable, Equatable {
 extension PPOSpec {
     static let keys = ["policy", "reward_model", "algorithm", "lora", "steps", "batch_size", "ppo_epochs", "learning_rate", "kl_coef",
                        "adaptive_kl", "target_kl", "gamma", "lambda", "cliprange", "cliprange_value", "rloo_k", "vf_coef", "kl_estimator",
-                       "checkpoint_every", "merge", "monitors"] + SamplingSpec.keys
+                       "checkpoint_every", "merge", "monitors", "missing_eos_penalty"] + SamplingSpec.keys
 
     /// `policy` and `reward_model` are required in a pipeline; `precept train ppo` passes defaults for them.
     static func decode(_ m: MappingReader, policy: String? = nil, rewardModel: String? = nil) throws -> PPOSpec {
@@ -513,6 +573,7 @@ extension PPOSpec {
             checkpointEvery: try m["checkpoint_every"]?.int(in: 0...1_000_000) ?? 5,
             merge: try m["merge"]?.oneOf(TrainingSpec.MergeName.self).rawValue ?? "f16",
             monitors: try MonitorSpec.decode(m["monitors"]),
-            sampling: try .decode(m, defaultTemperature: 1.0, defaultMaxTokens: 64))
+            sampling: try .decode(m, defaultTemperature: 1.0, defaultMaxTokens: 64),
+            missingEOSPenalty: try m["missing_eos_penalty"]?.double(in: 0...1000))
     }
 }

@@ -47,9 +47,14 @@ enum EvaluateStage {
         let benign = try spec.benignPrompts.map { try Evaluator.readPrompts(path: $0, limit: spec.limit) } ?? []
         let sycophancy = try spec.sycophancyPrompts.map { try Evaluator.readPrompts(path: $0, limit: spec.limit, claims: true) } ?? []
         let system = TrainingStage.generationSystem(context.pipeline)
-        let evaluator = Evaluator(policy: policy, baseline: baseline, judge: judge, constitution: context.constitution, sampling: spec.sampling,
+        var evaluator = Evaluator(policy: policy, baseline: baseline, judge: judge, constitution: context.constitution, sampling: spec.sampling,
                                   system: system, seed: context.pipeline.seed, batchSize: context.options.batchSize,
                                   judgeLayout: spec.judgeLayout, progress: { context.reporter?.message("\(stage.id): \($0)") })
+        if spec.judgeMethod == .contrast {
+            evaluator.pairJudge = PairJudge(spec: .evaluation(models: spec.judges), constitution: context.constitution,
+                                            backends: try spec.judges.map { try context.backend($0) }, seed: context.pipeline.seed,
+                                            stage: stage.id + "/judge")
+        }
         let result = try evaluator.run(heldout: heldout, benign: benign, sycophancy: sycophancy, rewardModel: rewardModel,
                                        directory: directory.appendingPathComponent(stage.id))
         for line in EvaluationTable.lines(result) { context.reporter?.message("\(stage.id): \(line)") }
@@ -65,7 +70,10 @@ public enum EvaluationTable {
             let ci = (r["win_rate_ci"] as? [Any])?.map(f) ?? []
             out.append(("judge win rate vs baseline (95% CI)", "\(f(w)) [\(ci.joined(separator: ", "))]", "–"))
         }
-        for (key, label) in [("reward_mean", "reward-model score"), ("refusal_rate_benign", "refusal rate, benign prompts"),
+        if let lc = r["length_controlled_win_rate"] { out.append(("length-controlled win rate", f(lc), "–")) }
+        for (key, label) in [("refusal_rate_harmful", "refusal rate, harmful prompts (markers)"),
+                             ("refusal_rate_harmful_judge", "refusal rate, harmful prompts (judge)"),
+                             ("reward_mean", "reward-model score"), ("refusal_rate_benign", "refusal rate, benign prompts"),
                              ("sycophancy_agreement", "agrees with false claim"), ("mean_length", "mean length (words)"),
                              ("distinct_2", "distinct-2")] {
             if let pair = r[key] as? [String: Any] { out.append((label, f(pair["policy"]), f(pair["baseline"]))) }

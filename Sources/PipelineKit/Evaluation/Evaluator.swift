@@ -35,6 +35,8 @@ public struct EvaluationPrompt: Sendable, Equatable {
     public var id: String
     public var text: String
     public var falseClaim: String?
+    /// The row's `kind` (`harmful`, `benign-edgy`, `ordinary` in data/prompts/heldout.jsonl).
+    public var kind: String? = nil
 }
 
 /// Compares a trained policy with its baseline on held-out prompts (win rate by the judge in both
@@ -52,6 +54,9 @@ public struct Evaluator {
     public var batchSize: Int
     /// Layout of the win-rate judge's questions, as the judge stage's `layout`.
     public var judgeLayout: JudgeLayout
+    /// When set, the win rate comes from this labeller (e.g. the contrast method) instead of the
+    /// pairwise questions to `judge`; `judge` still answers the refusal and sycophancy questions.
+    public var pairJudge: PairJudge?
     public var progress: ((String) -> Void)?
 
     public init(policy: CachedBackend, baseline: CachedBackend, judge: CachedBackend, constitution: Constitution, sampling: SamplingSpec,
@@ -98,6 +103,17 @@ public struct Evaluator {
     /// P(policy response better) per prompt: one sampled preference principle, both orders averaged,
     /// the judge stage's default number of worked examples in `judgeLayout`.
     func winProbabilities(_ prompts: [EvaluationPrompt], policy: [String], baseline: [String]) throws -> [Double] {
+        if let pairJudge {
+            var out: [Double] = []
+            for start in stride(from: 0, to: prompts.count, by: batchSize) {
+                let pairs = (start..<min(prompts.count, start + batchSize)).map {
+                    JudgePair(record: prompts[$0].id, sample: 0, prompt: prompts[$0].text, candidates: [policy[$0], baseline[$0]])
+                }
+                out += try pairJudge.label(pairs).map(\.label.probability)
+                progress?("judged \(out.count)/\(prompts.count) pairs")
+            }
+            return out
+        }
         let sampler = PrincipleSampler(constitution: constitution, tags: [])
         let examples = JudgePrompts.exampleBlock(constitution, count: JudgePrompts.defaultFewShot, layout: judgeLayout, seed: seed,
                                                  stage: "evaluate/examples")
@@ -167,7 +183,9 @@ public struct Evaluator {
         for (name, prompts) in [("heldout", heldout), ("benign", benign), ("sycophancy", sycophancy)] where !prompts.isEmpty {
             sets[name] = (try responses(policy, prompts, set: name), try responses(baseline, prompts, set: name))
         }
-        var result: [String: Any] = ["policy": policy.name, "baseline": baseline.name, "judge": judge.name,
+        var result: [String: Any] = ["policy": policy.name, "baseline": baseline.name,
+                                     "judge": pairJudge.map { $0.spec.models.joined(separator: "+") } ?? judge.name,
+                                     "judge_method": pairJudge?.spec.method.rawValue ?? "pairwise",
                                      "prompts": heldout.count, "benign_prompts": benign.count, "sycophancy_prompts": sycophancy.count]
         var samples: [[String: Any]] = []
         func pair(_ f: (_ responses: [String]) -> Double, _ set: String) -> [String: Double]? {
@@ -183,6 +201,24 @@ public struct Evaluator {
             result["win_rate_ci"] = [ci.low, ci.high]
             result["win_probability"] = p.reduce(0, +) / Double(p.count)
             result["ties"] = ties
+            let lc = LengthControlledWinRate.fit(preferences: p, lengthDifferences: heldout.indices.map {
+                Double(h.policy[$0].count) - Double(h.baseline[$0].count)
+            })
+            result["length_controlled_win_rate"] = lc.winRate
+            result["length_controlled_fit"] = ["intercept": lc.intercept, "slope": lc.slope, "scale": lc.scale]
+            let harmful = heldout.indices.filter { heldout[$0].kind == "harmful" }
+            var judgedRefusal: (policy: [Double], baseline: [Double]) = ([], [])
+            if !harmful.isEmpty {
+                progress?("asking the judge whether \(harmful.count) harmful-prompt responses refuse")
+                let rate = { (r: [String]) in Double(harmful.filter { RefusalDetector.isRefusal(r[$0]) }.count) / Double(harmful.count) }
+                result["refusal_rate_harmful"] = ["policy": rate(h.policy), "baseline": rate(h.baseline)]
+                let prompts = harmful.map { heldout[$0] }
+                judgedRefusal = (try refusalProbabilities(prompts, responses: harmful.map { h.policy[$0] }),
+                                 try refusalProbabilities(prompts, responses: harmful.map { h.baseline[$0] }))
+                let judged = { (q: [Double]) in Double(q.filter { $0 > 0.5 }.count) / Double(q.count) }
+                result["refusal_rate_harmful_judge"] = ["policy": judged(judgedRefusal.policy), "baseline": judged(judgedRefusal.baseline)]
+                result["harmful_prompts"] = harmful.count
+            }
             var scores: [[Float]] = []
             if let load = rewardModel {
                 progress?("scoring held-out responses with the reward model")
@@ -201,12 +237,26 @@ public struct Evaluator {
                 var row: [String: Any] = ["set": "heldout", "id": prompt.id, "prompt": prompt.text, "policy": h.policy[i],
                                           "baseline": h.baseline[i], "p_policy_better": p[i]]
                 if i < scores.count { row["reward_policy"] = Double(scores[i][0]); row["reward_baseline"] = Double(scores[i][1]) }
+                if let kind = prompt.kind { row["kind"] = kind }
+                if let j = harmful.firstIndex(of: i) {
+                    row["policy_refused"] = RefusalDetector.isRefusal(h.policy[i])
+                    row["baseline_refused"] = RefusalDetector.isRefusal(h.baseline[i])
+                    row["p_policy_refuses"] = judgedRefusal.policy[j]
+                    row["p_baseline_refuses"] = judgedRefusal.baseline[j]
+                }
                 samples.append(row)
             }
         }
         result["mean_length"] = pair({ r in Double(r.reduce(0) { $0 + $1.split(whereSeparator: \.isWhitespace).count }) / Double(max(r.count, 1)) }, "heldout")
         result["distinct_2"] = pair({ distinctN($0, n: 2) }, "heldout")
         result["refusal_rate_benign"] = pair({ r in Double(r.filter(RefusalDetector.isRefusal).count) / Double(max(r.count, 1)) }, "benign")
+        // Without a benign file, the held-out set's own benign-but-edgy rows measure over-refusal.
+        let edgy = heldout.indices.filter { heldout[$0].kind == "benign-edgy" }
+        if sets["benign"] == nil, let h = sets["heldout"], !edgy.isEmpty {
+            let rate = { (r: [String]) in Double(edgy.filter { RefusalDetector.isRefusal(r[$0]) }.count) / Double(edgy.count) }
+            result["refusal_rate_benign"] = ["policy": rate(h.policy), "baseline": rate(h.baseline)]
+            result["benign_prompts"] = edgy.count
+        }
         if let b = sets["benign"] {
             for (i, prompt) in benign.enumerated() {
                 samples.append(["set": "benign", "id": prompt.id, "prompt": prompt.text, "policy": b.policy[i], "baseline": b.baseline[i],
@@ -240,7 +290,7 @@ public struct Evaluator {
                 throw TrainingDataError.invalid(path: path, line: $0.line, key: "false_claim",
                                                 message: "a sycophancy probe needs the false claim it pushes")
             }
-            return EvaluationPrompt(id: $0.id, text: $0.text, falseClaim: $0.fields["false_claim"])
+            return EvaluationPrompt(id: $0.id, text: $0.text, falseClaim: $0.fields["false_claim"], kind: $0.fields["kind"])
         }
     }
 }

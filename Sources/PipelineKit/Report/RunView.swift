@@ -15,9 +15,22 @@ public struct RunView {
         let pipelineNode = try YAMLDocument.parse(data: Data(pipelineText.utf8), file: pipelinePath)
         pipeline = try Pipeline.decode(NodeReader(node: pipelineNode, path: "", file: pipelinePath),
                                        baseDirectory: URL(fileURLWithPath: pipelinePath).deletingLastPathComponent().path)
-        let constitutionPath = try store.meta("constitution_path") ?? pipeline.constitution
-        let constitutionNode = try YAMLDocument.parse(data: Data((try store.meta("constitution_yaml") ?? "").utf8), file: constitutionPath)
-        constitution = try Constitution.decode(NodeReader(node: constitutionNode, path: "", file: constitutionPath))
+        if let list = try store.meta("constitutions"), !list.isEmpty {
+            // Several constitutions: the stored text of each, merged as the run merged them.
+            guard let entries = (try? JSONSerialization.jsonObject(with: Data(list.utf8))) as? [[String: String]],
+                  entries.allSatisfy({ $0["path"] != nil && $0["yaml"] != nil }) else {
+                throw RunError.badStoredRow(stage: "meta", record: "constitutions", sample: 0, message: "not a list of {path, yaml}")
+            }
+            let parts = try entries.map { entry in
+                let node = try YAMLDocument.parse(data: Data(entry["yaml"]!.utf8), file: entry["path"]!)
+                return try Constitution.decode(NodeReader(node: node, path: "", file: entry["path"]!))
+            }
+            constitution = try Constitution.merged(parts: parts, paths: entries.map { $0["path"]! })
+        } else {
+            let constitutionPath = try store.meta("constitution_path") ?? pipeline.constitution
+            let constitutionNode = try YAMLDocument.parse(data: Data((try store.meta("constitution_yaml") ?? "").utf8), file: constitutionPath)
+            constitution = try Constitution.decode(NodeReader(node: constitutionNode, path: "", file: constitutionPath))
+        }
         records = try store.records()
     }
 

@@ -78,9 +78,7 @@ public final class PipelineRunner {
         let store = try RunStore(directory: directory)
         let cache = try CallCache(directory: options.cacheDirectory ?? CallCache.defaultDirectory(forRun: directory))
 
-        let limit = [options.limit, pipeline.prompts.limit].compactMap { $0 }.min()
-        let prompts = try PromptFile.read(path: pipeline.prompts.file, field: pipeline.prompts.field,
-                                          idField: pipeline.prompts.idField, limit: limit)
+        let prompts = try pipeline.readPrompts(limit: options.limit)
         let records = prompts.enumerated().map { i, p in
             RecordRow(id: p.id, position: i, prompt: p.text,
                       fields: String(decoding: (try? JSONSerialization.data(withJSONObject: p.fields, options: [.sortedKeys])) ?? Data("{}".utf8),
@@ -88,12 +86,18 @@ public final class PipelineRunner {
         }
         try store.saveRecords(records)
         let constitutionText = (try? String(contentsOfFile: pipeline.constitution, encoding: .utf8)) ?? ""
+        // More than one constitution: every file's text, in order, so readers rebuild the merge.
+        let constitutionTexts = pipeline.constitutions.map { (try? String(contentsOfFile: $0, encoding: .utf8)) ?? "" }
+        let constitutionList = pipeline.constitutions.count > 1
+            ? String(decoding: try JSONSerialization.data(withJSONObject: zip(pipeline.constitutions, constitutionTexts).map { ["path": $0, "yaml": $1] }),
+                     as: UTF8.self) : ""
         try store.setMeta([
+            "constitutions": constitutionList,
             "pipeline_path": URL(fileURLWithPath: pipelinePath).standardizedFileURL.path,
             "pipeline_yaml": (try? String(contentsOfFile: pipelinePath, encoding: .utf8)) ?? "",
             "constitution_path": pipeline.constitution,
             "constitution_yaml": constitutionText,
-            "constitution_sha256": SHA256.hex(constitutionText),
+            "constitution_sha256": SHA256.hex(constitutionTexts.joined(separator: "\u{1F}")),
             "seed": "\(pipeline.seed)",
             "records": "\(records.count)",
         ])
@@ -162,8 +166,9 @@ public final class PipelineRunner {
         case .sft:
             let chains = try RevisionChain.load(stage: spec.input, store: context.store, constitution: context.constitution)
             if chains.isEmpty && !context.records.isEmpty { throw RunError.missingInput(stage: stage.id, input: spec.input) }
-            return try Exporter.exportSFT(chains: chains, seed: context.pipeline.seed, testFraction: spec.testFraction, to: out,
-                                          provenance: provenance)
+            let (kept, gatedOut) = try RevisionGate.apply(chains, gate: spec.gate, store: context.store)
+            return try Exporter.exportSFT(chains: kept, seed: context.pipeline.seed, testFraction: spec.testFraction, to: out,
+                                          provenance: provenance, gatedOut: gatedOut)
         case .trl, .openrlhf:
             return try Self.exportPreferences(format: spec.format, judge: spec.input, store: context.store, pipeline: context.pipeline,
                                               constitution: context.constitution, testFraction: spec.testFraction, to: out)
@@ -181,7 +186,7 @@ public final class PipelineRunner {
             ? try RevisionChain.load(stage: spec.input, store: store, constitution: constitution) : []
         let prompts = Dictionary(uniqueKeysWithValues: try store.records().map { ($0.id, $0.prompt) })
         return try Exporter.exportPreferences(format: format, labels: labels, chains: chains, prompts: prompts, seed: pipeline.seed,
-                                              testFraction: testFraction, to: out,
+                                              testFraction: testFraction, gate: spec.gate, to: out,
                                               provenance: try provenance(store: store, pipeline: pipeline, constitution: constitution))
     }
 

@@ -46,9 +46,16 @@ public struct ExportSummary: Sendable, Equatable, Codable {
     public var format: String
     public var train: Int
     public var test: Int
-    /// Examples left out: empty or truncated outputs.
+    /// Examples left out: empty or truncated outputs, and those the revision gate left out.
     public var skipped: Int
     public var directory: String
+    /// Of `skipped`, the revisions the judge did not endorse (`RevisionGate`).
+    public var gatedOut: Int = 0
+
+    /// "12 train, 3 test, 2 skipped (1 not endorsed by the judge)".
+    public var counts: String {
+        "\(train) train, \(test) test, \(skipped) skipped" + (gatedOut > 0 ? " (\(gatedOut) not endorsed by the judge)" : "")
+    }
     /// Set when a split file is empty: loaders such as `datasets.load_dataset` reject an empty split.
     public var note: String? {
         let empty = [("train", train), ("test", test)].filter { $0.1 == 0 }.map(\.0)
@@ -89,7 +96,7 @@ public enum Exporter {
     }
 
     public static func exportSFT(chains: [RevisionChain], seed: UInt64, testFraction: Double, to directory: URL,
-                                 provenance: [String: Any]) throws -> ExportSummary {
+                                 provenance: [String: Any], gatedOut: Int = 0) throws -> ExportSummary {
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         var train: [[String: Any]] = [], test: [[String: Any]] = []
         var skipped = 0
@@ -116,7 +123,8 @@ public enum Exporter {
             ]
             if testSet.contains(chain.record) { test.append(row) } else { train.append(row) }
         }
-        let summary = ExportSummary(format: "sft", train: train.count, test: test.count, skipped: skipped, directory: directory.path)
+        let summary = ExportSummary(format: "sft", train: train.count, test: test.count, skipped: skipped + gatedOut, directory: directory.path,
+                                    gatedOut: gatedOut)
         try write(train: train, test: test, summary: summary, provenance: provenance, to: directory)
         return summary
     }
@@ -135,7 +143,7 @@ public enum Exporter {
         try jsonl(test).write(to: directory.appendingPathComponent("test.jsonl"), options: .atomic)
         var p = provenance
         p["format"] = summary.format
-        p["counts"] = ["train": summary.train, "test": summary.test, "skipped": summary.skipped]
+        p["counts"] = ["train": summary.train, "test": summary.test, "skipped": summary.skipped, "gated_out": summary.gatedOut]
         if let note = summary.note { p["note"] = note }
         try JSONSerialization.data(withJSONObject: p, options: [.sortedKeys, .prettyPrinted, .withoutEscapingSlashes])
             .write(to: directory.appendingPathComponent("provenance.json"), options: .atomic)
@@ -148,14 +156,14 @@ public enum Exporter {
     /// the stage's `min_confidence`, or with an empty side, are left out and counted.
     public static func exportPreferences(format: ExportFormat, labels: [(row: OutputRow, label: PairLabel)],
                                          chains: [RevisionChain], prompts: [String: String], seed: UInt64,
-                                         testFraction: Double, to directory: URL, provenance: [String: Any]) throws -> ExportSummary {
+                                         testFraction: Double, gate: Bool = false, to directory: URL, provenance: [String: Any]) throws -> ExportSummary {
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         let chainByKey = Dictionary(chains.map { ("\($0.record)\u{1F}\($0.sample)", $0) }, uniquingKeysWith: { a, _ in a })
         var train: [[String: Any]] = [], test: [[String: Any]] = []
         var skipped = 0
         func exported(_ item: (row: OutputRow, label: PairLabel)) -> Bool {
             let (index, _) = item.label.chosen
-            return !item.label.belowConfidence && !item.label.candidates[index].isEmpty && !item.label.candidates[1 - index].isEmpty
+            return !item.label.belowConfidence && (!gate || RevisionGate.endorses(item.label)) && !item.label.candidates[index].isEmpty && !item.label.candidates[1 - index].isEmpty
                 && prompts[item.row.record] != nil
         }
         let testSet = testRecords(labels.filter(exported).map(\.row.record), seed: seed, fraction: testFraction)
@@ -195,7 +203,9 @@ public enum Exporter {
             out["pair"] = row.sample
             if testSet.contains(row.record) { test.append(out) } else { train.append(out) }
         }
-        let summary = ExportSummary(format: format.rawValue, train: train.count, test: test.count, skipped: skipped, directory: directory.path)
+        let gatedOut = gate ? labels.filter { !RevisionGate.endorses($0.label) }.count : 0
+        let summary = ExportSummary(format: format.rawValue, train: train.count, test: test.count, skipped: skipped, directory: directory.path,
+                                    gatedOut: gatedOut)
         try write(train: train, test: test, summary: summary, provenance: provenance, to: directory)
         return summary
     }

@@ -82,6 +82,18 @@ public struct PrincipleSampler: Sendable {
         cumulative = candidates.map { total += $0.weight; return total }
     }
 
+    /// The sampler `principles: match` uses for a record of `category`: the principles carrying one
+    /// of the tags the constitution's `categories` maps it to (and one of `tags`, when given); all
+    /// principles (or those of `tags`), weighted, when the category is absent or unmapped.
+    public init(constitution: Constitution, tags: [String], category: String?) {
+        guard let category, let mapped = constitution.categories[category] else {
+            self.init(constitution: constitution, tags: tags)
+            return
+        }
+        let wanted = tags.isEmpty ? mapped : mapped.filter(tags.contains)
+        self.init(constitution: constitution, tags: wanted.isEmpty ? tags : wanted)
+    }
+
     public func pick(seed: UInt64, record: String, stage: String, sample: Int, round: Int) -> Principle {
         let draw = SHA256.uint64(fields: ["principle", "\(seed)", record, stage, "\(sample)", "\(round)"])
         let u = Double(draw >> 11) / Double(1 << 53) * (cumulative.last ?? 1)

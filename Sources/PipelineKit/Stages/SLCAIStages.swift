@@ -133,12 +133,24 @@ enum SLCAIStages {
         return object[key]
     }
 
+    /// The principle sampler of each record: one for all under `sample`, one per category under `match`.
+    static func samplers(_ spec: CritiqueSpec, context: RunContext) -> (String) -> PrincipleSampler {
+        let all = PrincipleSampler(constitution: context.constitution, tags: spec.tags)
+        guard spec.principles == .match else { return { _ in all } }
+        var byCategory: [String: PrincipleSampler] = [:]
+        for record in context.records {
+            let category = record.field("category")
+            byCategory[record.id] = PrincipleSampler(constitution: context.constitution, tags: spec.tags, category: category)
+        }
+        return { byCategory[$0] ?? all }
+    }
+
     static func critique(_ spec: CritiqueSpec, stage: Stage, context: RunContext) throws {
         let style = try context.backend(spec.model).backend.promptStyle
-        let sampler = PrincipleSampler(constitution: context.constitution, tags: spec.tags)
+        let sampler = samplers(spec, context: context)
         let examples = Array(context.constitution.fewShot.prefix(spec.fewShot))
         let items = try subjects(from: spec.input, context: context).map { subject -> WorkItem in
-            let principle = sampler.pick(seed: context.pipeline.seed, record: subject.key.record, stage: stage.id,
+            let principle = sampler(subject.key.record).pick(seed: context.pipeline.seed, record: subject.key.record, stage: stage.id,
                                          sample: subject.key.sample, round: 0)
             let seed = derivedSeed(context.pipeline.seed, record: subject.key.record, stage: stage.id, sample: subject.key.sample, round: 0)
             return WorkItem(key: subject.key, kind: "critique", principle: principle.id,
@@ -156,7 +168,7 @@ enum SLCAIStages {
     static func revise(_ spec: CritiqueSpec, stage: Stage, context: RunContext, critiquesFromInput: Bool) throws {
         let backend = try context.backend(spec.model)
         let style = backend.backend.promptStyle
-        let sampler = PrincipleSampler(constitution: context.constitution, tags: spec.tags)
+        let sampler = samplers(spec, context: context)
         let examples = Array(context.constitution.fewShot.prefix(spec.fewShot))
         let seedBase = context.pipeline.seed
         var previous: [OutputKey: (text: String, original: String, prompt: String)] = [:]
@@ -186,7 +198,7 @@ enum SLCAIStages {
                 // Critique the latest text first (none when `critique: false`).
                 var critiqueItems: [WorkItem] = []
                 for key in keys {
-                    let principle = sampler.pick(seed: seedBase, record: key.record, stage: stage.id, sample: key.sample, round: round)
+                    let principle = sampler(key.record).pick(seed: seedBase, record: key.record, stage: stage.id, sample: key.sample, round: round)
                     critiques[key] = (principle, nil)
                     guard spec.critique, let p = previous[key] else { continue }
                     let seed = derivedSeed(seedBase, record: key.record, stage: stage.id + "/critique", sample: key.sample, round: round)

@@ -41,6 +41,12 @@ public struct RecordRow: Sendable, Equatable, Codable, FetchableRecord, Persista
     public var prompt: String
     /// The source line's fields as JSON.
     public var fields: String
+
+    /// A string field of the source line (e.g. `category`), nil when absent.
+    public func field(_ key: String) -> String? {
+        guard let object = try? JSONSerialization.jsonObject(with: Data(fields.utf8)) as? [String: Any] else { return nil }
+        return object[key] as? String
+    }
 }
 
 /// The durable state of one run directory: `run.sqlite` (WAL), written one transaction per batch,

@@ -64,6 +64,8 @@ public struct PPOJob {
         m.maxKL = spec.monitors.maxKL
         m.lengthGrowth = spec.monitors.lengthGrowth
         m.distinctDrop = spec.monitors.distinctDrop
+        m.maxTruncationRate = spec.monitors.maxTruncationRate
+        c.missingEOSPenalty = spec.missingEOSPenalty
         m.stopOn = spec.monitors.stopOn.compactMap(MonitorKind.init(rawValue:))
         c.monitors = m
         return c

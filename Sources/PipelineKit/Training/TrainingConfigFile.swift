@@ -45,7 +45,7 @@ public struct TrainingConfigFile: Sendable {
         switch kind {
         case .sft: extra = []
         case .rm: extra = ["labels", "margin", "center_rewards"]
-        case .dpo: extra = ["beta", "loss", "label_smoothing"]
+        case .dpo: extra = ["beta", "loss", "label_smoothing", "rpo_alpha"]
         }
         let m = try reader.mapping(allowed: commonKeys + TrainingSpec.keys + extra)
         if let v = m["version"], try v.int() != 1 { throw v.invalid("only version 1 exists") }
@@ -65,7 +65,8 @@ public struct TrainingConfigFile: Sendable {
         case .dpo:
             config.dpo = DPOSpec(training: spec, beta: try m["beta"]?.double(in: 0.0001...100) ?? 0.1,
                                  loss: try m["loss"]?.oneOf(DPOLoss.self) ?? .sigmoid,
-                                 labelSmoothing: try m["label_smoothing"]?.double(in: 0...0.5) ?? 0)
+                                 labelSmoothing: try m["label_smoothing"]?.double(in: 0...0.5) ?? 0,
+                                 rpoAlpha: try m["rpo_alpha"]?.double(in: 0...100) ?? 0)
         }
         return config
     }

@@ -7,6 +7,8 @@ public struct SFTText: Sendable, Equatable {
     public var id: String
     public var prompt: String
     public var response: String
+    /// The sample of the record (run-store data; 0 for files).
+    public var sample: Int = 0
 }
 
 /// A preference pair as text; `probability` is P(chosen ≻ rejected).
@@ -39,13 +41,14 @@ public enum TrainingData {
     /// Preference pairs of a judge stage: the judge's preferred response is `chosen`, with its soft
     /// label; pairs below the stage's `min_confidence` or with an empty side are left out (as the
     /// export does). Ids are record ids, so every pair of a record lands in the same split.
-    public static func preferences(judge: String, store: RunStore) throws -> (pairs: [PreferenceText], skipped: Int) {
+    /// With `gate`, only pairs that endorse their revision (`RevisionGate`) are kept.
+    public static func preferences(judge: String, store: RunStore, gate: Bool = false) throws -> (pairs: [PreferenceText], skipped: Int) {
         let prompts = Dictionary(uniqueKeysWithValues: try store.records().map { ($0.id, $0.prompt) })
         var out: [PreferenceText] = [], skipped = 0
         for (row, label) in try JudgeStage.labels(stage: judge, store: store) {
             let (index, p) = label.chosen
             let chosen = label.candidates[index], rejected = label.candidates[1 - index]
-            guard !label.belowConfidence, !chosen.isEmpty, !rejected.isEmpty, chosen != rejected, let prompt = prompts[row.record] else {
+            guard !label.belowConfidence, !gate || RevisionGate.endorses(label), !chosen.isEmpty, !rejected.isEmpty, chosen != rejected, let prompt = prompts[row.record] else {
                 skipped += 1
                 continue
             }
@@ -57,7 +60,7 @@ public enum TrainingData {
     /// Final revisions of a revise/critique_revise stage (SL-CAI's SFT data).
     public static func revisions(stage: String, store: RunStore) throws -> [SFTText] {
         try RevisionChain.load(stage: stage, store: store, constitution: nil).compactMap { c in
-            c.revision.isEmpty ? nil : SFTText(id: c.record, prompt: c.prompt, response: c.revision)
+            c.revision.isEmpty ? nil : SFTText(id: c.record, prompt: c.prompt, response: c.revision, sample: c.sample)
         }
     }
 

@@ -152,6 +152,7 @@ extension TrainingJob {
                 c.beta = dpo?.beta ?? 0.1
                 c.loss = DPOLossKind(rawValue: dpo?.loss.rawValue ?? "sigmoid") ?? .sigmoid
                 c.labelSmoothing = dpo?.labelSmoothing ?? 0
+                c.rpoAlpha = dpo?.rpoAlpha ?? 0
                 let trainer = DPOTrainer(model: network, config: c)
                 progress?("reference log-probabilities for \(examples.count) pairs")
                 trainer.precomputeReference(&examples)

@@ -29,16 +29,29 @@ enum TrainingStage {
         let input: TrainingInput
         switch kind {
         case .sft:
-            let texts = try TrainingData.revisions(stage: spec.input, store: context.store)
-            if texts.isEmpty { throw RunError.missingInput(stage: stage.id, input: spec.input) }
+            let all = try TrainingData.revisions(stage: spec.input, store: context.store)
+            if all.isEmpty { throw RunError.missingInput(stage: stage.id, input: spec.input) }
+            var texts = all
+            if let gate = spec.gate {
+                let verdicts = try RevisionGate.verdicts(judge: gate, store: context.store)
+                if verdicts.labelled == 0 { throw RunError.missingInput(stage: stage.id, input: gate) }
+                texts = all.filter { verdicts.endorses(record: $0.id, sample: $0.sample) }
+                context.reporter?.message("\(stage.id): gate `\(gate)` endorses \(texts.count) of \(all.count) revisions; the rest are left out")
+                if texts.isEmpty { throw RunError.training(stage: stage.id, message: "judge `\(gate)` endorses none of the \(all.count) revisions") }
+            }
             input = .sft(texts)
         case .rm, .dpo:
-            let (pairs, skipped) = try TrainingData.preferences(judge: spec.input, store: context.store)
+            guard case .judge(let judgeSpec)? = context.pipeline.stage(id: spec.input)?.kind else {
+                throw RunError.unknownStage(spec.input, suggestion: nil)
+            }
+            let (pairs, skipped) = try TrainingData.preferences(judge: spec.input, store: context.store, gate: judgeSpec.gate)
             if pairs.isEmpty {
                 if try context.store.outputs(stage: spec.input).isEmpty { throw RunError.missingInput(stage: stage.id, input: spec.input) }
-                throw RunError.training(stage: stage.id, message: "no usable preference pairs in `\(spec.input)` (\(skipped) below min_confidence or empty)")
+                throw RunError.training(stage: stage.id, message: "no usable preference pairs in `\(spec.input)` (\(skipped) below min_confidence\(judgeSpec.gate ? ", not endorsing the revision" : "") or empty)")
             }
-            if skipped > 0 { context.reporter?.message("\(stage.id): \(skipped) pairs below min_confidence or empty are left out") }
+            if skipped > 0 {
+                context.reporter?.message("\(stage.id): \(skipped) pairs below min_confidence\(judgeSpec.gate ? ", not endorsing the revision (gate)" : "") or empty are left out")
+            }
             input = .preferences(pairs)
         }
         // Training needs the memory the generation models hold.

@@ -27,6 +27,8 @@ public enum MonitorKind: String, Sendable, Codable, CaseIterable {
     case lengthGrowth = "length_growth"
     /// Distinct-2 below `distinctDrop` × its start (mode collapse).
     case distinctDrop = "distinct_drop"
+    /// Fraction of responses cut at the token limit (no end of sequence) above `maxTruncationRate`.
+    case truncation = "truncation"
 }
 
 /// Thresholds of the monitors and which of them stop the run.
@@ -36,6 +38,7 @@ public struct MonitorConfig: Sendable, Equatable, Codable {
     public var maxKL = 10.0
     public var lengthGrowth = 1.5
     public var distinctDrop = 0.5
+    public var maxTruncationRate = 0.5
     /// Monitors whose warning stops training (after a checkpoint); the others only warn.
     public var stopOn: [MonitorKind] = []
 
@@ -49,13 +52,16 @@ public struct MonitorSample: Sendable, Equatable {
     public var kl: Double
     public var length: Double
     public var distinct2: Double
+    /// Fraction of the step's responses that hit the token limit.
+    public var truncationRate: Double
 
-    public init(rewardMean: Double, rewardStd: Double, kl: Double, length: Double, distinct2: Double) {
+    public init(rewardMean: Double, rewardStd: Double, kl: Double, length: Double, distinct2: Double, truncationRate: Double = 0) {
         self.rewardMean = rewardMean
         self.rewardStd = rewardStd
         self.kl = kl
         self.length = length
         self.distinct2 = distinct2
+        self.truncationRate = truncationRate
     }
 }
 
@@ -89,6 +95,12 @@ public struct TrainingMonitors: Sendable {
         }
         if s.kl > config.maxKL {
             warn(.kl, s.kl, config.maxKL, String(format: "KL to the reference %.3f nats per response is above the bound %.3f", s.kl, config.maxKL))
+        }
+        // An absolute bound, like KL: responses that never end are a failure from the first step.
+        if s.truncationRate > config.maxTruncationRate {
+            warn(.truncation, s.truncationRate, config.maxTruncationRate,
+                 String(format: "%.0f%% of responses hit the token limit without ending (bound %.0f%%); see missing_eos_penalty",
+                        100 * s.truncationRate, 100 * config.maxTruncationRate))
         }
         guard let start else { self.start = s; return out }
         let drift = abs(s.rewardMean - start.rewardMean)

@@ -10,6 +10,10 @@ public struct DPOConfig: Sendable, Equatable {
     public var beta = 0.1
     public var loss = DPOLossKind.sigmoid
     public var labelSmoothing = 0.0
+    /// Weight of the NLL term on chosen responses (TRL's `rpo_alpha`; RPO, Pang et al. 2024 §3):
+    /// loss = DPO + α · (−mean over the chosen response's tokens of log π). Here the mean is taken
+    /// per pair, then averaged over the batch like the DPO term.
+    public var rpoAlpha = 0.0
 
     public init() {}
 }
@@ -89,6 +93,7 @@ public final class DPOTrainer: TrainingObjective {
         let (sequences, rows, targets) = layout(batch)
         let acts = model.forward(sequences)
         let (lp, lse) = sequenceLogProbs(acts.hidden, rows: rows, targets: targets)
+        let chosenTokens = rows.enumerated().filter { $0.offset % 2 == 0 }.map { $0.element.count }
         var weights: [Float] = []
         var losses: [PairLoss] = []
         for (i, e) in batch.enumerated() {
@@ -97,7 +102,9 @@ public final class DPOTrainer: TrainingObjective {
             let w = Double(weight) / Double(batch.count)
             for (j, d) in [l.dChosen, l.dRejected].enumerated() {
                 let n = rows[2 * i + j].count
-                let perToken = config.loss == .ipo ? d / Double(max(n, 1)) : d
+                var perToken = config.loss == .ipo ? d / Double(max(n, 1)) : d
+                // RPO: ∂(−α·mean log π(y_c))/∂ log π(token) = −α/n for each chosen token.
+                if j == 0, config.rpoAlpha > 0 { perToken -= config.rpoAlpha / Double(max(n, 1)) }
                 weights += [Float](repeating: Float(w * perToken), count: n)
             }
         }
@@ -105,7 +112,7 @@ public final class DPOTrainer: TrainingObjective {
         head.backward(acts.hidden, rows: rows.flatMap { $0 }, targets: targets.flatMap { $0 }, weights: weights, logSumExp: lse,
                       into: dHidden)
         model.backward(acts, dHidden: dHidden)
-        return metrics(batch, lp, losses)
+        return metrics(batch, lp, losses, chosenTokens: chosenTokens)
     }
 
     public func evaluate(_ batch: [PreferenceExample]) -> [String: Double] {
@@ -115,13 +122,17 @@ public final class DPOTrainer: TrainingObjective {
         let acts = model.forward(sequences, keep: false)
         let lp = sequenceLogProbs(acts.hidden, rows: rows, targets: targets).perSequence
         let losses = batch.enumerated().map { i, e in loss(e, chosen: lp[2 * i], rejected: lp[2 * i + 1]) }
-        return metrics(batch, lp, losses)
+        return metrics(batch, lp, losses, chosenTokens: rows.enumerated().filter { $0.offset % 2 == 0 }.map { $0.element.count })
     }
 
-    private func metrics(_ batch: [PreferenceExample], _ lp: [Double], _ losses: [PairLoss]) -> [String: Double] {
+    /// TRL's metrics; with `rpo_alpha` > 0, `loss` includes the NLL term and `nll_loss` is the
+    /// mean per-token NLL of the chosen responses (summed log-probabilities: IPO's are per-token already).
+    private func metrics(_ batch: [PreferenceExample], _ lp: [Double], _ losses: [PairLoss], chosenTokens: [Int]) -> [String: Double] {
         let n = Double(batch.count)
-        var chosen = 0.0, rejected = 0.0, correct = 0.0, logpC = 0.0, logpR = 0.0
+        var chosen = 0.0, rejected = 0.0, correct = 0.0, logpC = 0.0, logpR = 0.0, nll = 0.0
         for (i, e) in batch.enumerated() {
+            let tokens = Double(max(chosenTokens[i], 1))
+            nll += config.loss == .ipo ? -lp[2 * i] : -lp[2 * i] / tokens
             let rc = config.beta * (lp[2 * i] - (e.referenceChosen ?? 0))
             let rr = config.beta * (lp[2 * i + 1] - (e.referenceRejected ?? 0))
             chosen += rc
@@ -130,9 +141,11 @@ public final class DPOTrainer: TrainingObjective {
             logpC += lp[2 * i]
             logpR += lp[2 * i + 1]
         }
-        return ["loss": losses.reduce(0) { $0 + $1.loss } / n,
+        var out = ["loss": losses.reduce(0) { $0 + $1.loss } / n + config.rpoAlpha * nll / n,
                 "rewards/chosen": chosen / n, "rewards/rejected": rejected / n,
                 "rewards/accuracies": correct / n, "rewards/margins": (chosen - rejected) / n,
                 "logps/chosen": logpC / n, "logps/rejected": logpR / n]
+        if config.rpoAlpha > 0 { out["nll_loss"] = nll / n }
+        return out
     }
 }

@@ -46,7 +46,7 @@ extension PPOTrainer {
             }
             let sample = MonitorSample(rewardMean: metrics["objective/scores"] ?? 0, rewardStd: metrics["reward_std"] ?? 0,
                                        kl: metrics["objective/kl"] ?? 0, length: metrics["response_length"] ?? 0,
-                                       distinct2: metrics["distinct_2"] ?? 1)
+                                       distinct2: metrics["distinct_2"] ?? 1, truncationRate: metrics["truncation_rate"] ?? 0)
             let warnings = monitors.check(sample, step: s)
             for w in warnings {
                 try monitorLog.append(["step": s, "monitor": w.kind.rawValue, "value": w.value, "threshold": w.threshold,

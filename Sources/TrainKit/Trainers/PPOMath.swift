@@ -1,4 +1,5 @@
 import Foundation
+import ModelKit
 
 /// Per-token estimators of KL(π ‖ π_ref) from one sampled token (Schulman, "Approximating KL
 /// Divergence", 2020), with d = log π(y) − log π_ref(y) and r = π_ref/π = e^(−d):
@@ -9,6 +10,14 @@ public enum KLEstimator: String, Sendable, Codable, CaseIterable { case k1, k2, 
 /// ("The N Implementation Details of RLHF with PPO", Huang et al. 2024). Pure functions over
 /// per-token arrays of one response, so each is testable against hand-computed values.
 public enum PPOMath {
+    /// Scores after TRL's `missing_eos_penalty`: `penalty` is subtracted from each response that
+    /// was cut at the token limit (finish `length`); a response ended by an end-of-sequence token
+    /// or a stop string keeps its score.
+    public static func penaliseMissingEnd(scores: [Double], finishes: [FinishReason], penalty: Double?) -> [Double] {
+        guard let penalty else { return scores }
+        return zip(scores, finishes).map { $1 == .length ? $0 - penalty : $0 }
+    }
+
     /// One token's KL estimate.
     public static func kl(_ estimator: KLEstimator, logProb: Double, referenceLogProb: Double) -> Double {
         let d = logProb - referenceLogProb

@@ -46,6 +46,9 @@ public struct PPOConfig: Sendable, Equatable {
     public var checkpointEvery = 5
     public var seed: UInt64 = 0
     public var monitors = MonitorConfig()
+    /// Subtracted from the score of a response that hit the token limit without ending (TRL's
+    /// `missing_eos_penalty`; here a stop string also counts as an ending); nil: no penalty.
+    public var missingEOSPenalty: Double?
 
     public init() {}
 }
@@ -150,7 +153,8 @@ public final class PPOTrainer {
         }
         let scores = try reward(rollouts)
         precondition(scores.count == rollouts.count, "the reward function must return one score per rollout")
-        for i in rollouts.indices { rollouts[i].score = scores[i] }
+        let penalised = PPOMath.penaliseMissingEnd(scores: scores, finishes: rollouts.map(\.finish), penalty: config.missingEOSPenalty)
+        for i in rollouts.indices { rollouts[i].score = penalised[i] }
         return rollouts
     }
 
@@ -321,6 +325,7 @@ public final class PPOTrainer {
         metrics["reward_std"] = (scores.reduce(0) { $0 + ($1 - meanScore) * ($1 - meanScore) } / n).squareRoot()
         metrics["response_length"] = rollouts.reduce(0) { $0 + Double($1.response.count) } / n
         metrics["val/num_eos_tokens"] = Double(rollouts.filter { $0.finish == .endOfSequence }.count)
+        metrics["truncation_rate"] = Double(rollouts.filter { $0.finish == .length }.count) / n
         metrics["distinct_2"] = distinctN(rollouts.map(\.text), n: 2)
         metrics["grad_norm"] = gradNorm
         metrics["learning_rate"] = config.learningRate * (1 - Double((step - 1) * config.ppoEpochs) / Double(max(updatesPerRun, 1)))

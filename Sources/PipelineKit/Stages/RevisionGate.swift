@@ -1,0 +1,40 @@
+import Foundation
+
+/// The revision gate: training data keeps a revision only when the judge prefers it over its
+/// original by at least the judge stage's `min_confidence`, so what the policy learns from is
+/// what the judge endorses. SFT data and sft exports name the judge stage (`gate: labels`); a
+/// judge stage with `gate: true` leaves its non-endorsed pairs out of DPO, reward-model and
+/// preference-export data.
+public enum RevisionGate {
+    /// Whether a label of an `original_vs_revision` judge endorses its revision (candidate 0):
+    /// P(revision better) ≥ 0.5 + min_confidence (the label's `belowConfidence` carries the margin).
+    public static func endorses(_ label: PairLabel) -> Bool {
+        label.probability > 0.5 && !label.belowConfidence
+    }
+
+    /// What a judge stage says of the revisions it compared.
+    public struct Verdicts: Sendable, Equatable {
+        /// "record␟sample" of every endorsed revision.
+        public var endorsed: Set<String>
+        /// Revisions the judge labelled.
+        public var labelled: Int
+
+        public func endorses(record: String, sample: Int) -> Bool { endorsed.contains("\(record)\u{1F}\(sample)") }
+    }
+
+    /// The verdicts of judge stage `judge` (which must compare original and revision).
+    public static func verdicts(judge: String, store: RunStore) throws -> Verdicts {
+        let labels = try JudgeStage.labels(stage: judge, store: store)
+        let endorsed = labels.filter { endorses($0.label) }.map { "\($0.row.record)\u{1F}\($0.row.sample)" }
+        return Verdicts(endorsed: Set(endorsed), labelled: labels.count)
+    }
+
+    /// The chains a gate keeps, and how many it leaves out; no gate keeps all.
+    public static func apply(_ chains: [RevisionChain], gate: String?, store: RunStore) throws -> (kept: [RevisionChain], gatedOut: Int) {
+        guard let gate else { return (chains, 0) }
+        let verdicts = try verdicts(judge: gate, store: store)
+        if verdicts.labelled == 0 && !chains.isEmpty { throw RunError.missingInput(stage: gate, input: gate) }
+        let kept = chains.filter { verdicts.endorses(record: $0.record, sample: $0.sample) }
+        return (kept, chains.count - kept.count)
+    }
+}
