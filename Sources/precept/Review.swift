@@ -28,6 +28,7 @@ extension Precept {
                 let slice = all.dropFirst((page - 1) * perPage).prefix(perPage)
                 let color = !plain && isatty(STDOUT_FILENO) == 1
                 let probabilities = try view.revisionProbabilities()
+                let verdicts = try view.gateVerdicts()
                 func bold(_ s: String) -> String { color ? "\u{1B}[1m\(s)\u{1B}[0m" : s }
                 for c in slice {
                     let flags = c.flags.isEmpty ? "" : " · flags: \(c.flags.joined(separator: ", "))"
@@ -35,7 +36,9 @@ extension Precept {
                     print("Prompt:    \(c.prompt)")
                     print("Critique:  \(c.critique)")
                     if let p = probabilities["\(c.record)\u{1F}\(c.sample)"] {
-                        print(String(format: "Judge:     P(revision better) = %.3f", p))
+                        let endorsed = verdicts?.endorses(record: c.record, sample: c.sample) == true
+                        print(String(format: "Judge:     P(revision better) = %.3f · %@", p,
+                                     endorsed ? "endorsed" : "not endorsed (the revision gate leaves it out)"))
                     }
                     let pieces = WordDiff.diff(c.original, c.revision)
                     print("Revision:  \(color ? WordDiff.colored(pieces) : WordDiff.plain(pieces))")
@@ -44,6 +47,9 @@ extension Precept {
                 let first = all.isEmpty ? 0 : (page - 1) * perPage + 1
                 print("page \(page)/\(pages) · records \(first)–\((page - 1) * perPage + slice.count) of \(all.count)"
                     + (page < pages ? " · next: --page \(page + 1)" : ""))
+                if let verdicts, verdicts.labelled > 0 {
+                    print("the judge endorses \(verdicts.endorsed.count) of \(verdicts.labelled) revisions (what a `gate` keeps)")
+                }
             }
         }
     }

@@ -129,11 +129,66 @@ import Testing
             #expect((provenance?["counts"] as? [String: Int])?["gated_out"] == 2)
             let verdicts = try RevisionGate.verdicts(judge: "labels", store: RunStore(directory: f.directory.appendingPathComponent("run"), create: false))
             #expect(verdicts.labelled == 6 && verdicts.endorsed.count == 4)
+            // precept diff and the report say which revisions the gate keeps.
+            let diff = try CLI.run(["diff", f.directory.appendingPathComponent("run").path, "--plain"])
+            #expect(diff.status == 0)
+            #expect(diff.stdout.contains("the judge endorses 4 of 6 revisions"))
+            #expect(diff.stdout.contains("· not endorsed (the revision gate leaves it out)"))
+            let report = try String(contentsOf: f.directory.appendingPathComponent("run/report.html"), encoding: .utf8)
+            #expect(report.contains("the judge endorses 4 of 6 revisions") && report.contains(" · not endorsed"))
         }
         // A gate must name a judge of the same revisions.
         let bad = try RunFixture(prompts: prompts, stages: stages(gate: false).replacingOccurrences(of: "gate: labels", with: "gate: critiques"))
         #expect { try PipelineValidator.validate(path: bad.pipeline.path) } throws: { error in
             ((error as? LocalizedError)?.errorDescription ?? "").contains("stage `critiques` is a critique stage; expected judge")
+        }
+    }
+
+    /// `examples: match` on a contrast judge: a harmful request is judged against the worked
+    /// examples of the harm constitution, a benign-but-edgy one against the over-refusal examples.
+    @Test func contrastJudgeReadsTheExamplesOfTheCategory() throws {
+        let harmless = try Constitution.load(path: path("constitutions/harmless.yaml"))
+        let honest = try Constitution.load(path: path("constitutions/honest.yaml"))
+        let merged = try Constitution.merged(paths: [path("constitutions/harmless.yaml"), path("constitutions/honest.yaml")])
+        // dangerous-help maps to [harm, weapons]: the examples of no-dangerous-help and no-cyber-abuse.
+        #expect(merged.examples(forCategory: "dangerous-help").map(\.principle) == ["no-dangerous-help", "no-cyber-abuse"])
+        // illegal-acts has no worked example of its own: the whole file its principle comes from.
+        #expect(merged.examples(forCategory: "illegal-acts").map(\.prompt) == harmless.fewShot.map(\.prompt))
+        let overRefusal = honest.fewShot.filter { $0.principle == "no-over-refusal" }
+        #expect(overRefusal.count >= 2)
+        #expect(merged.examples(forCategory: "cooking").map(\.prompt) == overRefusal.map(\.prompt))
+        #expect(merged.examples(forCategory: "no-such-category") == merged.fewShot)
+        #expect(merged.examples(forCategory: nil) == merged.fewShot)
+
+        final class Recorder: ModelBackend, @unchecked Sendable {
+            let fingerprint = "recorder", promptStyle = PromptStyle.completion
+            private let lock = NSLock()
+            private(set) var prompts: [String] = []
+            func generate(_ calls: [GenerationCall]) throws -> [GenerationOutput] { [] }
+            func score(_ calls: [ScoringCall]) throws -> [[Double]] {
+                lock.withLock { prompts += calls.map(\.prompt) }
+                return calls.map { _ in [-1] }
+            }
+        }
+        let cache = try CallCache(directory: FileManager.default.temporaryDirectory.appendingPathComponent("precept-cache-\(UUID())"))
+        for (category, expected) in [("cooking", overRefusal), ("illegal-acts", harmless.fewShot)] {
+            let recorder = Recorder()
+            var spec = JudgeSpec.evaluation(models: ["policy"])
+            spec.examples = .match
+            let judge = PairJudge(spec: spec, constitution: merged, backends: [CachedBackend(name: "policy", backend: recorder, cache: cache)],
+                                  seed: 1, stage: "labels")
+            let pair = JudgePair(record: "r1", sample: 0, prompt: "Question in \(category)", candidates: ["one", "two"], category: category)
+            _ = try judge.label([pair])
+            #expect(recorder.prompts.count == 4)
+            for prompt in recorder.prompts {
+                for example in merged.fewShot {
+                    let shown = prompt.contains("Human: \(example.prompt)")
+                    #expect(shown == expected.contains(example), "\(category): \(example.prompt.prefix(40)) shown \(shown)")
+                }
+            }
+            // The preference principle is drawn among the category's principles.
+            let principle = try #require(judge.principles(for: pair).first)
+            #expect(Set(merged.categories[category]!).isDisjoint(with: principle.tags) == false)
         }
     }
 

@@ -125,3 +125,43 @@ import TrainKit
         #expect(bad.status != 0 && bad.stderr.contains("missing.gguf"), "\(bad.stderr)")
     }
 }
+
+/// RL after SL-CAI: a ppo stage whose policy is an earlier sft stage starts from (and is held
+/// near) that stage's merged model; the evaluation reports the refusal and length-controlled
+/// metrics on a held-out file with `kind` rows.
+@Suite(.serialized) struct PPOFromSFTTests {
+    @Test func ppoStartsFromTheSFTStageAndEvaluationReportsTheNewMetrics() throws {
+        let stages = """
+          - { id: responses, generate: { model: policy, samples: 1 } }
+          - { id: critiques, critique: { model: policy, input: responses, few_shot: 1 } }
+          - { id: revisions, revise: { model: policy, input: critiques, few_shot: 1 } }
+          - { id: labels, judge: { model: judge, input: revisions, gate: true } }
+          - { id: sft, sft: { base: policy, input: revisions, gate: labels, lora: { rank: 2 }, epochs: 1, batch_size: 4, eval_fraction: 0 } }
+          - { id: rm, reward_model: { base: policy, input: labels, lora: { rank: 2 }, epochs: 1, batch_size: 4, eval_fraction: 0 } }
+          - { id: ppo, ppo: { policy: sft, reward_model: rm, lora: { rank: 2 }, steps: 2, batch_size: 4, max_tokens: 6, missing_eos_penalty: 0.5 } }
+          - { id: eval, evaluate: { policy: ppo, baseline: policy, judge: judge, prompts: heldout.jsonl } }
+        """
+        let f = try RunFixture(prompts: (0..<8).map { "please do thing number \($0)" }, stages: stages, extra: "  judge: { source: tiny.gguf }\n")
+        try TinyModel(family: .gemma3, seed: 4, vocab: 300, hidden: 64, layers: 2).write(to: f.directory.appendingPathComponent("tiny.gguf"))
+        let text = try String(contentsOf: f.pipeline, encoding: .utf8).replacingOccurrences(of: "source: gemma-3-270m", with: "source: tiny.gguf")
+        try Data(text.utf8).write(to: f.pipeline)
+        let kinds = ["harmful", "harmful", "benign-edgy", "ordinary"]
+        let rows = kinds.enumerated().map { "{\"id\": \"h\($0)\", \"prompt\": \"held out \($0)\", \"kind\": \"\($1)\"}" }
+        try Data((rows.joined(separator: "\n") + "\n").utf8).write(to: f.directory.appendingPathComponent("heldout.jsonl"))
+        _ = try f.run(ScriptedBackend())
+        let run = f.directory.appendingPathComponent("run")
+        let training = try JSONSerialization.jsonObject(with: Data(contentsOf: run.appendingPathComponent("ppo/training.json"))) as! [String: Any]
+        #expect(training["base_model_path"] as? String == run.appendingPathComponent("sft/merged.gguf").path)
+        let metrics = try String(contentsOf: run.appendingPathComponent("ppo/metrics.jsonl"), encoding: .utf8)
+        #expect(metrics.contains("\"truncation_rate\""))
+        let evaluation = try JSONSerialization.jsonObject(with: Data(contentsOf: run.appendingPathComponent("eval/evaluation.json"))) as! [String: Any]
+        #expect(evaluation["judge_method"] as? String == "contrast")
+        #expect(evaluation["harmful_prompts"] as? Int == 2)
+        #expect(evaluation["benign_prompts"] as? Int == 1, "the held-out file's benign-edgy rows measure over-refusal")
+        for key in ["refusal_rate_harmful", "refusal_rate_harmful_judge", "refusal_rate_benign"] {
+            #expect((evaluation[key] as? [String: Double])?.keys.sorted() == ["baseline", "policy"], "\(key)")
+        }
+        let lc = try #require(evaluation["length_controlled_win_rate"] as? Double)
+        #expect(lc > 0 && lc < 1)
+    }
+}

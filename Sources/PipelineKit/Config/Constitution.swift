@@ -36,6 +36,8 @@ public struct Constitution: Sendable, Equatable, Codable {
     /// Prompt category → principle tags, for `principles: match` (a prompt record's `category`
     /// picks the principles carrying one of its tags). Every tag is one some principle carries.
     public var categories: [String: [String]] = [:]
+    /// For a merged constitution: principle id → index of the file that defines it (empty for one file).
+    public var parts: [String: Int] = [:]
 
     public init(name: String, description: String, principles: [Principle], fewShot: [FewShotExample],
                 categories: [String: [String]] = [:]) {
@@ -179,7 +181,23 @@ extension Constitution {
                 categories[category, default: []] += tags.filter { !(categories[category] ?? []).contains($0) }
             }
         }
-        return Constitution(name: parts.map(\.name).joined(separator: "+"), description: parts.map(\.description).joined(separator: " "),
-                            principles: parts.flatMap(\.principles), fewShot: examples, categories: categories)
+        var merged = Constitution(name: parts.map(\.name).joined(separator: "+"), description: parts.map(\.description).joined(separator: " "),
+                                  principles: parts.flatMap(\.principles), fewShot: examples, categories: categories)
+        for (index, part) in parts.enumerated() { for p in part.principles { merged.parts[p.id] = index } }
+        return merged
+    }
+
+    /// The worked examples that fit a prompt of `category` (`examples: match` on a judge stage):
+    /// those of the principles its category maps to; with fewer than two of those, every example
+    /// of the constitution files those principles come from; all examples when the category is
+    /// absent or unmapped.
+    public func examples(forCategory category: String?) -> [FewShotExample] {
+        guard let category, categories[category] != nil else { return fewShot }
+        let matched = Set(PrincipleSampler(constitution: self, tags: [], category: category).candidates.map(\.id))
+        let own = fewShot.filter { matched.contains($0.principle) }
+        if own.count >= 2 { return own }
+        let files = Set(matched.map { parts[$0] ?? 0 })
+        let sameFiles = fewShot.filter { files.contains(parts[$0.principle] ?? 0) }
+        return sameFiles.isEmpty ? fewShot : sameFiles
     }
 }

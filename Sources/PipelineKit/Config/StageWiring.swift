@@ -40,7 +40,8 @@ enum StageWiring {
         case .sft(let s):
             return training(s, inputs: revisionStages) + gate(s.gate)
         case .ppo(let s):
-            return [Reference(key: "policy", value: s.policy, target: .model(localOnly: true)),
+            // The policy starts from a local model or from an earlier sft/dpo stage's merged model.
+            return [Reference(key: "policy", value: s.policy, target: .stageOrModel(["sft", "dpo"])),
                     Reference(key: "reward_model", value: s.rewardModel, target: .stage(["reward_model"]))]
         case .evaluate(let s):
             var refs = [Reference(key: "policy", value: s.policy, target: .stageOrModel(trainedStages)),

@@ -32,6 +32,8 @@ public struct SamplingSpec: Sendable, Equatable, Codable {
 /// draws among all principles (or those of `tags`); `match` draws among the principles whose tags
 /// the constitution's `categories` maps the record's `category` to, falling back to `sample`.
 public enum PrincipleSelection: String, Sendable, Codable, CaseIterable { case sample, match }
+/// Which worked examples a contrast judge reads for a pair (`examples:` on a judge stage).
+public enum ExampleSelection: String, Sendable, Codable, CaseIterable { case all, match }
 public enum PairMode: String, Sendable, Codable, CaseIterable { case originalVsRevision = "original_vs_revision", sampled }
 public enum JudgeOrders: String, Sendable, Codable, CaseIterable { case both, single }
 /// How a judge prompt lays out the pair: `dialogue` ("Assistant (A): …", the question after both
@@ -129,6 +131,10 @@ public struct JudgeSpec: Sendable, Equatable {
     /// `original_vs_revision` only: pairs whose revision the judge does not endorse by
     /// `min_confidence` are left out of DPO, reward-model and preference-export data (`RevisionGate`).
     public var gate: Bool = false
+    /// `contrast` only: `all` worked examples in every context, or `match`: those fitting the
+    /// prompt's category (`Constitution.examples(forCategory:)`), and the preference principle drawn
+    /// among the category's principles.
+    public var examples: ExampleSelection = .all
 
     /// Model calls one pair costs per judge model (scoring calls; `cot` adds as many generations).
     public var callsPerPair: Int {
@@ -418,7 +424,7 @@ public struct Stage: Sendable, Equatable {
         case "judge":
             let m = try r.mapping(allowed: ["model", "input", "pairs", "orders", "principles", "few_shot", "layout",
                                             "cot", "cot_clamp", "min_confidence", "method", "temperature",
-                                            "position_calibration", "calibration", "calibration_fit", "constitution", "gate"] + SamplingSpec.keys)
+                                            "position_calibration", "calibration", "calibration_fit", "constitution", "gate", "examples"] + SamplingSpec.keys)
             let modelReader = try m.require("model")
             let models = try (try? modelReader.list()).map { items in
                 guard !items.isEmpty else { throw modelReader.invalid("expected at least one model") }
@@ -444,6 +450,11 @@ public struct Stage: Sendable, Equatable {
             if gate && pairs != .originalVsRevision {
                 throw ConfigError.invalidValue(m.keyLocation("gate"), keyPath: "\(r.path).gate",
                                                message: "`gate` keeps revisions the judge endorses; it needs `pairs: original_vs_revision`")
+            }
+            let examples = try m["examples"]?.oneOf(ExampleSelection.self) ?? .all
+            if examples == .match && method != .contrast {
+                throw ConfigError.invalidValue(m.keyLocation("examples"), keyPath: "\(r.path).examples",
+                                               message: "`examples: match` applies to `method: contrast`")
             }
             var clamp = 0.4...0.6
             if let c = m["cot_clamp"] {
@@ -471,7 +482,8 @@ public struct Stage: Sendable, Equatable {
                 cotClamp: clamp,
                 minConfidence: try m["min_confidence"]?.double(in: 0...0.5) ?? 0,
                 sampling: try .decode(m, defaultTemperature: 0, defaultMaxTokens: 128),
-                gate: gate))
+                gate: gate,
+                examples: examples))
         case "reward_model":
             let m = try r.mapping(allowed: TrainingSpec.keys + ["labels", "margin", "center_rewards"])
             return .rewardModel(RewardModelSpec(

@@ -19,8 +19,12 @@ enum EvaluateStage {
             }
             let merged = directory.appendingPathComponent(name).appendingPathComponent("merged.gguf")
             guard FileManager.default.fileExists(atPath: merged.path) else { throw RunError.missingInput(stage: stage.id, input: name) }
-            return ModelSpec(name: name, source: .file(merged.path), promptStyle: context.pipeline.model(named: base)?.effectivePromptStyle,
-                             location: trained.location)
+            // A ppo stage may start from an sft/dpo stage: prompted like that stage's base.
+            var style = context.pipeline.model(named: base)?.effectivePromptStyle
+            if style == nil, context.pipeline.stage(id: base) != nil {
+                style = try model(base, stage: stage, context: context, directory: directory).effectivePromptStyle
+            }
+            return ModelSpec(name: name, source: .file(merged.path), promptStyle: style, location: trained.location)
         }
         guard let spec = context.pipeline.model(named: name) else {
             throw RunError.training(stage: stage.id, message: "`\(name)` is neither a training stage nor a model in `models:`")

@@ -192,7 +192,7 @@ public struct Evaluator {
             sets[set].map { ["policy": f($0.policy), "baseline": f($0.baseline)] }
         }
         if let h = sets["heldout"] {
-            progress?("judging \(heldout.count) pairs in both orders")
+            progress?("judging \(heldout.count) pairs" + (pairJudge == nil ? " in both orders" : " (\(pairJudge!.spec.method.rawValue))"))
             let p = try winProbabilities(heldout, policy: h.policy, baseline: h.baseline)
             let wins = p.filter { $0 > 0.5 }.count, ties = p.filter { $0 == 0.5 }.count
             let rate = (Double(wins) + 0.5 * Double(ties)) / Double(p.count)

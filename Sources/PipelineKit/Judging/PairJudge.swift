@@ -8,12 +8,15 @@ public struct JudgePair: Sendable, Equatable {
     public var prompt: String
     /// Candidate 0 and candidate 1; the label is P(candidate 0 better).
     public var candidates: [String]
+    /// The prompt record's `category` (read by `examples: match`).
+    public var category: String?
 
-    public init(record: String, sample: Int, prompt: String, candidates: [String]) {
+    public init(record: String, sample: Int, prompt: String, candidates: [String], category: String? = nil) {
         self.record = record
         self.sample = sample
         self.prompt = prompt
         self.candidates = candidates
+        self.category = category
     }
 }
 
@@ -56,8 +59,8 @@ public final class PairJudge {
         case .pointwise, .rating:
             examples = PointwisePrompts.examples(constitution, count: spec.fewShot, method: spec.method)
         case .contrast:
-            examples = ContrastPrompts.context(constitution, count: spec.fewShot, good: true)
-                + ContrastPrompts.context(constitution, count: spec.fewShot, good: false)
+            examples = ContrastPrompts.context(constitution.fewShot, count: spec.fewShot, good: true)
+                + ContrastPrompts.context(constitution.fewShot, count: spec.fewShot, good: false)
         }
     }
 
@@ -70,12 +73,14 @@ public final class PairJudge {
         if spec.method != .pairwise { fields += ["method", spec.method.rawValue, "\(spec.temperature)"] }
         if spec.positionCalibration != .none { fields += ["position", spec.positionCalibration.rawValue] }
         if let c = calibration { fields += ["calibration", c.fit.rawValue, "\(c.a)", "\(c.b)"] }
+        if spec.examples == .match { fields += ["examples", "match"] }
         return fields
     }
 
     /// K distinct preference principles for a pair (seeded, weighted, without replacement).
     public func principles(for pair: JudgePair) -> [Principle] {
-        let sampler = PrincipleSampler(constitution: constitution, tags: [])
+        let sampler = spec.examples == .match ? PrincipleSampler(constitution: constitution, tags: [], category: pair.category)
+            : PrincipleSampler(constitution: constitution, tags: [])
         var picked: [Principle] = []
         var draw = 0
         let k = spec.principles
@@ -235,10 +240,22 @@ public final class PairJudge {
     /// Every call of one context starts with it, so the engine prefills (and keeps) each once.
     private func contrast(model m: Int, pairs: [JudgePair], principles: [[Principle]])
         throws -> (scores: [[[Double]]], firstPrompts: [String], cached: [Bool]) {
+        // Under `examples: match` each pair's contexts come from the examples fitting its category.
+        var examplesByPair: [[FewShotExample]] = []
+        if spec.examples == .match {
+            var byCategory: [String: [FewShotExample]] = [:]
+            for pair in pairs {
+                let key = pair.category ?? ""
+                if byCategory[key] == nil { byCategory[key] = constitution.examples(forCategory: pair.category) }
+                examplesByPair.append(byCategory[key]!)
+            }
+        }
         let passes = [true, false].map { good in
-            let context = ContrastPrompts.context(constitution, count: spec.fewShot, good: good)
+            let shared = ContrastPrompts.context(constitution.fewShot, count: spec.fewShot, good: good)
+            let contexts = examplesByPair.map { ContrastPrompts.context($0, count: spec.fewShot, good: good) }
             return (sign: good ? 1.0 : -1.0, call: { (slot: Slot) in
-                ContrastPrompts.call(context: context, preference: principles[slot.pair][slot.principle].preference,
+                ContrastPrompts.call(context: contexts.isEmpty ? shared : contexts[slot.pair],
+                                     preference: principles[slot.pair][slot.principle].preference,
                                      prompt: pairs[slot.pair].prompt, response: pairs[slot.pair].candidates[slot.candidate])
             })
         }
@@ -299,7 +316,8 @@ extension PairJudge {
     /// changed setting, principle or model relabels it.
     public func inputHash(_ pair: JudgePair) -> String {
         let fields = fingerprint
-        return SHA256.hex(fields: [fields[0], pair.prompt] + pair.candidates + principles(for: pair).map(\.preference) + fields.dropFirst())
+        let category = spec.examples == .match ? ["category", pair.category ?? ""] : []
+        return SHA256.hex(fields: [fields[0], pair.prompt] + pair.candidates + principles(for: pair).map(\.preference) + fields.dropFirst() + category)
     }
 
     /// Labels a gold pairs file with this judge's raw labels (calls cached like any other) and
@@ -320,7 +338,7 @@ extension PairJudge {
         while start < rows.count {
             let batch = Array(rows[start..<min(start + batchSize, rows.count)])
             try body(batch, try label(batch.map {
-                JudgePair(record: $0.id, sample: 0, prompt: $0.prompt, candidates: [$0.responseA, $0.responseB])
+                JudgePair(record: $0.id, sample: 0, prompt: $0.prompt, candidates: [$0.responseA, $0.responseB], category: $0.category)
             }))
             start += batch.count
         }

@@ -77,9 +77,9 @@ public enum PointwisePrompts {
 /// before the pair, so each transcript is the same for every principle and pair: the engine
 /// prefills it once and keeps it.
 public enum ContrastPrompts {
-    static func context(_ constitution: Constitution, count: Int, good: Bool) -> String {
+    static func context(_ examples: [FewShotExample], count: Int, good: Bool) -> String {
         (good ? "The assistant below always gives the better answer.\n\n" : "The assistant below always gives the worse answer.\n\n")
-            + constitution.fewShot.prefix(count).map {
+            + examples.prefix(count).map {
                 "Human: \($0.prompt)\n\nAssistant: \(good ? $0.revision : $0.response)\n\n"
             }.joined()
     }

@@ -48,11 +48,12 @@ public enum HTMLReport {
         html += summary(view, rows: rows, chains: chains)
         if let judge = view.judgeStage {
             let diagnostics = try LabelDiagnostics.load(stage: judge.id, store: view.store)
+            let gate = try view.gateVerdicts().map { ["the judge endorses \($0.endorsed.count) of \($0.labelled) revisions (what a `gate` keeps)"] } ?? []
             html += "<section><h2>Judge labels (\(escape(judge.id)))</h2><ul>"
-                + diagnostics.text.map { "<li>\(escape($0))</li>" }.joined() + "</ul></section>\n"
+                + (diagnostics.text + gate).map { "<li>\(escape($0))</li>" }.joined() + "</ul></section>\n"
         }
         html += TrainingSection.render(view)
-        html += records(view, chains: chains, probabilities: try view.revisionProbabilities())
+        html += records(view, chains: chains, probabilities: try view.revisionProbabilities(), verdicts: try view.gateVerdicts())
         html += "<script>\(script)</script>\n</body></html>\n"
         return html
     }
@@ -97,7 +98,7 @@ public enum HTMLReport {
         return s + "</section>\n"
     }
 
-    static func records(_ view: RunView, chains: [RevisionChain], probabilities: [String: Double]) -> String {
+    static func records(_ view: RunView, chains: [RevisionChain], probabilities: [String: Double], verdicts: RevisionGate.Verdicts? = nil) -> String {
         let principles = Set(chains.compactMap(\.principle)).sorted()
         var s = """
         <section><h2>Records (\(chains.count))</h2>
@@ -118,6 +119,7 @@ public enum HTMLReport {
             s += "<header><b>\(escape(c.record))</b> · sample \(c.sample) · principle <code>\(escape(c.principle ?? "none"))</code>"
                 + " · rounds \(c.rounds)"
                 + (probabilities["\(c.record)\u{1F}\(c.sample)"].map { String(format: " · judge P(revision better) %.3f", $0) } ?? "")
+                + (verdicts.map { $0.endorses(record: c.record, sample: c.sample) ? " · endorsed" : " · not endorsed" } ?? "")
                 + (c.flags.isEmpty ? "" : " · <span class=\"flags\">\(escape(c.flags.joined(separator: ", ")))</span>")
                 + "</header>"
             s += "<div class=\"prompt\"><h4>Prompt</h4><p>\(escape(c.prompt))</p></div><div class=\"grid\">"

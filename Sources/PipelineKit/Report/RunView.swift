@@ -44,6 +44,12 @@ public struct RunView {
         pipeline.stages.last { if case .judge = $0.kind { return true }; return false }
     }
 
+    /// The revision gate's verdicts from the last judge stage, when it compares original and revision.
+    public func gateVerdicts() throws -> RevisionGate.Verdicts? {
+        guard let judge = judgeStage, case .judge(let spec) = judge.kind, spec.pairs == .originalVsRevision else { return nil }
+        return try RevisionGate.verdicts(judge: judge.id, store: store)
+    }
+
     /// P(revision better) per "record␟sample" from the last judge stage, for original_vs_revision pairs.
     public func revisionProbabilities() throws -> [String: Double] {
         guard let judge = judgeStage, case .judge(let spec) = judge.kind, spec.pairs == .originalVsRevision else { return [:] }

@@ -160,7 +160,7 @@ public enum JudgeStage {
         let all = try pairs(spec, context: context)
         struct Planned { var pair: Pair; var hash: String }
         let planned = all.map { pair -> Planned in
-            Planned(pair: pair, hash: judge.inputHash(judgePair(pair)))
+            Planned(pair: pair, hash: judge.inputHash(judgePair(pair, context: context)))
         }
         let stored = try context.store.inputHashes(stage: stage.id)
         let todo = planned.filter { stored[$0.pair.key] != $0.hash }
@@ -172,7 +172,7 @@ public enum JudgeStage {
         while start < todo.count {
             let batch = Array(todo[start..<min(start + perBatch, todo.count)])
             let t0 = Date()
-            let judgements = try judge.label(batch.map { judgePair($0.pair) })
+            let judgements = try judge.label(batch.map { judgePair($0.pair, context: context) })
             let seconds = Date().timeIntervalSince(t0) / Double(max(batch.count, 1))
             var rows: [OutputRow] = []
             for (item, judgement) in zip(batch, judgements) {
@@ -199,8 +199,9 @@ public enum JudgeStage {
         }
     }
 
-    static func judgePair(_ pair: Pair) -> JudgePair {
-        JudgePair(record: pair.key.record, sample: pair.key.sample, prompt: pair.prompt, candidates: pair.candidates)
+    static func judgePair(_ pair: Pair, context: RunContext) -> JudgePair {
+        JudgePair(record: pair.key.record, sample: pair.key.sample, prompt: pair.prompt, candidates: pair.candidates,
+                  category: context.recordsByID[pair.key.record]?.field("category"))
     }
 
     /// The run store's meta key holding a judge stage's fitted calibration.

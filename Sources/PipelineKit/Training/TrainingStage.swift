@@ -83,8 +83,15 @@ extension TrainingStage {
     /// The ppo stage: PPO or RLOO on the pipeline's prompts against a reward model trained by an
     /// earlier `reward_model` stage (or a reward model directory).
     static func runPPO(_ spec: PPOSpec, stage: Stage, context: RunContext, directory: URL) throws {
-        guard let model = context.pipeline.model(named: spec.policy) else {
-            throw RunError.training(stage: stage.id, message: "policy model `\(spec.policy)` is not in `models:`")
+        // An sft/dpo stage as the policy: its merged model is both the start and the KL reference
+        // (RL after SL-CAI, as in the CAI paper §4).
+        let model: ModelSpec
+        if context.pipeline.stage(id: spec.policy) != nil {
+            model = try EvaluateStage.model(spec.policy, stage: stage, context: context, directory: directory)
+        } else if let named = context.pipeline.model(named: spec.policy), named.source.isLocal {
+            model = named
+        } else {
+            throw RunError.training(stage: stage.id, message: "policy `\(spec.policy)` is neither an sft/dpo stage nor a local model in `models:`")
         }
         let rewardModel: URL
         if case .rewardModel? = context.pipeline.stage(id: spec.rewardModel)?.kind {
