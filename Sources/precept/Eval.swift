@@ -19,6 +19,8 @@ extension Precept {
         @Option(help: "How the win rate is judged: contrast (default, docs/judge.md) or pairwise.") var judgeMethod: JudgeMethod = .contrast
         @Option(help: "Pairwise only: layout of the judge's questions, dialogue (default) or options (better for qwen2.5-coder-1.5b-instruct).")
         var judgeLayout: JudgeLayout = JudgePrompts.defaultLayout
+        @Option(help: "Contrast only: all worked examples (default) or match (those of each prompt's category).")
+        var judgeExamples: ExampleSelection = .all
         @Option(help: "Held-out prompts (JSONL with id and prompt).") var prompts: String
         @Option(help: "Benign-but-edgy prompts for the over-refusal rate.") var benign: String?
         @Option(help: "Sycophancy probes (JSONL with id, prompt, false_claim).") var sycophancy: String?
@@ -73,7 +75,9 @@ extension Precept {
                                           sampling: sampling, system: nil, seed: seed, batchSize: batchSize,
                                           judgeLayout: judgeLayout, progress: { reporter.message($0) })
                 if judgeMethod == .contrast {
-                    evaluator.pairJudge = PairJudge(spec: .evaluation(models: judgeBackends.map(\.name)), constitution: constitution,
+                    var judgeSpec = JudgeSpec.evaluation(models: judgeBackends.map(\.name))
+                    judgeSpec.examples = judgeExamples
+                    evaluator.pairJudge = PairJudge(spec: judgeSpec, constitution: constitution,
                                                     backends: judgeBackends, seed: seed, stage: "evaluate/judge")
                 }
                 var rm: (() throws -> RewardModelScorer)?
@@ -88,3 +92,4 @@ extension Precept {
 
 extension JudgeLayout: ExpressibleByArgument {}
 extension JudgeMethod: ExpressibleByArgument {}
+extension ExampleSelection: ExpressibleByArgument {}

@@ -160,19 +160,9 @@ import Testing
         #expect(merged.examples(forCategory: "no-such-category") == merged.fewShot)
         #expect(merged.examples(forCategory: nil) == merged.fewShot)
 
-        final class Recorder: ModelBackend, @unchecked Sendable {
-            let fingerprint = "recorder", promptStyle = PromptStyle.completion
-            private let lock = NSLock()
-            private(set) var prompts: [String] = []
-            func generate(_ calls: [GenerationCall]) throws -> [GenerationOutput] { [] }
-            func score(_ calls: [ScoringCall]) throws -> [[Double]] {
-                lock.withLock { prompts += calls.map(\.prompt) }
-                return calls.map { _ in [-1] }
-            }
-        }
         let cache = try CallCache(directory: FileManager.default.temporaryDirectory.appendingPathComponent("precept-cache-\(UUID())"))
         for (category, expected) in [("cooking", overRefusal), ("illegal-acts", harmless.fewShot)] {
-            let recorder = Recorder()
+            let recorder = RecordingBackend(answer: [-1])
             var spec = JudgeSpec.evaluation(models: ["policy"])
             spec.examples = .match
             let judge = PairJudge(spec: spec, constitution: merged, backends: [CachedBackend(name: "policy", backend: recorder, cache: cache)],

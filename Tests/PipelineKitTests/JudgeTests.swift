@@ -71,20 +71,10 @@ import Testing
     /// The evaluate stage's win-rate judge asks in the layout it is given (`judge_layout`,
     /// `precept eval --judge-layout`), in both orders, so a constant position preference cancels.
     @Test func winRateJudgeUsesTheGivenLayout() throws {
-        final class Recorder: ModelBackend, @unchecked Sendable {
-            let fingerprint = "recorder", promptStyle = PromptStyle.completion
-            private let lock = NSLock()
-            private(set) var prompts: [String] = []
-            func generate(_ calls: [GenerationCall]) throws -> [GenerationOutput] { [] }
-            func score(_ calls: [ScoringCall]) throws -> [[Double]] {
-                lock.withLock { prompts += calls.map(\.prompt) }
-                return calls.map { _ in [log(0.7), log(0.3)] }
-            }
-        }
         let c = try Constitution.load(path: repositoryRoot.appendingPathComponent("constitutions/harmless.yaml").path)
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("precept-eval-layout-\(UUID().uuidString)")
         for layout in JudgeLayout.allCases {
-            let recorder = Recorder()
+            let recorder = RecordingBackend(answer: [log(0.7), log(0.3)])
             let judge = CachedBackend(name: "judge", backend: recorder, cache: try CallCache(directory: dir.appendingPathComponent("\(layout)")))
             let evaluator = Evaluator(policy: judge, baseline: judge, judge: judge, constitution: c,
                                       sampling: SamplingSpec(temperature: 0, topP: 1, topK: 0, maxTokens: 8, stop: []),

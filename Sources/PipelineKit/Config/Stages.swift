@@ -314,6 +314,9 @@ public struct EvaluateSpec: Sendable, Equatable {
     /// How the win rate is judged: `contrast` (default; docs/judge.md measured it well above the
     /// pairwise questions on the gold set) or `pairwise`.
     public var judgeMethod: JudgeMethod
+    /// Contrast only: the worked examples the win-rate judge reads (`all`, or `match`: those of the
+    /// held-out prompt's category, as `examples:` on a judge stage).
+    public var judgeExamples: ExampleSelection = .all
     public var rewardModel: String?
     public var prompts: String
     public var benignPrompts: String?
@@ -508,7 +511,7 @@ public struct Stage: Sendable, Equatable {
             return .ppo(try PPOSpec.decode(try r.mapping(allowed: PPOSpec.keys)))
         case "evaluate":
             let m = try r.mapping(allowed: ["policy", "baseline", "judge", "reward_model", "prompts", "benign_prompts",
-                                            "sycophancy_prompts", "limit", "judge_layout", "judge_method"] + SamplingSpec.keys)
+                                            "sycophancy_prompts", "limit", "judge_layout", "judge_method", "judge_examples"] + SamplingSpec.keys)
             let judgeReader = try m.require("judge")
             let judges: [String]
             if case .sequence = judgeReader.node.kind {
@@ -523,6 +526,11 @@ public struct Stage: Sendable, Equatable {
                 throw m["judge_method"]!.invalid("evaluation judges with `contrast` or `pairwise`")
             }
             if judgeMethod == .pairwise, judges.count > 1 { throw judgeReader.invalid("a judge panel needs `judge_method: contrast`") }
+            let judgeExamples = try m["judge_examples"]?.oneOf(ExampleSelection.self) ?? .all
+            if judgeMethod == .pairwise, m.has("judge_examples") {
+                throw ConfigError.invalidValue(m.keyLocation("judge_examples"), keyPath: "\(r.path).judge_examples",
+                                               message: "`judge_examples` applies to `judge_method: contrast`")
+            }
             if judgeMethod != .pairwise, m.has("judge_layout") {
                 throw ConfigError.invalidValue(m.keyLocation("judge_layout"), keyPath: "\(r.path).judge_layout",
                                                message: "`judge_layout` applies to `judge_method: pairwise` only")
@@ -533,6 +541,7 @@ public struct Stage: Sendable, Equatable {
                 judge: judges[0],
                 judges: judges,
                 judgeMethod: judgeMethod,
+                judgeExamples: judgeExamples,
                 rewardModel: try m["reward_model"]?.text(),
                 prompts: try resolve(try m.require("prompts")),
                 benignPrompts: try m["benign_prompts"].map(resolve),

@@ -55,7 +55,9 @@ enum EvaluateStage {
                                   system: system, seed: context.pipeline.seed, batchSize: context.options.batchSize,
                                   judgeLayout: spec.judgeLayout, progress: { context.reporter?.message("\(stage.id): \($0)") })
         if spec.judgeMethod == .contrast {
-            evaluator.pairJudge = PairJudge(spec: .evaluation(models: spec.judges), constitution: context.constitution,
+            var judgeSpec = JudgeSpec.evaluation(models: spec.judges)
+            judgeSpec.examples = spec.judgeExamples
+            evaluator.pairJudge = PairJudge(spec: judgeSpec, constitution: context.constitution,
                                             backends: try spec.judges.map { try context.backend($0) }, seed: context.pipeline.seed,
                                             stage: stage.id + "/judge")
         }

@@ -37,6 +37,8 @@ public struct EvaluationPrompt: Sendable, Equatable {
     public var falseClaim: String?
     /// The row's `kind` (`harmful`, `benign-edgy`, `ordinary` in data/prompts/heldout.jsonl).
     public var kind: String? = nil
+    /// The row's `category` (read by a judge with `examples: match`).
+    public var category: String? = nil
 }
 
 /// Compares a trained policy with its baseline on held-out prompts (win rate by the judge in both
@@ -107,7 +109,8 @@ public struct Evaluator {
             var out: [Double] = []
             for start in stride(from: 0, to: prompts.count, by: batchSize) {
                 let pairs = (start..<min(prompts.count, start + batchSize)).map {
-                    JudgePair(record: prompts[$0].id, sample: 0, prompt: prompts[$0].text, candidates: [policy[$0], baseline[$0]])
+                    JudgePair(record: prompts[$0].id, sample: 0, prompt: prompts[$0].text, candidates: [policy[$0], baseline[$0]],
+                              category: prompts[$0].category)
                 }
                 out += try pairJudge.label(pairs).map(\.label.probability)
                 progress?("judged \(out.count)/\(prompts.count) pairs")
@@ -185,7 +188,7 @@ public struct Evaluator {
         }
         var result: [String: Any] = ["policy": policy.name, "baseline": baseline.name,
                                      "judge": pairJudge.map { $0.spec.models.joined(separator: "+") } ?? judge.name,
-                                     "judge_method": pairJudge?.spec.method.rawValue ?? "pairwise",
+                                     "judge_method": pairJudge.map { $0.spec.method.rawValue + ($0.spec.examples == .match ? ", examples: match" : "") } ?? "pairwise",
                                      "prompts": heldout.count, "benign_prompts": benign.count, "sycophancy_prompts": sycophancy.count]
         var samples: [[String: Any]] = []
         func pair(_ f: (_ responses: [String]) -> Double, _ set: String) -> [String: Double]? {
@@ -290,7 +293,8 @@ public struct Evaluator {
                 throw TrainingDataError.invalid(path: path, line: $0.line, key: "false_claim",
                                                 message: "a sycophancy probe needs the false claim it pushes")
             }
-            return EvaluationPrompt(id: $0.id, text: $0.text, falseClaim: $0.fields["false_claim"], kind: $0.fields["kind"])
+            return EvaluationPrompt(id: $0.id, text: $0.text, falseClaim: $0.fields["false_claim"], kind: $0.fields["kind"],
+                                    category: $0.fields["category"])
         }
     }
 }
