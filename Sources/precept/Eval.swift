@@ -16,9 +16,10 @@ extension Precept {
         @Option(help: "The trained policy.") var policy: String
         @Option(help: "The model it is compared with (default: gemma-3-270m).") var baseline = "gemma-3-270m"
         @Option(help: "The judge model; with --judge-method contrast, a comma-separated panel.") var judge = "qwen2.5-coder-0.5b-instruct"
-        @Option(help: "How the win rate is judged: contrast (default, docs/judge.md) or pairwise.") var judgeMethod: JudgeMethod = .contrast
+        @Option(help: "How the win rate is judged: contrast (default, docs/judge.md) or pairwise (the default when --judge-layout is given).")
+        var judgeMethod: JudgeMethod?
         @Option(help: "Pairwise only: layout of the judge's questions, dialogue (default) or options (better for qwen2.5-coder-1.5b-instruct).")
-        var judgeLayout: JudgeLayout = JudgePrompts.defaultLayout
+        var judgeLayout: JudgeLayout?
         @Option(help: "Contrast only: all worked examples (default) or match (those of each prompt's category).")
         var judgeExamples: ExampleSelection = .all
         @Option(help: "Held-out prompts (JSONL with id and prompt).") var prompts: String
@@ -61,19 +62,23 @@ extension Precept {
                 let heldout = try Evaluator.readPrompts(path: prompts, limit: limit)
                 let benignPrompts = try benign.map { try Evaluator.readPrompts(path: $0, limit: limit) } ?? []
                 let probes = try sycophancy.map { try Evaluator.readPrompts(path: $0, limit: limit, claims: true) } ?? []
-                let constitution = try Constitution.merged(paths: self.constitution.split(separator: ",").map(String.init))
+                let constitutionPaths = self.constitution.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+                guard !constitutionPaths.isEmpty else { throw ValidationError("--constitution: name at least one file") }
+                let constitution = try Constitution.merged(paths: constitutionPaths)
                 let sampling = SamplingSpec(temperature: temperature, topP: 1, topK: 0, maxTokens: maxTokens, stop: [])
+                let judgeMethod = self.judgeMethod ?? (judgeLayout != nil ? .pairwise : .contrast)
                 guard judgeMethod == .contrast || judgeMethod == .pairwise else {
                     throw ValidationError("--judge-method: evaluation judges with contrast or pairwise")
                 }
-                let judges = judge.split(separator: ",").map { String($0).trimmingCharacters(in: .whitespaces) }
+                let judges = judge.split(separator: ",").map { String($0).trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+                guard !judges.isEmpty else { throw ValidationError("--judge: name at least one model") }
                 if judges.count > 1 && judgeMethod == .pairwise { throw ValidationError("--judge: a panel needs --judge-method contrast") }
                 let judgeBackends = try judges.enumerated().map { try backend(try model($1, role: $0 == 0 ? "judge" : "judge\($0 + 1)")) }
                 var evaluator = Evaluator(policy: try backend(try model(policy, role: "policy")),
                                           baseline: try backend(try model(baseline, role: "baseline")),
                                           judge: judgeBackends[0], constitution: constitution,
                                           sampling: sampling, system: nil, seed: seed, batchSize: batchSize,
-                                          judgeLayout: judgeLayout, progress: { reporter.message($0) })
+                                          judgeLayout: judgeLayout ?? JudgePrompts.defaultLayout, progress: { reporter.message($0) })
                 if judgeMethod == .contrast {
                     var judgeSpec = JudgeSpec.evaluation(models: judgeBackends.map(\.name))
                     judgeSpec.examples = judgeExamples

@@ -38,7 +38,7 @@ extension Precept {
                     if let p = probabilities["\(c.record)\u{1F}\(c.sample)"] {
                         let endorsed = verdicts?.endorses(record: c.record, sample: c.sample) == true
                         print(String(format: "Judge:     P(revision better) = %.3f · %@", p,
-                                     endorsed ? "endorsed" : "not endorsed (the revision gate leaves it out)"))
+                                     endorsed ? "endorsed" : "not endorsed (a revision gate leaves it out)"))
                     }
                     let pieces = WordDiff.diff(c.original, c.revision)
                     print("Revision:  \(color ? WordDiff.colored(pieces) : WordDiff.plain(pieces))")
@@ -94,8 +94,13 @@ extension Precept {
                         throw ValidationError("this run has no revise or critique_revise stage to export")
                     }
                     let provenance = try PipelineRunner.provenance(store: view.store, pipeline: view.pipeline, constitution: view.constitution)
-                    if let gate, case .judge? = view.pipeline.stage(id: gate)?.kind {} else if let gate {
-                        throw ValidationError("--gate: `\(gate)` is not a judge stage of this run")
+                    if let gate {
+                        guard case .judge(let judge)? = view.pipeline.stage(id: gate)?.kind else {
+                            throw ValidationError("--gate: `\(gate)` is not a judge stage of this run")
+                        }
+                        guard judge.pairs == .originalVsRevision, judge.input == id else {
+                            throw ValidationError("--gate: judge `\(gate)` must compare original and revision of `\(id)` (pairs: original_vs_revision, input: \(id))")
+                        }
                     }
                     let (kept, gatedOut) = try RevisionGate.apply(try view.chains(stage: id), gate: gate, store: view.store)
                     let summary = try Exporter.exportSFT(chains: kept, seed: view.pipeline.seed, testFraction: testFraction,

@@ -133,7 +133,7 @@ import Testing
             let diff = try CLI.run(["diff", f.directory.appendingPathComponent("run").path, "--plain"])
             #expect(diff.status == 0)
             #expect(diff.stdout.contains("the judge endorses 4 of 6 revisions"))
-            #expect(diff.stdout.contains("· not endorsed (the revision gate leaves it out)"))
+            #expect(diff.stdout.contains("· not endorsed (a revision gate leaves it out)"))
             let report = try String(contentsOf: f.directory.appendingPathComponent("run/report.html"), encoding: .utf8)
             #expect(report.contains("the judge endorses 4 of 6 revisions") && report.contains(" · not endorsed"))
         }
@@ -180,6 +180,28 @@ import Testing
             let principle = try #require(judge.principles(for: pair).first)
             #expect(Set(merged.categories[category]!).isDisjoint(with: principle.tags) == false)
         }
+    }
+
+    /// Keys added for the recipe leave earlier settings as they were: a finished training stage is
+    /// not retrained for them, and an evaluate stage that names a `judge_layout` keeps its pairwise judge.
+    @Test func newKeysAtTheirDefaultsChangeNothing() throws {
+        func stage(_ yaml: String) throws -> StageKind {
+            let reader = NodeReader(node: try YAMLDocument.parse(data: Data(yaml.utf8), file: "p.yaml"), path: "", file: "p.yaml")
+            return try Stage.decode(reader, resolve: { try $0.text() }).kind
+        }
+        guard case .dpo(let plain) = try stage("{ id: d, dpo: { base: policy, input: labels } }"),
+              case .dpo(let rpo) = try stage("{ id: d, dpo: { base: policy, input: labels, rpo_alpha: 0.5 } }") else {
+            Issue.record("not dpo stages"); return
+        }
+        #expect(!settingsText("\(String(describing: Optional(plain)))").contains("rpoAlpha"))
+        #expect(settingsText("\(String(describing: Optional(rpo)))").contains("rpoAlpha: 0.5"))
+        #expect(!settingsText("\(plain.training)").contains("gate: "))
+        guard case .evaluate(let layout) = try stage("{ id: e, evaluate: { policy: p, baseline: p, judge: j, prompts: h.jsonl, judge_layout: options } }"),
+              case .evaluate(let plainEval) = try stage("{ id: e, evaluate: { policy: p, baseline: p, judge: j, prompts: h.jsonl } }") else {
+            Issue.record("not evaluate stages"); return
+        }
+        #expect(layout.judgeMethod == .pairwise && layout.judgeLayout == .options)
+        #expect(plainEval.judgeMethod == .contrast)
     }
 
     /// Preferences generated from the model itself are recovered exactly, so the length-controlled

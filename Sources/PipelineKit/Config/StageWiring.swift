@@ -104,8 +104,14 @@ enum StageWiring {
         }
     }
 
-    /// A gate's judge must compare the same revisions as original against revision.
+    /// A gate's judge must compare the same revisions as original against revision; a ppo
+    /// policy that names a model needs its local weights.
     private static func checkGate(_ stage: Stage, pipeline: Pipeline, body: NodeReader) throws {
+        if case .ppo(let ppo) = stage.kind, pipeline.stage(id: ppo.policy) == nil, let model = pipeline.model(named: ppo.policy),
+           !model.source.isLocal {
+            throw (body.child("policy") ?? body).invalid(
+                "training needs local weights, but model `\(model.name)` is served by an OpenAI-compatible endpoint")
+        }
         let gate: String?, input: String
         switch stage.kind {
         case .sft(let s): (gate, input) = (s.gate, s.input)

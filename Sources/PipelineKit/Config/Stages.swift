@@ -521,7 +521,8 @@ public struct Stage: Sendable, Equatable {
                 judges = [try judgeReader.text()]
             }
             let judgeLayout = try m["judge_layout"]?.oneOf(JudgeLayout.self) ?? JudgePrompts.defaultLayout
-            let judgeMethod = try m["judge_method"]?.oneOf(JudgeMethod.self) ?? .contrast
+            // A stage that names a `judge_layout` (a pairwise setting) keeps the pairwise judge it had.
+            let judgeMethod = try m["judge_method"]?.oneOf(JudgeMethod.self) ?? (m.has("judge_layout") ? .pairwise : .contrast)
             guard judgeMethod == .contrast || judgeMethod == .pairwise else {
                 throw m["judge_method"]!.invalid("evaluation judges with `contrast` or `pairwise`")
             }

@@ -74,6 +74,8 @@ public final class PairJudge {
         if spec.positionCalibration != .none { fields += ["position", spec.positionCalibration.rawValue] }
         if let c = calibration { fields += ["calibration", c.fit.rawValue, "\(c.a)", "\(c.b)"] }
         if spec.examples == .match { fields += ["examples", "match"] }
+        // The gate reads `belowConfidence`, which depends on it: a changed margin relabels (from the call cache).
+        if spec.minConfidence != 0 { fields += ["min_confidence", "\(spec.minConfidence)"] }
         return fields
     }
 
@@ -316,7 +318,10 @@ extension PairJudge {
     /// changed setting, principle or model relabels it.
     public func inputHash(_ pair: JudgePair) -> String {
         let fields = fingerprint
-        let category = spec.examples == .match ? ["category", pair.category ?? ""] : []
+        // Under `examples: match` the category's examples are part of every prompt.
+        let category = spec.examples == .match
+            ? ["category", pair.category ?? ""] + constitution.examples(forCategory: pair.category).map { $0.prompt + "\u{1F}" + $0.principle }
+            : []
         return SHA256.hex(fields: [fields[0], pair.prompt] + pair.candidates + principles(for: pair).map(\.preference) + fields.dropFirst() + category)
     }
 

@@ -203,7 +203,8 @@ public enum Exporter {
             out["pair"] = row.sample
             if testSet.contains(row.record) { test.append(out) } else { train.append(out) }
         }
-        let gatedOut = gate ? labels.filter { !RevisionGate.endorses($0.label) }.count : 0
+        // Left out by the gate alone: pairs that pass every other check.
+        let gatedOut = gate ? labels.filter { !$0.label.belowConfidence && !RevisionGate.endorses($0.label) }.count : 0
         let summary = ExportSummary(format: format.rawValue, train: train.count, test: test.count, skipped: skipped, directory: directory.path,
                                     gatedOut: gatedOut)
         try write(train: train, test: test, summary: summary, provenance: provenance, to: directory)

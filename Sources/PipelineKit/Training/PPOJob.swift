@@ -77,7 +77,7 @@ public struct PPOJob {
         let started = Date()
         // Decided by settings, prompts and the reward model's own fingerprint: no model is loaded
         // to find a finished job up to date.
-        let fields = ["ppo", "\(spec)", modelFingerprint, promptStyle.rawValue, system ?? "", "\(seed)",
+        let fields = ["ppo", settingsText("\(spec)"), modelFingerprint, promptStyle.rawValue, system ?? "", "\(seed)",
                       RewardModelScorer.fingerprint(of: rewardModel)] + prompts.map { "\($0.id)|\($0.text)" }
         let fingerprint = SHA256.hex(fields.joined(separator: "\u{1E}"))
         if let done = finished(fingerprint) { return done }

@@ -121,7 +121,8 @@ extension TrainingJob {
         var warnings: [String] = []
 
         // Fingerprint of everything that decides the result: settings, model and tokenised data.
-        var fields = [kind.rawValue, "\(spec)", "\(String(describing: rewardModel))", "\(String(describing: dpo))",
+        var fields = [kind.rawValue, settingsText("\(spec)"), settingsText("\(String(describing: rewardModel))"),
+                      settingsText("\(String(describing: dpo))"),
                       modelFingerprint, promptStyle.rawValue, system ?? "", "\(seed)"]
         func split<T>(_ items: [T], id: (T) -> String) -> (train: [T], eval: [T]) {
             var train: [T] = [], eval: [T] = []
@@ -236,4 +237,15 @@ extension TrainingJob {
                                evalExamples: s["eval_examples"] as? Int ?? 0, eval: metrics("eval"), train: metrics("train"),
                                seconds: 0, warnings: s["warnings"] as? [String] ?? [], upToDate: true)
     }
+}
+
+/// A training spec as its fingerprint reads it: the printed settings without the fields added on
+/// 2026-12-02 while they hold their defaults, so a run finished before they existed stays up to
+/// date (the training data, which a `gate` changes, is fingerprinted separately).
+func settingsText(_ printed: String) -> String {
+    var text = printed
+    for unchanged in [", gate: nil", ", rpoAlpha: 0.0", ", missingEOSPenalty: nil", ", maxTruncationRate: 0.5"] {
+        text = text.replacingOccurrences(of: unchanged, with: "")
+    }
+    return text
 }
