@@ -3,7 +3,7 @@
 package) for reference prompts; writes Tests/ModelKitTests/Fixtures/gemma-f64.json with the
 float64 logits of the tokens llama.cpp lists as top-20 at each position.
 
-Why: llama.cpp's F32 reference (../shared/reference) is itself up to 0.0125 away from float64
+Why: llama.cpp's F32 reference (Tests/ModelKitTests/Fixtures/reference) is itself up to 0.0125 away from float64
 on this model, so the engine is also held to this independent, more exact oracle.
 Usage: pip install gguf numpy && python3 scripts/reference-f64.py
 """
@@ -17,7 +17,7 @@ def W(name):
     t = T[name]
     a = dequantize(t.data, t.tensor_type).astype(np.float64)
     return a.reshape([int(x) for x in reversed(t.shape.tolist())]) if len(t.shape) > 1 else a.reshape(-1)
-ref = json.load(open(os.path.join(os.path.dirname(__file__), "..", "..", "shared", "reference", "gemma-3-270m", "logits_f32.json")))
+ref = json.load(open(os.path.join(os.path.dirname(__file__), "..", "Tests", "ModelKitTests", "Fixtures", "reference", "gemma-3-270m", "logits_f32.json")))
 def run(case):
     ids = case['ids']; n = len(ids)
     d, L, H, KV, hd, eps = 640, 18, 4, 1, 256, 1e-6

@@ -59,10 +59,11 @@ public struct TinyModel {
     }
 
     /// Writes the model with a SentencePiece-style vocabulary of single letters.
-    public func write(to url: URL) throws {
+    public func write(to url: URL, name: String? = nil) throws {
         var w = GGUFWriter()
         let arch = family == .llama3 ? "llama" : "gemma3"
         w.set("general.architecture", .string(arch))
+        if let name { w.set("general.name", .string(name)) }
         w.set("\(arch).embedding_length", .uint(UInt64(hidden), .uint32))
         w.set("\(arch).block_count", .uint(UInt64(layers), .uint32))
         w.set("\(arch).feed_forward_length", .uint(UInt64(ffn), .uint32))

@@ -91,7 +91,7 @@ extension Precept.Model {
                 }
                 let parameters = file.tensors.reduce(0) { $0 + $1.elementCount }
                 print("file: \(url.path) (\(file.fileSize) bytes, GGUF v\(file.version))")
-                print("name: \((try? file.string("general.name")) ?? "?")")
+                print("name: \(TerminalText.escaped((try? file.string("general.name")) ?? "?", keepNewlines: false))")
                 print("architecture: \(config.architecture): \(config.layers) layers, hidden \(config.hidden), "
                     + "\(config.heads) heads / \(config.kvHeads) KV heads of \(config.headDim), FFN \(config.ffn), "
                     + "context \(config.contextLength)")
@@ -99,8 +99,8 @@ extension Precept.Model {
                 print("tensors: " + mix.sorted { $0.value.bytes > $1.value.bytes }
                     .map { String(format: "%@ ×%d (%.1f MB)", $0.key, $0.value.count, Double($0.value.bytes) / 1e6) }
                     .joined(separator: ", "))
-                print("tokenizer: \((try? file.string("tokenizer.ggml.model")) ?? "?") "
-                    + "(pre: \((try? file.string("tokenizer.ggml.pre")) ?? "default")), \(vocabulary.count) tokens, "
+                print("tokenizer: \(TerminalText.escaped((try? file.string("tokenizer.ggml.model")) ?? "?", keepNewlines: false)) "
+                    + "(pre: \(TerminalText.escaped((try? file.string("tokenizer.ggml.pre")) ?? "default", keepNewlines: false))), \(vocabulary.count) tokens, "
                     + "add BOS: \(vocabulary.addBOS), EOS: \(vocabulary.eos.map(String.init) ?? "none"), "
                     + "end of turn: \(vocabulary.eot.map(String.init) ?? "none")")
                 print("chat template: \(ChatTemplate.detect(file: file)?.name ?? "none (completion prompts)")")

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import ModelKit
 import PipelineKit
 
 /// The `precept` command: a thin layer that parses arguments, calls the libraries and turns
@@ -22,8 +23,19 @@ enum ExitStatus {
 
 /// Prints a library error the way every subcommand does, and returns the exit code for it.
 func report(_ error: Error) -> ExitCode {
-    let message = (error as? LocalizedError)?.errorDescription ?? String(describing: error)
-    FileHandle.standardError.write(Data(("error: " + message + "\n").utf8))
+    let message: String
+    if error is ConfigError {
+        // Already in the compiler's `file:line:column: error: …` form.
+        message = (error as? LocalizedError)?.errorDescription ?? String(describing: error)
+    } else if (error as NSError).domain == NSCocoaErrorDomain, let path = FileProblem.path(error) {
+        // A Foundation file error: the path and the reason, not the NSError dump.
+        message = "error: \(path): \(FileProblem.describe(error))"
+    } else if let description = (error as? LocalizedError)?.errorDescription {
+        message = "error: " + description
+    } else {
+        message = "error: " + String(describing: error)
+    }
+    FileHandle.standardError.write(Data((message + "\n").utf8))
     return ExitCode(ExitStatus.invalidInput)
 }
 

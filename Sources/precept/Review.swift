@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import ModelKit
 import PipelineKit
 #if canImport(Glibc)
 import Glibc
@@ -31,16 +32,18 @@ extension Precept {
                 let verdicts = try view.gateVerdicts()
                 func bold(_ s: String) -> String { color ? "\u{1B}[1m\(s)\u{1B}[0m" : s }
                 for c in slice {
+                    // Model and prompt text may hold terminal escape sequences: shown, never obeyed.
+                    let e = TerminalText.escaped
                     let flags = c.flags.isEmpty ? "" : " · flags: \(c.flags.joined(separator: ", "))"
-                    print(bold("── \(c.record) · sample \(c.sample) · principle \(c.principle ?? "none") · rounds \(c.rounds)\(flags)"))
-                    print("Prompt:    \(c.prompt)")
-                    print("Critique:  \(c.critique)")
+                    print(bold("── \(e(c.record, true)) · sample \(c.sample) · principle \(e(c.principle ?? "none", true)) · rounds \(c.rounds)\(flags)"))
+                    print("Prompt:    \(e(c.prompt, true))")
+                    print("Critique:  \(e(c.critique, true))")
                     if let p = probabilities["\(c.record)\u{1F}\(c.sample)"] {
                         let endorsed = verdicts?.endorses(record: c.record, sample: c.sample) == true
                         print(String(format: "Judge:     P(revision better) = %.3f · %@", p,
                                      endorsed ? "endorsed" : "not endorsed (a revision gate leaves it out)"))
                     }
-                    let pieces = WordDiff.diff(c.original, c.revision)
+                    let pieces = WordDiff.diff(e(c.original, true), e(c.revision, true))
                     print("Revision:  \(color ? WordDiff.colored(pieces) : WordDiff.plain(pieces))")
                     print("")
                 }
@@ -65,6 +68,7 @@ extension Precept {
             try running {
                 let view = try RunView(directory: URL(fileURLWithPath: directory))
                 let path = out ?? URL(fileURLWithPath: directory).appendingPathComponent("report.html").path
+                try HTMLReport.checkDestination(path, run: URL(fileURLWithPath: directory))
                 try HTMLReport.render(view).write(toFile: path, atomically: true, encoding: .utf8)
                 print(path)
             }

@@ -68,6 +68,8 @@ extension Precept {
         @Option(help: "Run only this stage (its inputs must be stored already).") var only: String?
         @Option(help: "Start at this stage.") var from: String?
         @Option(help: "Model calls per batch (one transaction each).") var batchSize = 8
+        @Flag(help: "Write into a folder that holds other files, or move another pipeline's run there aside (run-<name>-<time>.sqlite) and start a new run.")
+        var force = false
 
         func validate() throws {
             if only != nil && from != nil { throw ValidationError("use --only or --from, not both") }
@@ -84,7 +86,7 @@ extension Precept {
             let options = RunOptions(output: output.map { URL(fileURLWithPath: $0) },
                                      cacheDirectory: (cacheDir ?? ProcessInfo.processInfo.environment["PRECEPT_CACHE_DIR"])
                                          .map { URL(fileURLWithPath: $0) },
-                                     limit: limit, only: only, from: from, batchSize: batchSize)
+                                     limit: limit, only: only, from: from, batchSize: batchSize, force: force)
             let runner = PipelineRunner(pipelinePath: pipeline, options: options, reporter: reporter, stop: stop)
             do {
                 let summary = try runner.run()

@@ -1,7 +1,7 @@
 import Testing
 @testable import ModelKit
 
-/// Golden renderings per family; the reference texts of ../shared/reference are the same strings.
+/// Golden renderings per family; the reference texts of Fixtures/reference are the same strings.
 @Suite struct ChatTemplateTests {
     let conversation: [ChatMessage] = [.system("Be brief."), .user("Hi"), .assistant("Hello."), .user("How do I remove a stripped screw?")]
 
@@ -26,7 +26,7 @@ import Testing
             "<|start_header_id|>system<|end_header_id|>\n\nS<|eot_id|><|start_header_id|>user<|end_header_id|>\n\nU<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n")
     }
 
-    @Test(.enabled(if: TestModels.available(TestModels.gemmaName) && TestModels.available(TestModels.qwenName), "needs both models"))
+    @Test(.enabled(if: TestModels.available(TestModels.gemmaName) && TestModels.available(TestModels.qwenName), "gemma-3-270m or qwen2.5-coder-0.5b-instruct is not in the model cache (`precept model pull gemma-3-270m qwen2.5-coder-0.5b-instruct` fetches both; scripts/test.sh runs it)"))
     func detectedFromModelFiles() throws {
         #expect(ChatTemplate.detect(file: try TestModels.file(TestModels.gemmaName)) == .gemma)
         #expect(ChatTemplate.detect(file: try TestModels.file(TestModels.qwenName))

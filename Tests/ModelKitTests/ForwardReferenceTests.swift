@@ -42,7 +42,7 @@ enum LoadedModels {
     /// while ours is within 4e-5 of it, checked by `gemmaMatchesFloat64` below.
     static func tolerance(_ name: String) -> Float { name == TestModels.gemmaName ? 2e-2 : 1e-2 }
 
-    @Test(.enabled(if: bothAvailable, "needs both reference models in the cache (scripts/test.sh fetches them)"),
+    @Test(.enabled(if: bothAvailable, "gemma-3-270m or qwen2.5-coder-0.5b-instruct is not in the model cache (`precept model pull gemma-3-270m qwen2.5-coder-0.5b-instruct` fetches both; scripts/test.sh runs it)"),
           arguments: [TestModels.gemmaName, TestModels.qwenName])
     func logitsMatchReference(model name: String) throws {
         let model = try LoadedModels.model(name)
@@ -76,7 +76,7 @@ enum LoadedModels {
     }
 
     /// Against a float64 forward pass of the same dequantized weights (an independent oracle).
-    @Test(.enabled(if: TestModels.available(TestModels.gemmaName), "needs gemma-3-270m in the cache"))
+    @Test(.enabled(if: TestModels.available(TestModels.gemmaName), "gemma-3-270m is not in the model cache (`precept model pull gemma-3-270m` fetches it; scripts/test.sh runs it)"))
     func gemmaMatchesFloat64() throws {
         let model = try LoadedModels.model(TestModels.gemmaName)
         let url = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Fixtures/gemma-f64.json")
@@ -97,7 +97,7 @@ enum LoadedModels {
     }
 
     /// Greedy continuations equal llama.cpp's token for token; all prompts run as one batch.
-    @Test(.enabled(if: bothAvailable, "needs both reference models in the cache (scripts/test.sh fetches them)"),
+    @Test(.enabled(if: bothAvailable, "gemma-3-270m or qwen2.5-coder-0.5b-instruct is not in the model cache (`precept model pull gemma-3-270m qwen2.5-coder-0.5b-instruct` fetches both; scripts/test.sh runs it)"),
           arguments: [TestModels.gemmaName, TestModels.qwenName])
     func greedyContinuationsMatchAsOneBatch(model name: String) throws {
         let model = try LoadedModels.model(name)

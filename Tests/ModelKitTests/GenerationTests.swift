@@ -4,7 +4,7 @@ import Testing
 
 /// Generation and scoring agree with the forward pass and with themselves across batching,
 /// prefixes and seeds (on the real default model).
-@Suite(.serialized, .enabled(if: TestModels.available(TestModels.gemmaName), "needs gemma-3-270m in the cache"))
+@Suite(.serialized, .enabled(if: TestModels.available(TestModels.gemmaName), "gemma-3-270m is not in the model cache (`precept model pull gemma-3-270m` fetches it; scripts/test.sh runs it)"))
 struct GenerationTests {
     var model: LanguageModel { get throws { try LoadedModels.model(TestModels.gemmaName) } }
 

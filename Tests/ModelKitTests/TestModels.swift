@@ -2,12 +2,13 @@ import Foundation
 import Testing
 @testable import ModelKit
 
-/// The reference models and llama.cpp's outputs for them (../shared/reference).
-/// scripts/test.sh fetches both models into the cache before the tests run.
+/// The reference models and llama.cpp's outputs for them (Fixtures/reference, committed with
+/// their provenance). scripts/test.sh fetches both models into the cache before the tests run.
 enum TestModels {
     static let repositoryRoot = URL(fileURLWithPath: #filePath)
         .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-    static let referenceRoot = repositoryRoot.deletingLastPathComponent().appendingPathComponent("shared/reference")
+    static let referenceRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+        .appendingPathComponent("Fixtures/reference")
 
     static let gemmaName = "gemma-3-270m"
     static let qwenName = "qwen2.5-coder-0.5b-instruct"
@@ -19,15 +20,15 @@ enum TestModels {
         return FileManager.default.fileExists(atPath: url.path) ? url : nil
     }
 
-    /// Whether the model and its reference data are here. Under CI (`CI=true`) this is always
-    /// true, so a missing model fails the tests instead of skipping them.
+    /// Whether the model file is in the model cache (the reference data is committed). Under CI
+    /// (`CI=true`) this is always true, so a missing model fails the tests instead of skipping them.
     static func available(_ name: String) -> Bool {
         if ProcessInfo.processInfo.environment["CI"] == "true" { return true }
-        return path(name) != nil && FileManager.default.fileExists(atPath: referenceRoot.appendingPathComponent(name).path)
+        return path(name) != nil
     }
 
     static func file(_ name: String) throws -> GGUFFile {
-        try GGUFFile(path: try #require(path(name), "model \(name) is not cached; run scripts/fetch-models.sh").path)
+        try GGUFFile(path: try #require(path(name), "model \(name) is not cached; run `precept model pull \(name)`").path)
     }
 
     nonisolated(unsafe) private static var tokenizers: [String: GGUFTokenizer] = [:]

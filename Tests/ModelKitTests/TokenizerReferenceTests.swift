@@ -8,7 +8,7 @@ import Testing
     static let models = [TestModels.gemmaName, TestModels.qwenName]
 
     @Test(.enabled(if: TestModels.available(TestModels.gemmaName) && TestModels.available(TestModels.qwenName),
-                   "needs both reference models in the cache (scripts/test.sh fetches them)"),
+                   "gemma-3-270m or qwen2.5-coder-0.5b-instruct is not in the model cache (`precept model pull gemma-3-270m qwen2.5-coder-0.5b-instruct` fetches both; scripts/test.sh runs it)"),
           arguments: models)
     func idsMatchLlamaCpp(model: String) throws {
         let tokenizer = try TestModels.tokenizer(model)
@@ -25,7 +25,7 @@ import Testing
 
     /// Streaming decode of a character split across byte-fallback or byte-level tokens.
     @Test(.enabled(if: TestModels.available(TestModels.gemmaName) && TestModels.available(TestModels.qwenName),
-                   "needs both reference models in the cache (scripts/test.sh fetches them)"),
+                   "gemma-3-270m or qwen2.5-coder-0.5b-instruct is not in the model cache (`precept model pull gemma-3-270m qwen2.5-coder-0.5b-instruct` fetches both; scripts/test.sh runs it)"),
           arguments: models)
     func streamingHoldsPartialCharacters(model: String) throws {
         let tokenizer = try TestModels.tokenizer(model)

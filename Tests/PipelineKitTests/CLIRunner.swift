@@ -26,10 +26,14 @@ enum CLI {
         return URL(fileURLWithPath: "precept-not-found")
     }()
 
-    static func run(_ arguments: [String], currentDirectory: URL? = nil) throws -> CLIResult {
+    static func run(_ arguments: [String], currentDirectory: URL? = nil, environment: [String: String] = [:],
+                    executable: URL = CLI.executable, prefix: [String] = []) throws -> CLIResult {
         let process = Process()
-        process.executableURL = executable
-        process.arguments = arguments
+        process.executableURL = prefix.isEmpty ? executable : URL(fileURLWithPath: prefix[0])
+        process.arguments = prefix.isEmpty ? arguments : Array(prefix.dropFirst()) + [executable.path] + arguments
+        if !environment.isEmpty {
+            process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+        }
         if let currentDirectory { process.currentDirectoryURL = currentDirectory }
         let out = Pipe(), err = Pipe()
         process.standardOutput = out

@@ -7,6 +7,7 @@ import Glibc
 public enum ModelStoreError: LocalizedError, Sendable {
     case unknownModel(String, suggestions: [String])
     case notFound(path: String)
+    case notARegularFile(path: String, kind: String)
     case toolFailed(command: String, status: Int32, output: String)
     case hashMismatch(name: String, expected: String, found: String)
     case sizeMismatch(name: String, expected: Int64, found: Int64)
@@ -16,6 +17,7 @@ public enum ModelStoreError: LocalizedError, Sendable {
         case .unknownModel(let name, let suggestions):
             return "`\(name)` is neither a catalog model nor a .gguf file (catalog: \(suggestions.joined(separator: ", ")))"
         case .notFound(let path): return "\(path): file not found"
+        case .notARegularFile(let path, let kind): return "\(path): is \(kind), not a regular file (a GGUF model file is expected)"
         case .toolFailed(let command, let status, let output):
             return "`\(command)` failed with status \(status):\n\(output.suffix(2000))"
         case .hashMismatch(let name, let expected, let found):
@@ -89,8 +91,11 @@ public struct ModelStore: Sendable {
             return path(for: entry)
         }
         if nameOrPath.hasSuffix(".gguf") || nameOrPath.contains("/") {
-            guard FileManager.default.fileExists(atPath: nameOrPath) else { throw ModelStoreError.notFound(path: nameOrPath) }
-            return URL(fileURLWithPath: nameOrPath)
+            switch FileKind.of(nameOrPath) {
+            case .regular: return URL(fileURLWithPath: nameOrPath)
+            case .missing: throw ModelStoreError.notFound(path: nameOrPath)
+            case let kind: throw ModelStoreError.notARegularFile(path: nameOrPath, kind: kind.phrase)
+            }
         }
         throw ModelStoreError.unknownModel(nameOrPath, suggestions: ModelCatalog.names)
     }
@@ -143,7 +148,13 @@ public struct ModelStore: Sendable {
     }
 
     /// SHA-256 of any file (a model's fingerprint), through coreutils' sha256sum.
-    public static func fileDigest(_ file: URL) throws -> String { try sha256(of: file) }
+    public static func fileDigest(_ file: URL) throws -> String {
+        switch FileKind.of(file.path) {
+        case .regular: return try sha256(of: file)
+        case .missing: throw ModelStoreError.notFound(path: file.path)
+        case let kind: throw ModelStoreError.notARegularFile(path: file.path, kind: kind.phrase)
+        }
+    }
 
     /// SHA-256 of a file, through coreutils' sha256sum.
     static func sha256(of file: URL) throws -> String {

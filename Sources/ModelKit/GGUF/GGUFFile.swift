@@ -85,11 +85,14 @@ public final class GGUFFile: @unchecked Sendable {
 
     /// Maps and parses the file at `path`.
     public convenience init(path: String) throws {
-        let fd = open(path, O_RDONLY)
+        // O_NONBLOCK: opening a FIFO must not wait for a writer; it is refused below.
+        let fd = open(path, O_RDONLY | O_NONBLOCK)
         guard fd >= 0 else { throw GGUFError.cannotOpen(path: path, reason: String(cString: strerror(errno))) }
         defer { close(fd) }
         var st = stat()
         guard fstat(fd, &st) == 0 else { throw GGUFError.cannotOpen(path: path, reason: String(cString: strerror(errno))) }
+        let kind = FileKind.kind(mode: st.st_mode)
+        guard kind == .regular else { throw GGUFError.cannotOpen(path: path, reason: "it is \(kind.phrase), not a regular file") }
         let size = Int(st.st_size)
         guard size > 0 else { throw GGUFError.truncated(path: path, offset: 0, expected: "the 4-byte magic") }
         guard let pointer = mmap(nil, size, PROT_READ, MAP_PRIVATE, fd, 0), pointer != MAP_FAILED else {

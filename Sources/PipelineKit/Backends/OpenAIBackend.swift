@@ -11,10 +11,10 @@ public enum RemoteError: LocalizedError, Equatable {
         switch self {
         case .missingAPIKey(let model, let variable):
             "model `\(model)`: the environment variable \(variable) (api_key_env) is not set"
-        case .request(let endpoint, let message): "\(endpoint): \(message)"
+        case .request(let endpoint, let message): Secrets.redact("\(endpoint): \(message)")
         case .noLogprobs(let endpoint, let detail):
-            "\(endpoint): the server offers neither chat completions with logprobs/top_logprobs nor completions with echo and logprobs, "
-                + "so the judge cannot read option probabilities from it (\(detail))"
+            Secrets.redact("\(endpoint): ") + "the server offers neither chat completions with logprobs/top_logprobs nor completions with echo and logprobs, "
+                + "so the judge cannot read option probabilities from it (\(Secrets.redact(detail)))"
         }
     }
 }
@@ -59,7 +59,9 @@ public final class OpenAIBackend: ModelBackend, @unchecked Sendable {
     /// Endpoint, model and prompt style: the style decides how a judge prompt is scored (chat
     /// template and `top_logprobs`, or the raw transcript through echo), so cached judgements
     /// of one style must not answer the other.
-    public var fingerprint: String { "openai:\(endpoint.model)@\(endpoint.baseURLs.sorted().joined(separator: ","))#\(promptStyle.rawValue)" }
+    public var fingerprint: String {
+        "openai:\(endpoint.model)@\(Secrets.redact(endpoint.baseURLs.sorted().joined(separator: ",")))#\(promptStyle.rawValue)"
+    }
 
     // MARK: Requests
 
@@ -70,7 +72,9 @@ public final class OpenAIBackend: ModelBackend, @unchecked Sendable {
         for attempt in 0..<max(1, retry.attempts) {
             let u = (first + attempt) % endpoint.baseURLs.count
             let base = endpoint.baseURLs[u].hasSuffix("/") ? String(endpoint.baseURLs[u].dropLast()) : endpoint.baseURLs[u]
-            guard let url = URL(string: base + path) else { throw RemoteError.request(endpoint: base, message: "not a valid URL") }
+            guard let url = URL(string: base + path) else {
+                throw RemoteError.request(endpoint: Secrets.redact(base), message: "not a valid URL")
+            }
             slots[u].wait()
             lock.withLock { requestsPerURL[base, default: 0] += 1 }
             let outcome = client.post(url, json: body, headers: apiKey.map { ["Authorization": "Bearer \($0)"] } ?? [:])
@@ -91,8 +95,10 @@ public final class OpenAIBackend: ModelBackend, @unchecked Sendable {
             guard last.retryable, attempt + 1 < retry.attempts else { break }
             Thread.sleep(forTimeInterval: retry.delay(after: attempt, retryAfter: last.retryAfter))
         }
-        throw RemoteError.request(endpoint: endpoint.baseURLs.joined(separator: ", "),
-                                  message: last.message + (last.retryable ? " (after \(retry.attempts) attempts)" : ""))
+        // A server may echo the key or the URL's credentials back in its error body.
+        throw RemoteError.request(endpoint: Secrets.redact(endpoint.baseURLs.joined(separator: ", ")),
+                                  message: Secrets.redact(last.message + (last.retryable ? " (after \(retry.attempts) attempts)" : ""),
+                                                          values: [apiKey]))
     }
 
     /// Runs `body(i)` for every index with up to (max_concurrency × base URLs) in flight; the

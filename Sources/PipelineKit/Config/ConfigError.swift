@@ -1,4 +1,5 @@
 import Foundation
+import ModelKit
 
 /// A place in a configuration file: 1-based line and column, as editors count them.
 public struct SourceLocation: Sendable, Equatable, CustomStringConvertible {
@@ -119,10 +120,12 @@ func editDistance(_ a: String, _ b: String) -> Int {
 
 /// Reads a file named by a configuration, as a `ConfigError` when it is missing or unreadable.
 func readConfigFile(path: String, displayName: String) throws -> Data {
-    guard FileManager.default.fileExists(atPath: path) else {
-        throw ConfigError.fileNotFound(path: displayName, referencedFrom: nil, keyPath: nil)
+    switch FileKind.of(path) {
+    case .regular: break
+    case .missing: throw ConfigError.fileNotFound(path: displayName, referencedFrom: nil, keyPath: nil)
+    case let kind: throw ConfigError.unreadable(path: displayName, reason: "it is \(kind.phrase), not a regular file")
     }
     do { return try Data(contentsOf: URL(fileURLWithPath: path)) } catch {
-        throw ConfigError.unreadable(path: displayName, reason: error.localizedDescription)
+        throw ConfigError.unreadable(path: displayName, reason: FileProblem.describe(error))
     }
 }

@@ -1,4 +1,5 @@
 import Foundation
+import ModelKit
 
 /// A YAML node together with its key path and file, with typed accessors that throw
 /// `ConfigError`s naming both. Configuration types decode themselves through it.
@@ -27,9 +28,10 @@ public struct NodeReader {
     var displayPath: String { path.isEmpty ? "(document)" : path }
 
     private var foundDescription: String {
-        if case .scalar(let text, _, _) = node.kind {
-            let shown = text.count > 40 ? String(text.prefix(40)) + "…" : text
-            return "\(node.typeName) '\(shown)'"
+        // A whole document that is one scalar is a file that is not YAML at all: quote none of it
+        // (it may be a file that should not be echoed); elsewhere a short escaped excerpt.
+        if case .scalar(let text, _, _) = node.kind, !path.isEmpty {
+            return "\(node.typeName) '\(TerminalText.excerpt(text, limit: 40))'"
         }
         return node.typeName
     }

@@ -133,7 +133,20 @@ extension Pipeline {
     public static func load(path: String) throws -> Pipeline {
         let root = try YAMLDocument.load(path: path)
         let directory = URL(fileURLWithPath: path).deletingLastPathComponent().path
-        return try decode(NodeReader(node: root, path: "", file: path), baseDirectory: directory)
+        let reader = NodeReader(node: root, path: "", file: path)
+        let pipeline = try decode(reader, baseDirectory: directory)
+        // Checked on the file only, so runs stored before the rule still read.
+        if let nameReader = try reader.mapping(allowed: topKeys)["name"] { try checkName(pipeline.name, nameReader) }
+        return pipeline
+    }
+
+    /// The name is the default run folder (outputs/<name>) and the run's identity: a plain
+    /// folder name, never a path.
+    static func checkName(_ name: String, _ nameReader: NodeReader) throws {
+        let nameCharacters = CharacterSet(charactersIn: "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")
+        guard !name.isEmpty, !name.hasPrefix("."), name.unicodeScalars.allSatisfy(nameCharacters.contains) else {
+            throw nameReader.invalid("the name must be letters, digits, `.`, `_` or `-` and not start with `.` (it names the run folder outputs/<name>); got `\(TerminalText.excerpt(name, limit: 40))`")
+        }
     }
 
     /// Decodes a pipeline; checks types, keys, stage wiring and model names (not files).
@@ -240,7 +253,7 @@ extension Pipeline {
             let urls: [String]
             if case .sequence = urlReader.node.kind { urls = try urlReader.stringList() } else { urls = [try urlReader.text()] }
             for url in urls where !(url.hasPrefix("http://") || url.hasPrefix("https://")) {
-                throw urlReader.invalid("`\(url)` is not an http:// or https:// URL")
+                throw urlReader.invalid("`\(Secrets.redact(TerminalText.excerpt(url, limit: 60)))` is not an http:// or https:// URL")
             }
             if urls.isEmpty { throw urlReader.invalid("give at least one URL") }
             let endpoint = OpenAIEndpoint(

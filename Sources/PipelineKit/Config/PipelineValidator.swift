@@ -1,4 +1,5 @@
 import Foundation
+import ModelKit
 
 /// What `precept validate` found: the decoded pipeline and everything it references.
 public struct ValidationSummary: Sendable {
@@ -18,7 +19,8 @@ public struct ValidationSummary: Sendable {
             switch model.source {
             case .catalog(let name): return "\(model.name)=\(name)"
             case .file(let path): return "\(model.name)=\(path)"
-            case .openAI(let endpoint): return "\(model.name)=openai:\(endpoint.model)@\(endpoint.baseURLs.joined(separator: ","))"
+            case .openAI(let endpoint):
+                return "\(model.name)=openai:\(endpoint.model)@\(Secrets.redact(endpoint.baseURLs.joined(separator: ",")))"
             }
         }
         lines.append("  models: \(models.joined(separator: ", "))")
@@ -36,10 +38,18 @@ public struct ValidationSummary: Sendable {
 public enum PipelineValidator {
     public static func validate(path: String) throws -> ValidationSummary {
         let pipeline = try Pipeline.load(path: path)
-        for reference in pipeline.fileReferences where !FileManager.default.fileExists(atPath: reference.path) {
-            // Model files are checked here too: a missing .gguf is an error before any work starts.
-            throw ConfigError.fileNotFound(path: reference.path, referencedFrom: reference.location,
-                                           keyPath: reference.keyPath)
+        for reference in pipeline.fileReferences {
+            // Model files are checked here too: a missing .gguf, or a FIFO, device or folder named
+            // as one, is an error before any work starts.
+            switch FileKind.of(reference.path) {
+            case .regular: continue
+            case .missing:
+                throw ConfigError.fileNotFound(path: reference.path, referencedFrom: reference.location,
+                                               keyPath: reference.keyPath)
+            case let kind:
+                throw ConfigError.invalidValue(reference.location, keyPath: reference.keyPath,
+                                               message: "\(reference.path) is \(kind.phrase), not a regular file")
+            }
         }
         let constitution = try Constitution.merged(paths: pipeline.constitutions)
         for (index, stage) in pipeline.stages.enumerated() {

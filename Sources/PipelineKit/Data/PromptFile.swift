@@ -1,4 +1,5 @@
 import Foundation
+import ModelKit
 
 /// One prompt read from a JSONL file.
 public struct PromptRecord: Sendable, Equatable, Codable {
@@ -71,7 +72,8 @@ enum JSONLines {
             }
             let object: Any
             do { object = try JSONSerialization.jsonObject(with: Data(lineBytes)) } catch {
-                throw fail("not valid JSON: \(String(decoding: lineBytes.prefix(60), as: UTF8.self))")
+                // A short escaped excerpt only: the file may be one that should not be echoed.
+                throw fail("not valid JSON (the line starts \"\(TerminalText.excerpt(String(decoding: lineBytes, as: UTF8.self)))\")")
             }
             guard let dict = object as? [String: Any] else { throw fail("expected a JSON object on each line") }
             if try !body(line, dict, fail) { return }

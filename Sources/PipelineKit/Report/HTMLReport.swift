@@ -1,10 +1,32 @@
 import Foundation
+import ModelKit
 
 /// One self-contained HTML page per run: a summary (counts, principles, cache use, timings,
 /// flagged outputs) and a filterable list of records with prompt, original, critique and
 /// revision side by side, the revision's word-level diff marked. Model text is untrusted:
 /// every piece of it goes through `escape`, in text and in attributes alike.
 public enum HTMLReport {
+    /// Throws unless `path` may receive a report: never the run's own store, lock or a folder,
+    /// and never an existing file that is not an HTML page (the report replaces what is there).
+    public static func checkDestination(_ path: String, run: URL) throws {
+        let target = RunDirectory.resolved(URL(fileURLWithPath: path))
+        for name in ["run.sqlite", "run.sqlite-wal", "run.sqlite-shm", "run.lock"]
+        where target == RunDirectory.resolved(run.appendingPathComponent(name)) {
+            throw RunError.unsafeOutput(path: path, reason: "it is the run's own \(name)")
+        }
+        switch FileKind.of(target) {
+        case .missing: return
+        case .regular:
+            let head = (FileHandle(forReadingAtPath: target)?.readData(ofLength: 512)).map { String(decoding: $0, as: UTF8.self) } ?? ""
+            let trimmed = head.drop { $0.isWhitespace || $0 == "\u{FEFF}" }.lowercased()
+            guard trimmed.hasPrefix("<!doctype html") || trimmed.hasPrefix("<html") else {
+                throw RunError.unsafeOutput(path: path, reason: "an existing file that is not an HTML page would be replaced; remove it first or choose another --out")
+            }
+        case let kind:
+            throw RunError.unsafeOutput(path: path, reason: "it is \(kind.phrase); --out names the report file")
+        }
+    }
+
     /// Escapes text for HTML text nodes and double- or single-quoted attributes.
     public static func escape(_ text: String) -> String {
         var out = ""

@@ -10,11 +10,27 @@ public struct RunView {
 
     public init(directory: URL) throws {
         store = try RunStore(directory: directory, create: false)
+        let loaded: (Pipeline, Constitution)
+        do {
+            loaded = try Self.decodeStoredFiles(store: store, directory: directory)
+        } catch let error as ConfigError {
+            // The text is the store's copy, not the file on disk: say so, so nobody edits the
+            // right file looking for the problem.
+            let message = (error.errorDescription ?? "\(error)").replacingOccurrences(of: ": error: ", with: ": ")
+            throw RunError.unreadableStore(path: RunStore.databaseURL(in: directory).path,
+                                           message: "its stored copy of the pipeline or constitution does not decode: \(message)")
+        }
+        (pipeline, constitution) = loaded
+        records = try store.records()
+    }
+
+    /// The pipeline and constitution as the run stored them.
+    private static func decodeStoredFiles(store: RunStore, directory: URL) throws -> (Pipeline, Constitution) {
         let pipelinePath = try store.meta("pipeline_path") ?? directory.appendingPathComponent("pipeline.yaml").path
         let pipelineText = try store.meta("pipeline_yaml") ?? ""
         let pipelineNode = try YAMLDocument.parse(data: Data(pipelineText.utf8), file: pipelinePath)
-        pipeline = try Pipeline.decode(NodeReader(node: pipelineNode, path: "", file: pipelinePath),
-                                       baseDirectory: URL(fileURLWithPath: pipelinePath).deletingLastPathComponent().path)
+        let pipeline = try Pipeline.decode(NodeReader(node: pipelineNode, path: "", file: pipelinePath),
+                                           baseDirectory: URL(fileURLWithPath: pipelinePath).deletingLastPathComponent().path)
         if let list = try store.meta("constitutions"), !list.isEmpty {
             // Several constitutions: the stored text of each, merged as the run merged them.
             guard let entries = (try? JSONSerialization.jsonObject(with: Data(list.utf8))) as? [[String: String]],
@@ -25,13 +41,12 @@ public struct RunView {
                 let node = try YAMLDocument.parse(data: Data(entry["yaml"]!.utf8), file: entry["path"]!)
                 return try Constitution.decode(NodeReader(node: node, path: "", file: entry["path"]!))
             }
-            constitution = try Constitution.merged(parts: parts, paths: entries.map { $0["path"]! })
+            return (pipeline, try Constitution.merged(parts: parts, paths: entries.map { $0["path"]! }))
         } else {
             let constitutionPath = try store.meta("constitution_path") ?? pipeline.constitution
             let constitutionNode = try YAMLDocument.parse(data: Data((try store.meta("constitution_yaml") ?? "").utf8), file: constitutionPath)
-            constitution = try Constitution.decode(NodeReader(node: constitutionNode, path: "", file: constitutionPath))
+            return (pipeline, try Constitution.decode(NodeReader(node: constitutionNode, path: "", file: constitutionPath)))
         }
-        records = try store.records()
     }
 
     /// The last revise or critique_revise stage (what diff, report and SFT export show).

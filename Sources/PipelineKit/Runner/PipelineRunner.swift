@@ -74,7 +74,17 @@ public final class PipelineRunner {
         let started = Date()
         let validated = try PipelineValidator.validate(path: pipelinePath)
         let pipeline = validated.pipeline
-        let directory = options.output ?? URL(fileURLWithPath: pipeline.output)
+        let directory = (options.output ?? URL(fileURLWithPath: pipeline.output)).standardizedFileURL
+        try RunDirectory.checkPlace(directory, pipeline: pipeline)
+        do { try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true) } catch {
+            throw RunError.cannotWrite(path: directory.path)
+        }
+        // Held until the run returns: a second `precept run` into this folder stops here.
+        let lock = try RunLock(directory: directory)
+        defer { lock.release() }
+        if let moved = try RunDirectory.claim(directory, pipelineName: pipeline.name, force: options.force) {
+            reporter?.message(moved)
+        }
         let store = try RunStore(directory: directory)
         let cache = try CallCache(directory: options.cacheDirectory ?? CallCache.defaultDirectory(forRun: directory))
 
@@ -84,7 +94,18 @@ public final class PipelineRunner {
                       fields: String(decoding: (try? JSONSerialization.data(withJSONObject: p.fields, options: [.sortedKeys])) ?? Data("{}".utf8),
                                      as: UTF8.self))
         }
-        try store.saveRecords(records)
+        // The run's records are exactly this prompt set: records dropped from it (and their
+        // outputs) leave the store; their model calls stay in the call cache.
+        let recordStages = pipeline.stages.filter {
+            switch $0.kind {
+            case .generate, .critique, .revise, .critiqueRevise, .judge: return true
+            default: return false
+            }
+        }.map(\.id)
+        let dropped = try store.replaceRecords(records, stages: recordStages)
+        if dropped > 0 {
+            reporter?.message("\(dropped) records are no longer in the prompt set; their outputs left the run (their model calls stay cached)")
+        }
         let constitutionText = (try? String(contentsOfFile: pipeline.constitution, encoding: .utf8)) ?? ""
         // More than one constitution: every file's text, in order, so readers rebuild the merge.
         let constitutionTexts = pipeline.constitutions.map { (try? String(contentsOfFile: $0, encoding: .utf8)) ?? "" }
@@ -93,8 +114,10 @@ public final class PipelineRunner {
                      as: UTF8.self) : ""
         try store.setMeta([
             "constitutions": constitutionList,
+            "pipeline_name": pipeline.name,
             "pipeline_path": URL(fileURLWithPath: pipelinePath).standardizedFileURL.path,
-            "pipeline_yaml": (try? String(contentsOfFile: pipelinePath, encoding: .utf8)) ?? "",
+            // Credentials in base URLs never reach the store (RunView decodes the masked text fine).
+            "pipeline_yaml": Secrets.redact((try? String(contentsOfFile: pipelinePath, encoding: .utf8)) ?? ""),
             "constitution_path": pipeline.constitution,
             "constitution_yaml": constitutionText,
             "constitution_sha256": SHA256.hex(constitutionTexts.joined(separator: "\u{1F}")),
@@ -198,7 +221,7 @@ public final class PipelineRunner {
             case .catalog(let name):
                 models[m.name] = "\(name) (sha256 \(ModelCatalog.entry(named: name)?.sha256 ?? "?"))"
             case .file(let path): models[m.name] = path
-            case .openAI(let e): models[m.name] = "openai:\(e.model)@\(e.baseURLs.joined(separator: ","))"
+            case .openAI(let e): models[m.name] = "openai:\(e.model)@\(Secrets.redact(e.baseURLs.joined(separator: ",")))"
             }
         }
         // Fitted judge calibration, per judge stage that used one (`calibration:`).

@@ -15,9 +15,12 @@ public struct RunOptions: Sendable {
     public var from: String?
     /// Model calls per batch (one transaction each).
     public var batchSize = 8
+    /// Write into a folder of other files, or move another pipeline's run aside and start anew.
+    public var force = false
 
     public init(output: URL? = nil, cacheDirectory: URL? = nil, limit: Int? = nil, only: String? = nil,
-                from: String? = nil, batchSize: Int = 8) {
+                from: String? = nil, batchSize: Int = 8, force: Bool = false) {
+        self.force = force
         self.output = output
         self.cacheDirectory = cacheDirectory
         self.limit = limit

@@ -70,8 +70,40 @@ public final class RunStore: @unchecked Sendable {
         var configuration = Configuration()
         configuration.busyMode = .timeout(10)
         configuration.readonly = !create
-        queue = try DatabaseQueue(path: url.path, configuration: configuration)
-        if create { try createSchema() }
+        if create {
+            queue = try DatabaseQueue(path: url.path, configuration: configuration)
+            try createSchema()
+            return
+        }
+        do {
+            // GRDB reads the schema on opening, which is where a read-only folder fails.
+            let opened = try DatabaseQueue(path: url.path, configuration: configuration)
+            _ = try opened.read { db in try Int.fetchOne(db, sql: "SELECT count(*) FROM meta") }
+            queue = opened
+        } catch let error as DatabaseError
+                    where [.SQLITE_READONLY, .SQLITE_CANTOPEN].contains(error.resultCode.primaryResultCode) {
+            // A read-only folder (an archived run): SQLite cannot create the WAL index (-shm)
+            // there. A run that was closed cleanly has everything in run.sqlite, so it is opened
+            // immutable; unmerged WAL content cannot be read without writing and is an error.
+            let wal = directory.appendingPathComponent("run.sqlite-wal").path
+            if let size = (try? FileManager.default.attributesOfItem(atPath: wal))?[.size] as? Int, size > 0 {
+                throw RunError.readOnlyWithJournal(path: directory.path)
+            }
+            var components = URLComponents()
+            components.scheme = "file"
+            components.path = url.path
+            components.queryItems = [URLQueryItem(name: "immutable", value: "1")]
+            queue = try DatabaseQueue(path: components.string ?? url.path, configuration: configuration)
+        } catch let error as DatabaseError {
+            throw RunError.unreadableStore(path: url.path, message: error.message ?? "\(error)")
+        }
+    }
+
+    /// A read transaction whose SQLite errors (a damaged file) name the store.
+    private func read<T>(_ body: (Database) throws -> T) throws -> T {
+        do { return try queue.read(body) } catch let error as DatabaseError {
+            throw RunError.unreadableStore(path: Self.databaseURL(in: directory).path, message: error.message ?? "\(error)")
+        }
     }
 
     /// Idempotent schema creation in one immediate transaction, so two processes opening the
@@ -110,19 +142,32 @@ public final class RunStore: @unchecked Sendable {
     }
 
     public func meta(_ key: String) throws -> String? {
-        try queue.read { db in try String.fetchOne(db, sql: "SELECT value FROM meta WHERE key = ?", arguments: [key]) }
+        try read { db in try String.fetchOne(db, sql: "SELECT value FROM meta WHERE key = ?", arguments: [key]) }
     }
 
     // MARK: Records
 
-    public func saveRecords(_ records: [RecordRow]) throws {
+    /// Makes `records` the run's records in one transaction: others are deleted with their
+    /// outputs in `stages` (the stages keyed by prompt record; evaluation rows are keyed by
+    /// held-out prompts and stay). Returns how many records were deleted.
+    @discardableResult
+    public func replaceRecords(_ records: [RecordRow], stages: [String]) throws -> Int {
         try queue.write { db in
-            for record in records { try record.save(db) }
+            let keep = Set(records.map(\.id))
+            let stale = try String.fetchAll(db, sql: "SELECT id FROM records").filter { !keep.contains($0) }
+            for id in stale {
+                for stage in stages {
+                    try db.execute(sql: "DELETE FROM outputs WHERE stage = ? AND record = ?", arguments: [stage, id])
+                }
+                try db.execute(sql: "DELETE FROM records WHERE id = ?", arguments: [id])
+            }
+            for record in records { try StoredText.encoded(record).save(db) }
+            return stale.count
         }
     }
 
     public func records() throws -> [RecordRow] {
-        try queue.read { db in try RecordRow.order(Column("position")).fetchAll(db) }
+        try read { db in try RecordRow.order(Column("position")).fetchAll(db).map(StoredText.decoded) }
     }
 
     // MARK: Outputs
@@ -130,20 +175,20 @@ public final class RunStore: @unchecked Sendable {
     /// Writes a batch of outputs in one transaction (all or nothing).
     public func save(_ rows: [OutputRow]) throws {
         try queue.write { db in
-            for row in rows { try row.save(db) }
+            for row in rows { try StoredText.encoded(row).save(db) }
         }
     }
 
     public func outputs(stage: String) throws -> [OutputRow] {
-        try queue.read { db in
+        try read { db in
             try OutputRow.filter(Column("stage") == stage)
-                .order(Column("record"), Column("sample"), Column("round")).fetchAll(db)
+                .order(Column("record"), Column("sample"), Column("round")).fetchAll(db).map(StoredText.decoded)
         }
     }
 
     /// Input hashes of a stage's stored rows, keyed by (record, sample, round).
     public func inputHashes(stage: String) throws -> [OutputKey: String] {
-        try queue.read { db in
+        try read { db in
             var out: [OutputKey: String] = [:]
             let rows = try Row.fetchAll(db, sql: "SELECT record, sample, round, inputHash FROM outputs WHERE stage = ?", arguments: [stage])
             for row in rows {
@@ -154,7 +199,50 @@ public final class RunStore: @unchecked Sendable {
     }
 
     public func allOutputs() throws -> [OutputRow] {
-        try queue.read { db in try OutputRow.order(Column("stage"), Column("record"), Column("sample"), Column("round")).fetchAll(db) }
+        try read { db in
+            try OutputRow.order(Column("stage"), Column("record"), Column("sample"), Column("round")).fetchAll(db).map(StoredText.decoded)
+        }
+    }
+}
+
+/// Text that keeps every character through SQLite: GRDB binds and reads TEXT as C strings, so
+/// a NUL (which models and servers can emit) would cut the stored text short. Such text, and
+/// text that happens to start with the marker, is stored as the marker + base64 of its UTF-8.
+enum StoredText {
+    static let marker = "\u{E000}precept-b64:"
+
+    static func encode(_ text: String) -> String {
+        guard text.utf8.contains(0) || text.hasPrefix(marker) else { return text }
+        return marker + Data(text.utf8).base64EncodedString()
+    }
+
+    static func decode(_ text: String) -> String {
+        guard text.hasPrefix(marker), let data = Data(base64Encoded: String(text.dropFirst(marker.count))) else { return text }
+        return String(decoding: data, as: UTF8.self)
+    }
+
+    static func encoded(_ row: OutputRow) -> OutputRow {
+        var r = row
+        r.input = encode(r.input); r.output = encode(r.output); r.raw = encode(r.raw); r.extra = r.extra.map(encode)
+        return r
+    }
+
+    static func decoded(_ row: OutputRow) -> OutputRow {
+        var r = row
+        r.input = decode(r.input); r.output = decode(r.output); r.raw = decode(r.raw); r.extra = r.extra.map(decode)
+        return r
+    }
+
+    static func encoded(_ record: RecordRow) -> RecordRow {
+        var r = record
+        r.prompt = encode(r.prompt); r.fields = encode(r.fields)
+        return r
+    }
+
+    static func decoded(_ record: RecordRow) -> RecordRow {
+        var r = record
+        r.prompt = decode(r.prompt); r.fields = decode(r.fields)
+        return r
     }
 }
 
@@ -184,6 +272,18 @@ public enum RunError: LocalizedError, Sendable, Equatable {
     /// A stored row that this version cannot use (written by another version, or corrupted).
     case badStoredRow(stage: String, record: String, sample: Int, message: String)
     case cannotWrite(path: String)
+    /// `output:` names a place a run must never be written.
+    case unsafeOutput(path: String, reason: String)
+    /// The output folder holds other files and no run.
+    case notEmpty(path: String, entries: [String], count: Int)
+    /// The output folder holds the run of another pipeline.
+    case otherPipeline(path: String, owner: String, ownerFile: String?)
+    /// Another process is running into the same folder.
+    case locked(path: String, holder: String)
+    /// A read-only run folder whose write-ahead log holds data not yet in run.sqlite.
+    case readOnlyWithJournal(path: String)
+    /// SQLite cannot read the store (a damaged or foreign file).
+    case unreadableStore(path: String, message: String)
 
     public var errorDescription: String? {
         switch self {
@@ -203,6 +303,20 @@ public enum RunError: LocalizedError, Sendable, Equatable {
         case .badStoredRow(let stage, let record, let sample, let message):
             return "run.sqlite: stage `\(stage)`, record `\(record)`, sample \(sample): \(message) (written by another version, or corrupted)"
         case .cannotWrite(let path): return "\(path): cannot create this file (does its folder exist, and is it writable?)"
+        case .unsafeOutput(let path, let reason):
+            return "\(path): refusing to write here: \(reason)"
+        case .notEmpty(let path, let entries, let count):
+            let shown = entries.joined(separator: ", ") + (count > entries.count ? ", … (\(count) entries)" : "")
+            return "\(path): the folder holds other files (\(shown)) and no run; choose an empty folder, or pass --force to write the run among them"
+        case .otherPipeline(let path, let owner, let ownerFile):
+            return "\(path): holds the run of pipeline `\(owner)`" + (ownerFile.map { " (\($0))" } ?? "")
+                + "; a run directory belongs to one pipeline. Choose another output, or pass --force to move that run aside (run-\(owner)-<time>.sqlite) and start a new one"
+        case .unreadableStore(let path, let message):
+            return "\(path): cannot read the run store: \(message) (damaged, or not a run store)"
+        case .readOnlyWithJournal(let path):
+            return "\(path): the folder is read-only and run.sqlite-wal holds results not yet merged into run.sqlite; copy the run to a writable folder to read it"
+        case .locked(let path, let holder):
+            return "\(path): another run is writing this folder: \(holder); wait for it to finish (or stop it)"
         }
     }
 }
