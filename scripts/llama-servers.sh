@@ -3,7 +3,8 @@
 # server (llama-cpp-python[server] from PyPI, built from source into .build/llama-venv: 7 min 50 s
 # on the 2-core dev machine the first time) and starts two servers on loopback — gemma-3-270m with
 # every position's logits (the echo route) and qwen2.5-coder-0.5b-instruct (chat top_logprobs) —
-# exporting PRECEPT_REAL_SERVER_URL and PRECEPT_REAL_CHAT_URL for RealServerTests. The servers
+# exporting PRECEPT_REAL_SERVER_URL and PRECEPT_REAL_CHAT_URL for RealServerTests, and
+# PRECEPT_PYTHON (the venv's python, with llama_cpp and datasets) for EcosystemTests. The servers
 # stop when the sourcing shell exits. Needs the two models in the cache (`precept model pull`).
 
 venv=".build/llama-venv"
@@ -13,6 +14,13 @@ if ! "$venv/bin/python" -c "import llama_cpp.server" 2>/dev/null; then
     "$venv/bin/python" -m pip install -q --upgrade pip
     "$venv/bin/python" -m pip install -q 'llama-cpp-python[server]'
 fi
+# Hugging Face `datasets` in the same venv, for the export-loading tests (EcosystemTests).
+if ! "$venv/bin/python" -c "import datasets" 2>/dev/null; then
+    echo "llama-servers: installing datasets into $venv" >&2
+    "$venv/bin/python" -m pip install -q datasets
+fi
+# The venv's python (llama_cpp, datasets) for EcosystemTests.
+export PRECEPT_PYTHON="$PWD/$venv/bin/python"
 models="${PRECEPT_HOME:-${XDG_CACHE_HOME:-$HOME/.cache}/precept}/models"
 llama_pids=()
 trap 'kill "${llama_pids[@]}" 2>/dev/null || true' EXIT

@@ -7,7 +7,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/bootstrap.sh
 flags=(-c release -Xswiftc -enable-testing)
-swift build "${flags[@]}" --product precept
+# One build of the product and the tests together; `swift test --skip-build` then runs them.
+swift build "${flags[@]}" --build-tests
 "$(swift build "${flags[@]}" --show-bin-path)/precept" model pull gemma-3-270m qwen2.5-coder-0.5b-instruct
 source scripts/llama-servers.sh
-swift test "${flags[@]}" "$@"
+swift test "${flags[@]}" --skip-build "$@"
