@@ -206,6 +206,18 @@ import Glibc
 
     // MARK: Messages (items 7, 10)
 
+    @Test func aDamagedStoredConstitutionIsBlamedOnTheStoreNotTheFile() throws {
+        let f = try fixture()
+        #expect(try run(f).status == 0)
+        let directory = f.directory.appendingPathComponent("run")
+        try RunStore(directory: directory).setMeta(["constitution_yaml": "version: 1\nname: [unclosed\n"])
+        let diff = try CLI.run(["diff", directory.path, "--plain"])
+        #expect(diff.status == 1, "\(diff.stderr)")
+        #expect(diff.stderr.hasPrefix("error: \(directory.path)/run.sqlite: cannot read the run store: its stored copy of the pipeline or constitution does not decode"),
+                "\(diff.stderr)")
+        #expect(try String(contentsOf: f.constitution, encoding: .utf8) == RunFixture.constitutionText, "the file on disk is fine")
+    }
+
     @Test func errorsCarryOnePrefixAndQuoteLittle() throws {
         let f = try fixture()
         let text = try String(contentsOf: f.pipeline, encoding: .utf8).replacingOccurrences(of: "seed: 99", with: "seed: many")
