@@ -11,7 +11,7 @@ struct Precept: ParsableCommand {
         commandName: "precept",
         abstract: "Constitutional AI and RLAIF pipelines: generate → critique → revise → judge → train.",
         version: PreceptVersion.string,
-        subcommands: [Validate.self, Run.self, Diff.self, Compare.self, Labels.self, Report.self, Export.self, Model.self, Tokenize.self, Generate.self, Score.self, Logits.self, Bench.self, Train.self, Eval.self, ScoreRM.self, BenchTrain.self, Judge.self]
+        subcommands: [Validate.self, Run.self, Diff.self, Compare.self, ReviewLabels.self, Labels.self, Report.self, Export.self, Model.self, Tokenize.self, Generate.self, Score.self, Logits.self, Bench.self, Train.self, Eval.self, ScoreRM.self, BenchTrain.self, Judge.self]
     )
 }
 

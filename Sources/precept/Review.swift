@@ -106,9 +106,12 @@ extension Precept {
                             throw ValidationError("--gate: judge `\(gate)` must compare original and revision of `\(id)` (pairs: original_vs_revision, input: \(id))")
                         }
                     }
-                    let (kept, gatedOut) = try RevisionGate.apply(try view.chains(stage: id), gate: gate, store: view.store)
-                    let summary = try Exporter.exportSFT(chains: kept, seed: view.pipeline.seed, testFraction: testFraction,
-                                                         to: URL(fileURLWithPath: out), provenance: provenance, gatedOut: gatedOut)
+                    let selection = try RevisionGate.apply(try view.chains(stage: id), gate: gate, store: view.store, stage: id,
+                                                           pipeline: view.pipeline)
+                    let summary = try Exporter.exportSFT(chains: selection.kept, seed: view.pipeline.seed, testFraction: testFraction,
+                                                         to: URL(fileURLWithPath: out),
+                                                         provenance: provenance.merging(["human_labels": selection.provenance]) { $1 },
+                                                         gatedOut: selection.gatedOut)
                     print("sft: \(summary.counts) → \(summary.directory)" + (summary.note.map { "\n  note: " + $0 } ?? ""))
                 case .trl, .openrlhf:
                     guard let judge = stage ?? view.judgeStage?.id else {
@@ -145,6 +148,54 @@ extension Precept {
                     print(String(decoding: try encoder.encode(diagnostics), as: UTF8.self))
                 } else {
                     diagnostics.text.forEach { print($0) }
+                }
+            }
+        }
+    }
+}
+
+extension Precept {
+    struct ReviewLabels: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "review",
+            abstract: "Human labels of a run: import them from JSONL, or export them (the browser review app is not built yet).",
+            discussion: """
+                --import rows: record, sample (0), stage (last judge stage), verdict (candidate_0 | candidate_1 | tie | \
+                revision | original on a judge stage; accept | reject on a revise stage), edited_revision, note, reviewer. \
+                Human verdicts then replace the judge's labels in exports and training, edited revisions replace \
+                revisions in SFT data, and `precept labels` reports judge-vs-human agreement. --export-labels writes \
+                the labels in force with their pairs (prompt, response_a, response_b, better: a pairs file for \
+                `precept judge` and judge calibration).
+                """)
+
+        @Argument(help: "A run directory.") var directory: String
+        @Option(name: .customLong("import"), help: "Human labels to add (JSONL).") var importFile: String?
+        @Option(help: "Write the run's human labels here (JSONL).") var exportLabels: String?
+        @Option(help: "Reviewer name for imported rows without `reviewer`.") var reviewer = ProcessInfo.processInfo.environment["USER"] ?? "reviewer"
+
+        func validate() throws {
+            if importFile == nil && exportLabels == nil {
+                throw ValidationError("give --import FILE or --export-labels FILE (the browser review app is not built yet)")
+            }
+        }
+
+        func run() throws {
+            try running {
+                let run = URL(fileURLWithPath: directory)
+                if let importFile {
+                    let view = try RunView(directory: run)
+                    let labels = try HumanLabelsFile.read(path: importFile, view: view, reviewer: reviewer)
+                    try RunStore(directory: run).saveHumanLabels(labels)
+                    let verdicts = labels.filter { $0.verdict != nil }.count, edits = labels.filter { $0.edited != nil }.count
+                    print("imported \(labels.count) human labels (\(verdicts) verdicts, \(edits) edited revisions) into \(run.appendingPathComponent("run.sqlite").path)")
+                }
+                if let exportLabels {
+                    let rows = try HumanLabelsFile.rows(view: try RunView(directory: run))
+                    let lines = try rows.map { String(decoding: try JSONSerialization.data(withJSONObject: $0, options: [.sortedKeys, .withoutEscapingSlashes]), as: UTF8.self) }
+                    do { try (lines.joined(separator: "\n") + (lines.isEmpty ? "" : "\n")).write(toFile: exportLabels, atomically: true, encoding: .utf8) } catch {
+                        throw RunError.cannotWrite(path: exportLabels)
+                    }
+                    print("\(rows.count) human labels → \(exportLabels)")
                 }
             }
         }

@@ -39,6 +39,8 @@ public struct LabelDiagnostics: Sendable, Equatable, Codable {
     public var perPrinciple: [String: PrincipleStats]
     /// The fitted calibration the stage applied (`calibration:`), set by the caller from the run store.
     public var calibration: FittedCalibration?
+    /// The judge against human verdicts on the reviewed pairs; nil when none were reviewed.
+    public var humanAgreement: HumanAgreement?
 
     /// Labels within this distance of 0.5 count as ties.
     public static let tieBand = 0.05
@@ -47,6 +49,7 @@ public struct LabelDiagnostics: Sendable, Equatable, Codable {
         case pairs, orderAgreement = "order_agreement", firstPositionRate = "first_position_rate", tieRate = "tie_rate"
         case meanLengthChosen = "mean_length_chosen", meanLengthRejected = "mean_length_rejected"
         case revisionWinRate = "revision_win_rate", perPrinciple = "per_principle", calibration
+        case humanAgreement = "human_agreement"
     }
 
     /// Every key is written, `null` where a figure does not apply.
@@ -61,6 +64,7 @@ public struct LabelDiagnostics: Sendable, Equatable, Codable {
         try c.encode(revisionWinRate, forKey: .revisionWinRate)
         try c.encode(perPrinciple, forKey: .perPrinciple)
         try c.encodeIfPresent(calibration, forKey: .calibration)
+        try c.encodeIfPresent(humanAgreement, forKey: .humanAgreement)
     }
 
     public init(labels: [(row: OutputRow, label: PairLabel)]) {
@@ -100,6 +104,7 @@ public struct LabelDiagnostics: Sendable, Equatable, Codable {
     public static func load(stage: String, store: RunStore) throws -> LabelDiagnostics {
         var d = LabelDiagnostics(labels: try JudgeStage.labels(stage: stage, store: store))
         d.calibration = try JudgeStage.calibration(stage: stage, store: store)
+        d.humanAgreement = try HumanAgreement.load(stage: stage, store: store)
         return d
     }
 
@@ -127,10 +132,55 @@ public struct LabelDiagnostics: Sendable, Equatable, Codable {
         if let w = revisionWinRate {
             lines.append(String(format: "revision preferred over original: %.2f (revision loses in %.2f)", w, 1 - w))
         }
+        if let h = humanAgreement {
+            lines.append(String(format: "judge vs human on %d reviewed pairs: accuracy %.2f, Cohen's κ %.2f", h.pairs, h.accuracy, h.kappa))
+            lines.append("  confusion (rows judge, columns human; candidate_0 / candidate_1 / tie): "
+                         + h.confusion.map { $0.map(String.init).joined(separator: " ") }.joined(separator: " | "))
+        }
         for (p, s) in perPrinciple.sorted(by: { $0.key < $1.key }) {
             lines.append(String(format: "  %@: %d judgements, mean p %.3f", p, s.pairs, s.meanProbability)
                 + (s.revisionWinRate.map { String(format: ", revision wins %.2f", $0) } ?? ""))
         }
         return lines
+    }
+}
+
+/// How often the judge agrees with human reviewers on the pairs they reviewed: each side's
+/// verdict is candidate 0, candidate 1 or a tie (judge probabilities within 1e-4 of 0.5).
+public struct HumanAgreement: Sendable, Equatable, Codable {
+    public var pairs: Int
+    public var accuracy: Double
+    /// Cohen's κ over the three verdicts (Cohen 1960): (p_o − p_e) / (1 − p_e).
+    public var kappa: Double
+    /// confusion[judge][human], verdict order candidate_0, candidate_1, tie.
+    public var confusion: [[Int]]
+
+    /// Agreement of judge stage `stage` with its human verdicts (and, for original_vs_revision
+    /// pairs, the accept/reject verdicts on the revisions); nil when none were given.
+    public static func load(stage: String, store: RunStore) throws -> HumanAgreement? {
+        let labels = try JudgeStage.labels(stage: stage, store: store)
+        let byPair = HumanOverride.index(try store.humanLabels(stage: stage))
+        var pairs: [(judge: Int, human: Int)] = []
+        for (row, label) in labels {
+            guard let human = byPair["\(row.record)\u{1F}\(row.sample)"]?.preference else { continue }
+            pairs.append((RunComparison.verdict(label.probability), human))
+        }
+        return pairs.isEmpty ? nil : HumanAgreement(pairs: pairs)
+    }
+
+    init(pairs: [(judge: Int, human: Int)]) {
+        // Verdict 1 (candidate 0), -1 (candidate 1), 0 (tie) → rows/columns 0, 1, 2.
+        func slot(_ v: Int) -> Int { v == 1 ? 0 : (v == -1 ? 1 : 2) }
+        var confusion = [[Int]](repeating: [0, 0, 0], count: 3)
+        for p in pairs { confusion[slot(p.judge)][slot(p.human)] += 1 }
+        let n = Double(pairs.count)
+        let observed = Double((0..<3).map { confusion[$0][$0] }.reduce(0, +)) / n
+        let expected = (0..<3).map { k in
+            Double(confusion[k].reduce(0, +)) / n * Double((0..<3).map { confusion[$0][k] }.reduce(0, +)) / n
+        }.reduce(0, +)
+        self.pairs = pairs.count
+        accuracy = observed
+        kappa = expected < 1 ? (observed - expected) / (1 - expected) : (observed == 1 ? 1 : 0)
+        self.confusion = confusion
     }
 }

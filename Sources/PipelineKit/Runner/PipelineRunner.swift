@@ -189,9 +189,11 @@ public final class PipelineRunner {
         case .sft:
             let chains = try RevisionChain.load(stage: spec.input, store: context.store, constitution: context.constitution)
             if chains.isEmpty && !context.records.isEmpty { throw RunError.missingInput(stage: stage.id, input: spec.input) }
-            let (kept, gatedOut) = try RevisionGate.apply(chains, gate: spec.gate, store: context.store)
-            return try Exporter.exportSFT(chains: kept, seed: context.pipeline.seed, testFraction: spec.testFraction, to: out,
-                                          provenance: provenance, gatedOut: gatedOut)
+            let selection = try RevisionGate.apply(chains, gate: spec.gate, store: context.store, stage: spec.input, pipeline: context.pipeline)
+            var p = provenance
+            p["human_labels"] = selection.provenance
+            return try Exporter.exportSFT(chains: selection.kept, seed: context.pipeline.seed, testFraction: spec.testFraction, to: out,
+                                          provenance: p, gatedOut: selection.gatedOut)
         case .trl, .openrlhf:
             return try Self.exportPreferences(format: spec.format, judge: spec.input, store: context.store, pipeline: context.pipeline,
                                               constitution: context.constitution, testFraction: spec.testFraction, to: out)
@@ -201,8 +203,10 @@ public final class PipelineRunner {
     /// Preference export of a judge stage (shared by the export stage and `precept export`).
     public static func exportPreferences(format: ExportFormat, judge: String, store: RunStore, pipeline: Pipeline,
                                          constitution: Constitution, testFraction: Double, to out: URL) throws -> ExportSummary {
-        let labels = try JudgeStage.labels(stage: judge, store: store)
         guard case .judge(let spec)? = pipeline.stage(id: judge)?.kind else { throw RunError.unknownStage(judge, suggestion: nil) }
+        // A human verdict, where one exists, replaces the judge's label.
+        let (labels, human) = try HumanOverride.labels(try JudgeStage.labels(stage: judge, store: store), judge: judge,
+                                                       revisionStage: spec.pairs == .originalVsRevision ? spec.input : nil, store: store)
         let hasRecords = try !store.records().isEmpty
         if labels.isEmpty && hasRecords { throw RunError.missingInput(stage: judge, input: judge) }
         let chains = spec.pairs == .originalVsRevision
@@ -210,7 +214,8 @@ public final class PipelineRunner {
         let prompts = Dictionary(uniqueKeysWithValues: try store.records().map { ($0.id, $0.prompt) })
         return try Exporter.exportPreferences(format: format, labels: labels, chains: chains, prompts: prompts, seed: pipeline.seed,
                                               testFraction: testFraction, gate: spec.gate, to: out,
-                                              provenance: try provenance(store: store, pipeline: pipeline, constitution: constitution))
+                                              provenance: try provenance(store: store, pipeline: pipeline, constitution: constitution)
+                                                .merging(["label_sources": ["human": human, "judge": labels.count - human]]) { $1 })
     }
 
     /// Where a dataset came from: pipeline, constitution and its hash, models, seed.

@@ -29,12 +29,28 @@ public enum RevisionGate {
         return Verdicts(endorsed: Set(endorsed), labelled: labels.count)
     }
 
-    /// The chains a gate keeps, and how many it leaves out; no gate keeps all.
-    public static func apply(_ chains: [RevisionChain], gate: String?, store: RunStore) throws -> (kept: [RevisionChain], gatedOut: Int) {
-        guard let gate else { return (chains, 0) }
+    /// What the SFT data keeps of a revise stage's chains: human labels first (edits applied,
+    /// rejected revisions out, accepted ones kept whatever the judge says), then the gate.
+    public struct Selection {
+        public var kept: [RevisionChain]
+        /// Left out by the gate alone.
+        public var gatedOut: Int
+        public var humanRejected: Int
+        public var humanEdited: Int
+
+        /// Provenance counts of the human labels used.
+        public var provenance: [String: Int] { ["rejected": humanRejected, "edited": humanEdited] }
+    }
+
+    /// The chains of `stage` that SFT data keeps; no gate keeps all but the human-rejected.
+    public static func apply(_ chains: [RevisionChain], gate: String?, store: RunStore, stage: String, pipeline: Pipeline) throws -> Selection {
+        let human = try HumanOverride.chains(chains, stage: stage, judge: gate ?? HumanOverride.judge(comparing: stage, in: pipeline), store: store)
+        guard let gate else { return Selection(kept: human.kept, gatedOut: 0, humanRejected: human.rejected, humanEdited: human.edited) }
         let verdicts = try verdicts(judge: gate, store: store)
         if verdicts.labelled == 0 && !chains.isEmpty { throw RunError.missingInput(stage: gate, input: gate) }
-        let kept = chains.filter { verdicts.endorses(record: $0.record, sample: $0.sample) }
-        return (kept, chains.count - kept.count)
+        let kept = human.kept.filter {
+            human.accepted.contains("\($0.record)\u{1F}\($0.sample)") || verdicts.endorses(record: $0.record, sample: $0.sample)
+        }
+        return Selection(kept: kept, gatedOut: human.kept.count - kept.count, humanRejected: human.rejected, humanEdited: human.edited)
     }
 }

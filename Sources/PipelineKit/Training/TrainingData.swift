@@ -42,10 +42,14 @@ public enum TrainingData {
     /// label; pairs below the stage's `min_confidence` or with an empty side are left out (as the
     /// export does). Ids are record ids, so every pair of a record lands in the same split.
     /// With `gate`, only pairs that endorse their revision (`RevisionGate`) are kept.
-    public static func preferences(judge: String, store: RunStore, gate: Bool = false) throws -> (pairs: [PreferenceText], skipped: Int) {
+    /// Human verdicts replace the judge's labels where they exist (`HumanOverride`).
+    public static func preferences(judge: String, store: RunStore, gate: Bool = false,
+                                   revisionStage: String? = nil) throws -> (pairs: [PreferenceText], skipped: Int) {
         let prompts = Dictionary(uniqueKeysWithValues: try store.records().map { ($0.id, $0.prompt) })
         var out: [PreferenceText] = [], skipped = 0
-        for (row, label) in try JudgeStage.labels(stage: judge, store: store) {
+        let labels = try HumanOverride.labels(try JudgeStage.labels(stage: judge, store: store), judge: judge,
+                                              revisionStage: revisionStage, store: store).labels
+        for (row, label) in labels {
             let (index, p) = label.chosen
             let chosen = label.candidates[index], rejected = label.candidates[1 - index]
             guard !label.belowConfidence, !gate || RevisionGate.endorses(label), !chosen.isEmpty, !rejected.isEmpty, chosen != rejected, let prompt = prompts[row.record] else {
@@ -59,9 +63,12 @@ public enum TrainingData {
 
     /// Final revisions of a revise/critique_revise stage (SL-CAI's SFT data).
     public static func revisions(stage: String, store: RunStore) throws -> [SFTText] {
-        try RevisionChain.load(stage: stage, store: store, constitution: nil).compactMap { c in
-            c.revision.isEmpty ? nil : SFTText(id: c.record, prompt: c.prompt, response: c.revision, sample: c.sample)
-        }
+        revisions(try RevisionChain.load(stage: stage, store: store, constitution: nil))
+    }
+
+    /// SFT texts of chains (empty revisions left out).
+    public static func revisions(_ chains: [RevisionChain]) -> [SFTText] {
+        chains.compactMap { c in c.revision.isEmpty ? nil : SFTText(id: c.record, prompt: c.prompt, response: c.revision, sample: c.sample) }
     }
 
     /// Reads preference pairs from JSONL: `prompt` (text or a list of messages), `chosen` and

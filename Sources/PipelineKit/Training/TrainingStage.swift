@@ -29,22 +29,25 @@ enum TrainingStage {
         let input: TrainingInput
         switch kind {
         case .sft:
-            let all = try TrainingData.revisions(stage: spec.input, store: context.store)
-            if all.isEmpty { throw RunError.missingInput(stage: stage.id, input: spec.input) }
-            var texts = all
+            let chains = try RevisionChain.load(stage: spec.input, store: context.store, constitution: nil)
+            if chains.isEmpty { throw RunError.missingInput(stage: stage.id, input: spec.input) }
+            let selection = try RevisionGate.apply(chains, gate: spec.gate, store: context.store, stage: spec.input, pipeline: context.pipeline)
+            let texts = TrainingData.revisions(selection.kept)
             if let gate = spec.gate {
-                let verdicts = try RevisionGate.verdicts(judge: gate, store: context.store)
-                if verdicts.labelled == 0 { throw RunError.missingInput(stage: stage.id, input: gate) }
-                texts = all.filter { verdicts.endorses(record: $0.id, sample: $0.sample) }
-                context.reporter?.message("\(stage.id): gate `\(gate)` endorses \(texts.count) of \(all.count) revisions; the rest are left out")
-                if texts.isEmpty { throw RunError.training(stage: stage.id, message: "judge `\(gate)` endorses none of the \(all.count) revisions") }
+                context.reporter?.message("\(stage.id): gate `\(gate)` endorses \(selection.kept.count) of \(chains.count - selection.humanRejected) revisions; the rest are left out")
+                if texts.isEmpty { throw RunError.training(stage: stage.id, message: "judge `\(gate)` endorses none of the \(chains.count) revisions") }
             }
+            if selection.humanRejected + selection.humanEdited > 0 {
+                context.reporter?.message("\(stage.id): human labels: \(selection.humanRejected) revisions rejected, \(selection.humanEdited) edited")
+            }
+            if texts.isEmpty { throw RunError.training(stage: stage.id, message: "no non-empty revisions in `\(spec.input)` to train on") }
             input = .sft(texts)
         case .rm, .dpo:
             guard case .judge(let judgeSpec)? = context.pipeline.stage(id: spec.input)?.kind else {
                 throw RunError.unknownStage(spec.input, suggestion: nil)
             }
-            let (pairs, skipped) = try TrainingData.preferences(judge: spec.input, store: context.store, gate: judgeSpec.gate)
+            let (pairs, skipped) = try TrainingData.preferences(judge: spec.input, store: context.store, gate: judgeSpec.gate,
+                                                                revisionStage: judgeSpec.pairs == .originalVsRevision ? judgeSpec.input : nil)
             if pairs.isEmpty {
                 if try context.store.outputs(stage: spec.input).isEmpty { throw RunError.missingInput(stage: stage.id, input: spec.input) }
                 throw RunError.training(stage: stage.id, message: "no usable preference pairs in `\(spec.input)` (\(skipped) below min_confidence\(judgeSpec.gate ? ", not endorsing the revision" : "") or empty)")

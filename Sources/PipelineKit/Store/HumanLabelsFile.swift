@@ -1,0 +1,116 @@
+import Foundation
+import ModelKit
+
+/// Human labels made elsewhere, as JSONL, and the labels of a run written back out.
+///
+/// Import rows: `record` (required), `sample` (default 0), `stage` (default: the run's last judge
+/// stage, else its last revise stage), `verdict`, `edited_revision`, `note`, `reviewer` (at least
+/// one of the first three). On a judge stage `verdict` is `candidate_0`, `candidate_1` or `tie`,
+/// or `revision` / `original` when the pair compares the two; on a revise stage it is `accept` or
+/// `reject` (`revision` / `original` also read).
+public enum HumanLabelsFile {
+    /// Reads and checks every row against the run; nothing is stored unless all rows are good.
+    public static func read(path: String, view: RunView, reviewer defaultReviewer: String) throws -> [HumanLabel] {
+        let judges = Dictionary(uniqueKeysWithValues: try view.pipeline.stages.compactMap { stage -> (String, [String: OutputRow])? in
+            guard case .judge = stage.kind else { return nil }
+            return (stage.id, Dictionary(try view.store.outputs(stage: stage.id).map { ("\($0.record)\u{1F}\($0.sample)", $0) },
+                                         uniquingKeysWith: { a, _ in a }))
+        })
+        let revisers = Dictionary(uniqueKeysWithValues: try view.pipeline.stages.compactMap { stage -> (String, Set<String>)? in
+            switch stage.kind {
+            case .revise, .critiqueRevise:
+                return (stage.id, Set(try view.chains(stage: stage.id).map { "\($0.record)\u{1F}\($0.sample)" }))
+            default: return nil
+            }
+        })
+        let defaultStage = view.judgeStage?.id ?? view.revisionStage?.id
+        var out: [HumanLabel] = []
+        try JSONLines.forEachObject(path: path, displayName: path) { _, object, fail in
+            func string(_ key: String) throws -> String? {
+                guard let value = object[key], !(value is NSNull) else { return nil }
+                guard let text = value as? String else { throw fail("at key `\(key)`: expected a string") }
+                return text
+            }
+            guard let record = try string("record"), !record.isEmpty else { throw fail("at key `record`: missing (the record id)") }
+            var sample = 0
+            if let value = object["sample"] {
+                guard !(value is Bool), let n = value as? NSNumber, n.doubleValue == Double(n.intValue), n.intValue >= 0
+                else { throw fail("at key `sample`: expected a whole number ≥ 0") }
+                sample = n.intValue
+            }
+            guard let stage = try string("stage") ?? defaultStage else { throw fail("this run has no judge or revise stage to label") }
+            let key = "\(record)\u{1F}\(sample)"
+            let verdictText = try string("verdict"), edited = try string("edited_revision"), note = try string("note")
+            guard verdictText != nil || edited != nil || note != nil else {
+                throw fail("give at least one of `verdict`, `edited_revision`, `note`")
+            }
+            var verdict: HumanLabel.Verdict?
+            if let row = judges[stage]?[key] {
+                let revisionIndex = (0..<2).first { SLCAIStages.extraValue(row, "candidate_\($0)") == "revision" }
+                if let text = verdictText {
+                    switch text {
+                    case "candidate_0": verdict = .candidate0
+                    case "candidate_1": verdict = .candidate1
+                    case "tie": verdict = .tie
+                    case "revision", "original":
+                        guard let i = revisionIndex else { throw fail("at key `verdict`: `\(text)` needs a pair of original and revision; use candidate_0, candidate_1 or tie") }
+                        verdict = (text == "revision") == (i == 0) ? .candidate0 : .candidate1
+                    default: throw fail("at key `verdict`: `\(TerminalText.excerpt(text))` is not candidate_0, candidate_1, tie, revision or original")
+                    }
+                }
+                if edited != nil && revisionIndex == nil { throw fail("at key `edited_revision`: judge `\(stage)` does not compare original and revision") }
+            } else if let chains = revisers[stage], chains.contains(key) {
+                if let text = verdictText {
+                    switch text {
+                    case "accept", "revision": verdict = .accept
+                    case "reject", "original": verdict = .reject
+                    default: throw fail("at key `verdict`: `\(TerminalText.excerpt(text))` is not accept or reject (stage `\(stage)` revises)")
+                    }
+                }
+            } else if judges[stage] == nil && revisers[stage] == nil {
+                throw fail("at key `stage`: `\(TerminalText.excerpt(stage))` is not a judge or revise stage of this run")
+            } else {
+                throw fail("at key `record`: stage `\(stage)` has no record `\(TerminalText.excerpt(record))` sample \(sample)")
+            }
+            out.append(HumanLabel(stage: stage, record: record, sample: sample, verdict: verdict, edited: edited, note: note,
+                                  reviewer: try string("reviewer") ?? defaultReviewer))
+            return true
+        }
+        if out.isEmpty { throw ConfigError.jsonl(file: path, line: 1, byteOffset: 0, message: "no labels in the file") }
+        return out
+    }
+
+    /// The run's human labels in force, one JSON object per line, each with the pair it judges
+    /// (`prompt`, `response_a`, `response_b`, `better`: the pairs format `precept judge` and
+    /// judge calibration read; `better` is absent for a tie or a label without verdict).
+    public static func rows(view: RunView) throws -> [[String: Any]] {
+        let prompts = Dictionary(uniqueKeysWithValues: view.records.map { ($0.id, $0.prompt) })
+        var out: [[String: Any]] = []
+        for label in try view.store.humanLabels() {
+            var row: [String: Any] = ["stage": label.stage, "record": label.record, "sample": label.sample,
+                                      "reviewer": label.reviewer, "time": label.time]
+            if let v = label.verdict { row["verdict"] = v.rawValue }
+            if let e = label.edited { row["edited_revision"] = e }
+            if let n = label.note { row["note"] = n }
+            var pair: (String, String)?
+            if case .judge? = view.pipeline.stage(id: label.stage)?.kind,
+               let stored = try view.store.outputs(stage: label.stage).first(where: { $0.record == label.record && $0.sample == label.sample }),
+               let candidates = try JudgeStage.labels(stage: label.stage, store: view.store)
+                .first(where: { $0.row.record == stored.record && $0.row.sample == stored.sample })?.label.candidates, candidates.count == 2 {
+                var c = candidates
+                if let e = label.edited, let i = (0..<2).first(where: { SLCAIStages.extraValue(stored, "candidate_\($0)") == "revision" }) { c[i] = e }
+                pair = (c[0], c[1])
+            } else if let chain = try view.chains(stage: label.stage).first(where: { $0.record == label.record && $0.sample == label.sample }) {
+                pair = (label.edited ?? chain.revision, chain.original)
+            }
+            if let (a, b) = pair {
+                row["prompt"] = prompts[label.record] ?? ""
+                row["response_a"] = a
+                row["response_b"] = b
+                if let p = label.preference, p != 0 { row["better"] = p > 0 ? "a" : "b" }
+            }
+            out.append(row)
+        }
+        return out
+    }
+}

@@ -1,0 +1,108 @@
+import Foundation
+import Testing
+@testable import PipelineKit
+
+/// Human labels imported into a run replace the judge's labels in exports, edit SFT data, and
+/// are measured against the judge (issue 17, item 2).
+@Suite struct HumanLabelTests {
+    static let stages = JudgeTests.stages("orders: both, principles: 2") + """
+
+      - { id: sft, export: { input: revisions, format: sft, test_fraction: 0 } }
+    """
+
+    func lines(_ url: URL) throws -> [[String: Any]] {
+        try String(contentsOf: url, encoding: .utf8).split(separator: "\n").map {
+            try JSONSerialization.jsonObject(with: Data($0.utf8)) as! [String: Any]
+        }
+    }
+
+    @Test func humanVerdictsAndEditsFlowIntoExportsAndAgreement() throws {
+        let f = try RunFixture(prompts: (0..<6).map { "Judge request \($0)" }, stages: Self.stages)
+        _ = try f.run(ScriptedBackend(judging: .prefersRevision))
+        let run = f.directory.appendingPathComponent("run")
+        let store = try RunStore(directory: run, create: false)
+        let originals = Dictionary(uniqueKeysWithValues: try store.outputs(stage: "responses").map { ($0.record, $0.output) })
+
+        let file = f.directory.appendingPathComponent("human.jsonl")
+        try Data("""
+            {"record": "r0", "verdict": "original", "reviewer": "ana"}
+            {"record": "r1", "verdict": "tie"}
+            {"record": "r2", "verdict": "revision", "edited_revision": "Human-written answer.", "note": "clearer"}
+            {"record": "r3", "note": "looked fine"}
+            {"record": "r4", "stage": "revisions", "verdict": "reject"}
+
+            """.utf8).write(to: file)
+        let imported = try CLI.run(["review", run.path, "--import", file.path, "--reviewer", "bo"])
+        #expect(imported.status == 0 && imported.stdout.contains("imported 5 human labels (4 verdicts, 1 edited revisions)"), "\(imported.stdout)\(imported.stderr)")
+
+        // The judge preferred every revision; the humans agree on r2 only: accuracy 1/3, and
+        // with every judge verdict the same, κ = (1/3 − 1/3) / (1 − 1/3) = 0.
+        let labels = try CLI.run(["labels", run.path, "--json"])
+        let agreement = try #require((try JSONSerialization.jsonObject(with: Data(labels.stdout.utf8)) as? [String: Any])?["human_agreement"] as? [String: Any])
+        #expect(agreement["pairs"] as? Int == 3)
+        #expect(abs((agreement["accuracy"] as? Double ?? 0) - 1.0 / 3) < 1e-9 && abs(agreement["kappa"] as? Double ?? 1) < 1e-9, "\(agreement)")
+        #expect(agreement["confusion"] as? [[Int]] == [[1, 1, 1], [0, 0, 0], [0, 0, 0]], "\(agreement)")
+
+        let trl = f.directory.appendingPathComponent("trl")
+        #expect(try CLI.run(["export", run.path, "--format", "trl", "--out", trl.path, "--test-fraction", "0"]).status == 0)
+        let pairs = try lines(trl.appendingPathComponent("train.jsonl"))
+        func chosen(_ record: String) -> String? {
+            (pairs.first { $0["record_id"] as? String == record }?["chosen"] as? [[String: String]])?.first?["content"]
+        }
+        #expect(chosen("r0") == originals["r0"], "the human preferred the original")
+        #expect(chosen("r1") == nil, "a human tie leaves the pair out, as a near-tie does")
+        #expect(chosen("r2") == "Human-written answer.", "the edited revision is the chosen side")
+        #expect(chosen("r4") == originals["r4"], "a rejected revision loses its pair")
+        #expect(chosen("r3") != nil && chosen("r3") != originals["r3"], "a note alone leaves the judge's label")
+        let provenance = try JSONSerialization.jsonObject(with: Data(contentsOf: trl.appendingPathComponent("provenance.json"))) as? [String: Any]
+        #expect(provenance?["label_sources"] as? [String: Int] == ["human": 4, "judge": 2], "\(String(describing: provenance?["label_sources"]))")
+
+        let sft = f.directory.appendingPathComponent("sft")
+        #expect(try CLI.run(["export", run.path, "--format", "sft", "--out", sft.path, "--test-fraction", "0"]).status == 0)
+        let rows = try lines(sft.appendingPathComponent("train.jsonl"))
+        #expect(rows.count == 4, "r0 and r4 were rejected by a human")
+        #expect(rows.contains { $0["revision_response"] as? String == "Human-written answer." })
+        let sftProvenance = try JSONSerialization.jsonObject(with: Data(contentsOf: sft.appendingPathComponent("provenance.json"))) as? [String: Any]
+        #expect(sftProvenance?["human_labels"] as? [String: Int] == ["rejected": 2, "edited": 1])
+
+        // Written back out as a pairs file `precept judge` reads.
+        let out = f.directory.appendingPathComponent("labels-out.jsonl")
+        #expect(try CLI.run(["review", run.path, "--export-labels", out.path]).status == 0)
+        let exported = try lines(out)
+        #expect(exported.count == 5)
+        let r0 = try #require(exported.first { $0["record"] as? String == "r0" })
+        #expect(r0["better"] as? String == "b" && r0["response_b"] as? String == originals["r0"] && r0["reviewer"] as? String == "ana")
+        let r2 = try #require(exported.first { $0["record"] as? String == "r2" })
+        #expect(r2["better"] as? String == "a" && r2["response_a"] as? String == "Human-written answer." && r2["note"] as? String == "clearer")
+        #expect(exported.first { $0["record"] as? String == "r1" }?["better"] == nil)
+        #expect(exported.first { $0["record"] as? String == "r1" }?["reviewer"] as? String == "bo")
+
+        // A later label replaces the earlier one.
+        try Data(#"{"record": "r0", "verdict": "revision"}"#.utf8).write(to: file)
+        #expect(try CLI.run(["review", run.path, "--import", file.path]).status == 0)
+        let again = try CLI.run(["labels", run.path, "--json"])
+        let updated = (try JSONSerialization.jsonObject(with: Data(again.stdout.utf8)) as? [String: Any])?["human_agreement"] as? [String: Any]
+        #expect(abs((updated?["accuracy"] as? Double ?? 0) - 2.0 / 3) < 1e-9, "\(String(describing: updated))")
+    }
+
+    @Test(arguments: [
+        (#"{"record": "nope", "verdict": "tie"}"#, "at key `record`: stage `labels` has no record `nope` sample 0"),
+        (#"{"record": "r0", "verdict": "maybe"}"#, "at key `verdict`: `maybe` is not candidate_0"),
+        (#"{"record": "r0"}"#, "give at least one of `verdict`, `edited_revision`, `note`"),
+        (#"{"record": "r0", "stage": "responses", "verdict": "tie"}"#, "at key `stage`: `responses` is not a judge or revise stage"),
+        (#"{"record": "r0", "stage": "revisions", "verdict": "tie"}"#, "is not accept or reject"),
+        (#"{"record": "r0", "sample": 1.5, "verdict": "tie"}"#, "at key `sample`: expected a whole number"),
+    ])
+    func badImportsNameTheLineAndStoreNothing(row: String, message: String) throws {
+        let f = try RunFixture(prompts: (0..<3).map { "Judge request \($0)" }, stages: Self.stages)
+        _ = try f.run(ScriptedBackend())
+        let run = f.directory.appendingPathComponent("run")
+        let file = f.directory.appendingPathComponent("bad.jsonl")
+        try Data((#"{"record": "r1", "verdict": "tie"}"# + "\n" + row + "\n").utf8).write(to: file)
+        let result = try CLI.run(["review", run.path, "--import", file.path])
+        #expect(result.status == 1 && result.stderr.contains("bad.jsonl:2: error:") && result.stderr.contains(message), "\(result.stderr)")
+        #expect(try RunStore(directory: run, create: false).humanLabels().isEmpty, "nothing stored from a bad file")
+        let none = try CLI.run(["review", run.path])
+        #expect(none.status != 0 && none.stderr.contains("give --import FILE or --export-labels FILE"), "\(none.stderr)")
+    }
+}
