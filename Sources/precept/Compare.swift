@@ -21,6 +21,10 @@ extension Precept {
         @Option(help: "Also write a self-contained HTML page with both revisions side by side.") var html: String?
         @Option(help: "Records to print in text mode (those whose revision or label changed).") var records = 10
 
+        func validate() throws {
+            if records < 0 { throw ValidationError("--records must be 0 or more") }
+        }
+
         func run() throws {
             try running {
                 let a = try RunView(directory: URL(fileURLWithPath: runA)), b = try RunView(directory: URL(fileURLWithPath: runB))

@@ -141,7 +141,9 @@ extension Precept {
             try running {
                 let view = try RunView(directory: URL(fileURLWithPath: directory))
                 guard let id = stage ?? view.judgeStage?.id else { throw ValidationError("this run has no judge stage") }
-                let diagnostics = try LabelDiagnostics.load(stage: id, store: view.store)
+                var revisionStage: String?
+                if case .judge(let spec)? = view.pipeline.stage(id: id)?.kind, spec.pairs == .originalVsRevision { revisionStage = spec.input }
+                let diagnostics = try LabelDiagnostics.load(stage: id, store: view.store, revisionStage: revisionStage)
                 if json {
                     let encoder = JSONEncoder()
                     encoder.outputFormatting = [.sortedKeys]

@@ -68,7 +68,7 @@ extension Precept {
         @Option(help: "Run only this stage (its inputs must be stored already).") var only: String?
         @Option(help: "Start at this stage.") var from: String?
         @Option(help: "Model calls per batch (one transaction each).") var batchSize = 8
-        @Flag(help: "Write into a folder that holds other files, or move another pipeline's run there aside (run-<name>-<time>.sqlite) and start a new run.")
+        @Flag(help: "Write into a folder that holds other files, or move another pipeline's run there into previous-<name>-<time>/ and start a new run.")
         var force = false
 
         func validate() throws {

@@ -103,10 +103,27 @@ import Glibc
         #expect(try store.records().map(\.id) == ["s0", "s1"])
         #expect(try Set(store.allOutputs().map(\.record)) == ["s0", "s1"])
         let moved = try FileManager.default.contentsOfDirectory(atPath: f.directory.appendingPathComponent("run").path)
-            .filter { $0.hasPrefix("run-fixture-") && $0.hasSuffix(".sqlite") }
+            .filter { $0.hasPrefix("previous-fixture-") }
         #expect(moved.count == 1, "the first run is moved aside, not deleted")
+        let aside = f.directory.appendingPathComponent("run").appendingPathComponent(moved.first ?? "none")
+        #expect(try RunStore(directory: aside, create: false).records().count == 3, "the moved run still reads")
+        #expect(FileManager.default.fileExists(atPath: aside.appendingPathComponent("report.html").path), "its report moved with it")
         let diff = try CLI.run(["diff", f.directory.appendingPathComponent("run").path, "--plain"])
         #expect(diff.stdout.contains("records 1–2 of 2"), "\(diff.stdout)")
+    }
+
+    @Test func aRunWrittenBeforeNamesWereStoredStillBelongsToItsPipeline() throws {
+        let f = try fixture()
+        #expect(try run(f).status == 0)
+        // As an older version left it: no pipeline_name in meta, only the pipeline text.
+        let store = try RunStore(directory: f.directory.appendingPathComponent("run"))
+        try store.queue.write { try $0.execute(sql: "DELETE FROM meta WHERE key = 'pipeline_name'") }
+        let text = try String(contentsOf: f.pipeline, encoding: .utf8).replacingOccurrences(of: "name: fixture\n", with: "name: other\n")
+        let other = f.directory.appendingPathComponent("other.yaml")
+        try Data(text.utf8).write(to: other)
+        let refused = try run(f, pipeline: other)
+        #expect(refused.status == 1 && refused.stderr.contains("holds the run of pipeline `fixture`"), "\(refused.stderr)")
+        #expect(try run(f).status == 0, "its own pipeline still resumes it")
     }
 
     @Test func aSmallerPromptSetLeavesNoStaleRecords() throws {
@@ -123,6 +140,14 @@ import Glibc
         let f = try fixture()
         let directory = f.directory.appendingPathComponent("run")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        // A run.lock that links elsewhere is refused, never truncated.
+        let victim = f.directory.appendingPathComponent("victim.txt")
+        try Data("keep".utf8).write(to: victim)
+        try FileManager.default.createSymbolicLink(atPath: directory.appendingPathComponent("run.lock").path, withDestinationPath: victim.path)
+        let linked = try run(f)
+        #expect(linked.status == 1 && linked.stderr.contains("run.lock is not a regular file"), "\(linked.stderr)")
+        #expect(try String(contentsOf: victim, encoding: .utf8) == "keep")
+        try FileManager.default.removeItem(at: directory.appendingPathComponent("run.lock"))
         let lock = try RunLock(directory: directory)
         let blocked = try run(f)
         #expect(blocked.status == 1, "\(blocked.stderr)")
@@ -276,6 +301,9 @@ import Glibc
         #expect(Secrets.redact("Authorization: Bearer sk-abcdef123") == "Authorization: Bearer ***")
         #expect(Secrets.redact("the key sk-live-9f8e7d echoed", values: ["sk-live-9f8e7d"]) == "the key *** echoed")
         #expect(Secrets.redact("nothing secret at http://localhost:8080/v1") == "nothing secret at http://localhost:8080/v1")
+        #expect(Secrets.redact("https://h/v1?subscription-key=abc&access_key=d3f&code=x1") == "https://h/v1?subscription-key=***&access_key=***&code=***")
+        #expect(Secrets.redact("authorization: bearer sk-abcdef123") == "authorization: bearer ***")
+        #expect(Secrets.redact("system: Basic etiquette applies", headers: false) == "system: Basic etiquette applies")
     }
 
     // MARK: Read-only runs (item 11)

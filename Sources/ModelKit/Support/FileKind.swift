@@ -20,7 +20,7 @@ public enum FileKind: Sendable, Equatable {
         return kind(mode: st.st_mode)
     }
 
-    static func kind(mode: mode_t) -> FileKind {
+    public static func kind(mode: mode_t) -> FileKind {
         switch mode & S_IFMT {
         case S_IFREG: return .regular
         case S_IFDIR: return .directory

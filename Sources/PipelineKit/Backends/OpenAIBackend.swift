@@ -59,9 +59,9 @@ public final class OpenAIBackend: ModelBackend, @unchecked Sendable {
     /// Endpoint, model and prompt style: the style decides how a judge prompt is scored (chat
     /// template and `top_logprobs`, or the raw transcript through echo), so cached judgements
     /// of one style must not answer the other.
-    public var fingerprint: String {
-        "openai:\(endpoint.model)@\(Secrets.redact(endpoint.baseURLs.sorted().joined(separator: ",")))#\(promptStyle.rawValue)"
-    }
+    /// Never printed or stored as text (the call cache stores its hash), so it keeps the URLs as
+    /// given: redacting would change every cached key of such a model.
+    public var fingerprint: String { "openai:\(endpoint.model)@\(endpoint.baseURLs.sorted().joined(separator: ","))#\(promptStyle.rawValue)" }
 
     // MARK: Requests
 

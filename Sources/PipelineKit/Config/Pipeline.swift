@@ -253,7 +253,7 @@ extension Pipeline {
             let urls: [String]
             if case .sequence = urlReader.node.kind { urls = try urlReader.stringList() } else { urls = [try urlReader.text()] }
             for url in urls where !(url.hasPrefix("http://") || url.hasPrefix("https://")) {
-                throw urlReader.invalid("`\(Secrets.redact(TerminalText.excerpt(url, limit: 60)))` is not an http:// or https:// URL")
+                throw urlReader.invalid("`\(TerminalText.excerpt(Secrets.redact(url), limit: 60))` is not an http:// or https:// URL")
             }
             if urls.isEmpty { throw urlReader.invalid("give at least one URL") }
             let endpoint = OpenAIEndpoint(

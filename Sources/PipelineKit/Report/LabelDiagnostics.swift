@@ -101,10 +101,12 @@ public struct LabelDiagnostics: Sendable, Equatable, Codable {
     }
 
     /// The diagnostics of a stored judge stage, with the calibration it fitted.
-    public static func load(stage: String, store: RunStore) throws -> LabelDiagnostics {
+    /// `revisionStage`: the revise stage an original_vs_revision judge compares, so accept/reject
+    /// labels on its revisions count towards the human agreement.
+    public static func load(stage: String, store: RunStore, revisionStage: String? = nil) throws -> LabelDiagnostics {
         var d = LabelDiagnostics(labels: try JudgeStage.labels(stage: stage, store: store))
         d.calibration = try JudgeStage.calibration(stage: stage, store: store)
-        d.humanAgreement = try HumanAgreement.load(stage: stage, store: store)
+        d.humanAgreement = try HumanAgreement.load(stage: stage, store: store, revisionStage: revisionStage)
         return d
     }
 
@@ -155,14 +157,16 @@ public struct HumanAgreement: Sendable, Equatable, Codable {
     /// confusion[judge][human], verdict order candidate_0, candidate_1, tie.
     public var confusion: [[Int]]
 
-    /// Agreement of judge stage `stage` with its human verdicts (and, for original_vs_revision
-    /// pairs, the accept/reject verdicts on the revisions); nil when none were given.
-    public static func load(stage: String, store: RunStore) throws -> HumanAgreement? {
-        let labels = try JudgeStage.labels(stage: stage, store: store)
-        let byPair = HumanOverride.index(try store.humanLabels(stage: stage))
+    /// Agreement of judge stage `stage` with the human verdicts in force on its pairs (on the
+    /// pair itself, or for original_vs_revision pairs an accept/reject of the revision), in
+    /// candidate terms; stale labels (about text that has changed) are not counted. The judge's
+    /// verdict is a tie within 1e-4 of 0.5. Nil when no pair was reviewed.
+    public static func load(stage: String, store: RunStore, revisionStage: String? = nil) throws -> HumanAgreement? {
+        let resolved = try HumanOverride.resolve(store: store, judge: stage, revisionStage: revisionStage).byKey
+        guard !resolved.isEmpty else { return nil }
         var pairs: [(judge: Int, human: Int)] = []
-        for (row, label) in labels {
-            guard let human = byPair["\(row.record)\u{1F}\(row.sample)"]?.preference else { continue }
+        for (row, label) in try JudgeStage.labels(stage: stage, store: store) {
+            guard let human = resolved["\(row.record)\u{1F}\(row.sample)"]?.candidatePreference else { continue }
             pairs.append((RunComparison.verdict(label.probability), human))
         }
         return pairs.isEmpty ? nil : HumanAgreement(pairs: pairs)

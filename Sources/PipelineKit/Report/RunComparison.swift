@@ -109,10 +109,12 @@ public struct RunComparison: Sendable {
     /// 1 when candidate 0 (the revision) is preferred, -1 when the other is, 0 for a tie.
     static func verdict(_ p: Double) -> Int { p > 0.5 + tieTolerance ? 1 : (p < 0.5 - tieTolerance ? -1 : 0) }
 
-    /// P(revision better) per "record␟sample" from the last judge stage (P(candidate 0) for
-    /// judges of other pairings).
+    /// P(revision better) per "record␟sample" from the last judge stage comparing the run's
+    /// originals and revisions (none when no judge does).
     static func judgeProbabilities(_ view: RunView) throws -> [String: Double] {
-        guard let judge = view.judgeStage else { return [:] }
+        // Only a judge of this run's original and revision speaks to its revisions.
+        guard let stage = view.revisionStage?.id, let judge = HumanOverride.judge(comparing: stage, in: view.pipeline)
+                .flatMap({ view.pipeline.stage(id: $0) }) else { return [:] }
         var out: [String: Double] = [:]
         for (row, label) in try JudgeStage.labels(stage: judge.id, store: view.store) { out["\(row.record)\u{1F}\(row.sample)"] = label.probability }
         return out

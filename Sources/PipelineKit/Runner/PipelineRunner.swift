@@ -117,7 +117,7 @@ public final class PipelineRunner {
             "pipeline_name": pipeline.name,
             "pipeline_path": URL(fileURLWithPath: pipelinePath).standardizedFileURL.path,
             // Credentials in base URLs never reach the store (RunView decodes the masked text fine).
-            "pipeline_yaml": Secrets.redact((try? String(contentsOfFile: pipelinePath, encoding: .utf8)) ?? ""),
+            "pipeline_yaml": Secrets.redact((try? String(contentsOfFile: pipelinePath, encoding: .utf8)) ?? "", headers: false),
             "constitution_path": pipeline.constitution,
             "constitution_yaml": constitutionText,
             "constitution_sha256": SHA256.hex(constitutionTexts.joined(separator: "\u{1F}")),
@@ -209,8 +209,11 @@ public final class PipelineRunner {
                                                        revisionStage: spec.pairs == .originalVsRevision ? spec.input : nil, store: store)
         let hasRecords = try !store.records().isEmpty
         if labels.isEmpty && hasRecords { throw RunError.missingInput(stage: judge, input: judge) }
-        let chains = spec.pairs == .originalVsRevision
+        var chains = spec.pairs == .originalVsRevision
             ? try RevisionChain.load(stage: spec.input, store: store, constitution: constitution) : []
+        // The exported revision columns show a human's edit, as the chosen side does.
+        let resolved = try HumanOverride.resolve(store: store, judge: judge, revisionStage: chains.isEmpty ? nil : spec.input).byKey
+        for i in chains.indices { if let edited = resolved["\(chains[i].record)\u{1F}\(chains[i].sample)"]?.edited { chains[i].revision = edited } }
         let prompts = Dictionary(uniqueKeysWithValues: try store.records().map { ($0.id, $0.prompt) })
         return try Exporter.exportPreferences(format: format, labels: labels, chains: chains, prompts: prompts, seed: pipeline.seed,
                                               testFraction: testFraction, gate: spec.gate, to: out,

@@ -1,4 +1,5 @@
 import Foundation
+import ModelKit
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -58,26 +59,34 @@ public enum RunDirectory {
         let fm = FileManager.default
         guard fm.fileExists(atPath: database.path) else {
             let entries = ((try? fm.contentsOfDirectory(atPath: directory.path)) ?? [])
-                .filter { !ownFiles.contains($0) }.sorted()
+                .filter { !ownFiles.contains($0) || FileKind.of(directory.appendingPathComponent($0).path) != .regular }.sorted()
             if !entries.isEmpty && !force {
                 throw RunError.notEmpty(path: directory.path, entries: Array(entries.prefix(3)), count: entries.count)
             }
             return nil
         }
         let owner = try RunStore(directory: directory, create: false)
-        let name = try owner.meta("pipeline_name")
+        // Runs written before the name was stored: the name from the stored pipeline text.
+        var name = try owner.meta("pipeline_name")
+        if name == nil, let text = try owner.meta("pipeline_yaml"),
+           let node = try? YAMLDocument.parse(data: Data(text.utf8), file: "run.sqlite"),
+           let map = try? NodeReader(node: node, path: "", file: "run.sqlite").mapping(allowed: Pipeline.topKeys) {
+            name = try? map["name"]?.text()
+        }
         let ownerPath = try owner.meta("pipeline_path")
-        // Runs written before the name was stored carry no identity; they stay usable.
+        // A store with no pipeline text at all (a run stopped before its first write) is anyone's.
         guard let name, name != pipelineName else { return nil }
         guard force else { throw RunError.otherPipeline(path: directory.path, owner: name, ownerFile: ownerPath) }
+        // Everything of the other run moves into one folder beside it: store, report, exports,
+        // adapters and checkpoints alike, so nothing of it is overwritten or deleted.
         let stamp = ISO8601DateFormatter().string(from: Date()).replacingOccurrences(of: ":", with: "")
-        let aside = "run-\(name)-\(stamp).sqlite"
-        for suffix in ["", "-wal", "-shm"] {
-            let from = directory.appendingPathComponent("run.sqlite" + suffix)
-            guard fm.fileExists(atPath: from.path) else { continue }
-            try fm.moveItem(at: from, to: directory.appendingPathComponent(aside + suffix))
+        let aside = directory.appendingPathComponent("previous-\(name)-\(stamp)")
+        try fm.createDirectory(at: aside, withIntermediateDirectories: false)
+        for entry in try fm.contentsOfDirectory(atPath: directory.path)
+        where !ownFiles.contains(entry) && entry != aside.lastPathComponent && !entry.hasPrefix("previous-") {
+            try fm.moveItem(at: directory.appendingPathComponent(entry), to: aside.appendingPathComponent(entry))
         }
-        return "--force: the run of pipeline `\(name)` in \(directory.path) was moved to \(aside); a new run starts"
+        return "--force: the run of pipeline `\(name)` in \(directory.path) was moved to \(aside.lastPathComponent)/; a new run starts"
     }
 
     /// Every file the pipeline reads: itself, its constitutions, prompt sets and local model files.
@@ -126,8 +135,14 @@ public final class RunLock {
     /// Takes the lock or throws `RunError.locked` naming the process that holds it.
     public init(directory: URL) throws {
         let path = directory.appendingPathComponent("run.lock").path
-        descriptor = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
-        guard descriptor >= 0 else { throw RunError.cannotWrite(path: path) }
+        // O_NOFOLLOW and a regular-file check: a run.lock that is a link elsewhere is never truncated.
+        descriptor = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0o644)
+        var st = stat()
+        guard descriptor >= 0, fstat(descriptor, &st) == 0, FileKind.kind(mode: st.st_mode) == .regular else {
+            if descriptor >= 0 { close(descriptor) }
+            descriptor = -1
+            throw RunError.unsafeOutput(path: path, reason: "run.lock is not a regular file this process can open")
+        }
         guard flock(descriptor, LOCK_EX | LOCK_NB) == 0 else {
             let holder = (try? String(contentsOfFile: path, encoding: .utf8))?
                 .trimmingCharacters(in: .whitespacesAndNewlines)

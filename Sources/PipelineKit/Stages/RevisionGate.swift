@@ -37,20 +37,25 @@ public enum RevisionGate {
         public var gatedOut: Int
         public var humanRejected: Int
         public var humanEdited: Int
+        /// Human labels about a revision that has changed since (not applied).
+        public var humanStale: Int
 
         /// Provenance counts of the human labels used.
-        public var provenance: [String: Int] { ["rejected": humanRejected, "edited": humanEdited] }
+        public var provenance: [String: Int] { ["rejected": humanRejected, "edited": humanEdited, "stale": humanStale] }
     }
 
     /// The chains of `stage` that SFT data keeps; no gate keeps all but the human-rejected.
     public static func apply(_ chains: [RevisionChain], gate: String?, store: RunStore, stage: String, pipeline: Pipeline) throws -> Selection {
         let human = try HumanOverride.chains(chains, stage: stage, judge: gate ?? HumanOverride.judge(comparing: stage, in: pipeline), store: store)
-        guard let gate else { return Selection(kept: human.kept, gatedOut: 0, humanRejected: human.rejected, humanEdited: human.edited) }
+        guard let gate else {
+            return Selection(kept: human.kept, gatedOut: 0, humanRejected: human.rejected, humanEdited: human.edited, humanStale: human.stale)
+        }
         let verdicts = try verdicts(judge: gate, store: store)
         if verdicts.labelled == 0 && !chains.isEmpty { throw RunError.missingInput(stage: gate, input: gate) }
         let kept = human.kept.filter {
             human.accepted.contains("\($0.record)\u{1F}\($0.sample)") || verdicts.endorses(record: $0.record, sample: $0.sample)
         }
-        return Selection(kept: kept, gatedOut: human.kept.count - kept.count, humanRejected: human.rejected, humanEdited: human.edited)
+        return Selection(kept: kept, gatedOut: human.kept.count - kept.count, humanRejected: human.rejected, humanEdited: human.edited,
+                         humanStale: human.stale)
     }
 }

@@ -1,9 +1,12 @@
 import Foundation
-import ModelKit
 import GRDB
+import ModelKit
 
-/// A reviewer's verdict on one pair or revision, stored in the run's `human_labels` table
-/// (append-only; the latest row per stage, record and sample is the one in force).
+/// A reviewer's verdict on one pair or revision, stored in the run's `human_labels` table.
+/// Rows are appended; per stage, record and sample the labels in force are the newest value of
+/// each field among the rows about the same text (`subject`), so a later note does not undo an
+/// earlier verdict, and a label about a revision that has since changed no longer applies. The
+/// reviewer and time are those of the newest row.
 public struct HumanLabel: Sendable, Equatable {
     /// On a judge stage: which candidate is better (`candidate_0`, `candidate_1`, `tie`). On a
     /// revise stage: `accept` or `reject` the revision. Nil when the row only edits or notes.
@@ -20,9 +23,12 @@ public struct HumanLabel: Sendable, Equatable {
     public var note: String?
     public var reviewer: String
     public var time: String
+    /// SHA-256 of what was reviewed: a judge pair's two candidates, or a chain's original and
+    /// revision (`HumanLabel.subject`).
+    public var subject: String
 
     public init(stage: String, record: String, sample: Int, verdict: Verdict?, edited: String?, note: String?, reviewer: String,
-                time: String = ISO8601DateFormatter().string(from: Date())) {
+                subject: String, time: String = ISO8601DateFormatter().string(from: Date())) {
         self.stage = stage
         self.record = record
         self.sample = sample
@@ -30,8 +36,12 @@ public struct HumanLabel: Sendable, Equatable {
         self.edited = edited
         self.note = note
         self.reviewer = reviewer
+        self.subject = subject
         self.time = time
     }
+
+    /// The subject hash of two texts (candidates 0 and 1, or original and revision).
+    public static func subject(_ first: String, _ second: String) -> String { SHA256.hex(fields: [first, second]) }
 
     /// Candidate 0 better (1), candidate 1 better (-1), tie (0); for a revise-stage verdict the
     /// revision is candidate 0, as in an original_vs_revision pair. Nil without a verdict.
@@ -49,7 +59,7 @@ extension RunStore {
     static let humanLabelsSchema = """
         CREATE TABLE IF NOT EXISTS human_labels (
             id INTEGER PRIMARY KEY AUTOINCREMENT, stage TEXT NOT NULL, record TEXT NOT NULL, sample INTEGER NOT NULL,
-            verdict TEXT, edited TEXT, note TEXT, reviewer TEXT NOT NULL, time TEXT NOT NULL);
+            verdict TEXT, edited TEXT, note TEXT, reviewer TEXT NOT NULL, time TEXT NOT NULL, subject TEXT NOT NULL);
         """
 
     /// Appends human labels in one transaction (all or nothing).
@@ -57,24 +67,22 @@ extension RunStore {
         try queue.write { db in
             try db.execute(sql: Self.humanLabelsSchema)
             for l in labels {
-                try db.execute(sql: "INSERT INTO human_labels (stage, record, sample, verdict, edited, note, reviewer, time) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                               arguments: [l.stage, l.record, l.sample, l.verdict?.rawValue, l.edited.map(StoredText.encode),
-                                           l.note.map(StoredText.encode), l.reviewer, l.time])
+                try db.execute(sql: """
+                    INSERT INTO human_labels (stage, record, sample, verdict, edited, note, reviewer, time, subject)
+                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+                    """, arguments: [l.stage, l.record, l.sample, l.verdict?.rawValue, l.edited.map(StoredText.encode),
+                                     l.note.map(StoredText.encode), l.reviewer, l.time, l.subject])
             }
         }
     }
 
-    /// The labels in force (latest per stage, record and sample), in stage and record order;
-    /// empty for runs without the table.
+    /// The labels in force per stage, record and sample (see `HumanLabel`), in stage and record
+    /// order; empty for runs without the table.
     public func humanLabels(stage: String? = nil) throws -> [HumanLabel] {
-        try queue.read { db in
+        let rows: [HumanLabel] = try queue.read { db in
             guard try Bool.fetchOne(db, sql: "SELECT count(*) > 0 FROM sqlite_master WHERE name = 'human_labels'") == true else { return [] }
-            let rows = try Row.fetchAll(db, sql: """
-                SELECT * FROM human_labels h WHERE id = (SELECT max(id) FROM human_labels g
-                    WHERE g.stage = h.stage AND g.record = h.record AND g.sample = h.sample)
-                \(stage == nil ? "" : "AND stage = ?") ORDER BY stage, record, sample
-                """, arguments: stage.map { [$0] } ?? [])
-            return try rows.map { row in
+            return try Row.fetchAll(db, sql: "SELECT * FROM human_labels \(stage == nil ? "" : "WHERE stage = ?") ORDER BY id",
+                                    arguments: stage.map { [$0] } ?? []).map { row in
                 let verdictText: String? = row["verdict"]
                 let verdict = try verdictText.map { text -> HumanLabel.Verdict in
                     guard let v = HumanLabel.Verdict(rawValue: text) else {
@@ -86,37 +94,106 @@ extension RunStore {
                 let edited: String? = row["edited"], note: String? = row["note"]
                 return HumanLabel(stage: row["stage"], record: row["record"], sample: row["sample"], verdict: verdict,
                                   edited: edited.map(StoredText.decode), note: note.map(StoredText.decode),
-                                  reviewer: row["reviewer"], time: row["time"])
+                                  reviewer: row["reviewer"], subject: row["subject"], time: row["time"])
             }
         }
+        // Newest first per key: its subject decides which rows still count; each field takes the
+        // newest value given among them.
+        var folded: [String: HumanLabel] = [:]
+        var order: [String] = []
+        for row in rows.reversed() {
+            let key = "\(row.stage)\u{1F}\(row.record)\u{1F}\(row.sample)"
+            guard var label = folded[key] else {
+                folded[key] = row
+                order.append(key)
+                continue
+            }
+            guard row.subject == label.subject else { continue }
+            label.verdict = label.verdict ?? row.verdict
+            label.edited = label.edited ?? row.edited
+            label.note = label.note ?? row.note
+            folded[key] = label
+        }
+        return order.compactMap { folded[$0] }.sorted { ($0.stage, $0.record, $0.sample) < ($1.stage, $1.record, $1.sample) }
     }
 }
 
 /// Human labels take precedence over the judge's wherever labels and revisions flow onward:
-/// exports, training data and the revision gate.
+/// exports, training data and the revision gate. One resolution serves all of them.
 public enum HumanOverride {
-    /// Labels of judge stage `judge` with human verdicts applied: a verdict on the pair (or, for
-    /// original_vs_revision pairs, an accept/reject of the revision) sets P(candidate 0) to 1, 0
-    /// or 0.5 (a tie, below any confidence bar); an edited revision replaces the revision side.
+    /// What the humans said about one record and sample, in force and about the current text.
+    public struct Resolved: Sendable, Equatable {
+        /// In candidate terms: 1 candidate 0 better, -1 candidate 1 better, 0 tie.
+        public var candidatePreference: Int?
+        /// In revision terms (original_vs_revision pairs and revise stages): 1 revision better,
+        /// -1 original better, 0 tie.
+        public var revisionPreference: Int?
+        public var edited: String?
+    }
+
+    /// Resolves the labels of judge stage `judge` (its stored pairs) and of revise stage
+    /// `revisionStage` (its chains): a judge-stage verdict or edit comes first, a revise-stage one
+    /// second; labels whose subject no longer matches the stored text are stale and ignored.
+    public static func resolve(store: RunStore, judge: String?, revisionStage: String?) throws
+        -> (byKey: [String: Resolved], stale: Int) {
+        var out: [String: Resolved] = [:], stale = 0
+        var revisionIndex: [String: Int] = [:]
+        if let judge {
+            let labels = index(try store.humanLabels(stage: judge))
+            if !labels.isEmpty {
+                for (row, label) in try JudgeStage.labels(stage: judge, store: store) {
+                    let key = "\(row.record)\u{1F}\(row.sample)"
+                    let ri = (0..<2).first { SLCAIStages.extraValue(row, "candidate_\($0)") == "revision" }
+                    if let ri { revisionIndex[key] = ri }
+                    guard let human = labels[key], label.candidates.count == 2 else { continue }
+                    guard human.subject == HumanLabel.subject(label.candidates[0], label.candidates[1]) else { stale += 1; continue }
+                    var r = out[key] ?? Resolved()
+                    r.candidatePreference = human.preference
+                    if let p = human.preference, let ri { r.revisionPreference = ri == 0 ? p : -p }
+                    if ri != nil { r.edited = human.edited }
+                    out[key] = r
+                }
+            }
+        }
+        if let revisionStage {
+            let labels = index(try store.humanLabels(stage: revisionStage))
+            if !labels.isEmpty {
+                for chain in try RevisionChain.load(stage: revisionStage, store: store, constitution: nil) {
+                    let key = "\(chain.record)\u{1F}\(chain.sample)"
+                    guard let human = labels[key] else { continue }
+                    guard human.subject == HumanLabel.subject(chain.original, chain.revision) else { stale += 1; continue }
+                    var r = out[key] ?? Resolved()
+                    r.revisionPreference = r.revisionPreference ?? human.preference
+                    if r.candidatePreference == nil, let p = human.preference, let ri = revisionIndex[key] {
+                        r.candidatePreference = ri == 0 ? p : -p
+                    }
+                    r.edited = r.edited ?? human.edited
+                    out[key] = r
+                }
+            }
+        }
+        return (out, stale)
+    }
+
+    /// Labels of judge stage `judge` with human verdicts applied: P(candidate 0) becomes 1, 0 or
+    /// 0.5 (a tie, below any confidence bar) and an edited revision replaces the revision side.
     /// Returns the labels and how many carry a human verdict.
     public static func labels(_ labels: [(row: OutputRow, label: PairLabel)], judge: String, revisionStage: String?,
                               store: RunStore) throws -> (labels: [(row: OutputRow, label: PairLabel)], human: Int) {
-        let byJudge = index(try store.humanLabels(stage: judge))
-        let byRevision = try revisionStage.map { index(try store.humanLabels(stage: $0)) } ?? [:]
+        let resolved = try resolve(store: store, judge: judge, revisionStage: revisionStage).byKey
         var human = 0
         let out = labels.map { item -> (row: OutputRow, label: PairLabel) in
-            let key = "\(item.row.record)\u{1F}\(item.row.sample)"
+            guard let r = resolved["\(item.row.record)\u{1F}\(item.row.sample)"] else { return item }
             var label = item.label
-            let revisionIndex = (0..<2).first { SLCAIStages.extraValue(item.row, "candidate_\($0)") == "revision" }
-            let onPair = byJudge[key], onRevision = revisionIndex != nil ? byRevision[key] : nil
-            if let preference = onPair?.preference ?? onRevision?.preference.map({ revisionIndex == 1 ? -$0 : $0 }) {
-                label.probability = preference > 0 ? 1 : (preference < 0 ? 0 : 0.5)
-                label.belowConfidence = preference == 0
+            if let p = r.candidatePreference {
+                label.probability = p > 0 ? 1 : (p < 0 ? 0 : 0.5)
+                label.belowConfidence = p == 0
                 label.method = "human"
                 human += 1
             }
-            if let revisionIndex, let edited = onPair?.edited ?? onRevision?.edited, label.candidates.count == 2 {
-                label.candidates[revisionIndex] = edited
+            if let edited = r.edited, label.candidates.count == 2,
+               let ri = (0..<2).first(where: { SLCAIStages.extraValue(item.row, "candidate_\($0)") == "revision" }) {
+                label.candidates[ri] = edited
             }
             return (item.row, label)
         }
@@ -124,37 +201,25 @@ public enum HumanOverride {
     }
 
     /// Revision chains of `stage` with human edits applied and the revisions a human rejected
-    /// (on the revise stage, or by preferring the original in `judge`'s pair) left out. `accepted`
-    /// holds the "record␟sample" keys a human accepted (they pass any revision gate).
+    /// left out (a human tie neither keeps nor drops: the judge and gate decide). `accepted` holds
+    /// the "record␟sample" keys a human accepted (they pass any revision gate).
     public static func chains(_ chains: [RevisionChain], stage: String, judge: String?, store: RunStore) throws
-        -> (kept: [RevisionChain], rejected: Int, edited: Int, accepted: Set<String>) {
-        let byRevision = index(try store.humanLabels(stage: stage))
-        var byJudge: [String: HumanLabel] = [:]
-        var revisionIndex: [String: Int] = [:]
-        if let judge {
-            byJudge = index(try store.humanLabels(stage: judge))
-            for row in try store.outputs(stage: judge) where byJudge["\(row.record)\u{1F}\(row.sample)"] != nil {
-                if let i = (0..<2).first(where: { SLCAIStages.extraValue(row, "candidate_\($0)") == "revision" }) {
-                    revisionIndex["\(row.record)\u{1F}\(row.sample)"] = i
-                }
-            }
-        }
+        -> (kept: [RevisionChain], rejected: Int, edited: Int, accepted: Set<String>, stale: Int) {
+        let (resolved, stale) = try resolve(store: store, judge: judge, revisionStage: stage)
         var kept: [RevisionChain] = [], rejected = 0, edited = 0
         var accepted = Set<String>()
         for var chain in chains {
             let key = "\(chain.record)\u{1F}\(chain.sample)"
-            var preference = byRevision[key]?.preference
-            if preference == nil, let p = byJudge[key]?.preference, let i = revisionIndex[key] { preference = i == 0 ? p : -p }
-            if preference == -1 { rejected += 1; continue }
-            if preference == 1 { accepted.insert(key) }
-            let judgeEdit = revisionIndex[key] != nil ? byJudge[key]?.edited : nil
-            if let text = byRevision[key]?.edited ?? judgeEdit {
+            let r = resolved[key]
+            if r?.revisionPreference == -1 { rejected += 1; continue }
+            if r?.revisionPreference == 1 { accepted.insert(key) }
+            if let text = r?.edited {
                 chain.revision = text
                 edited += 1
             }
             kept.append(chain)
         }
-        return (kept, rejected, edited, accepted)
+        return (kept, rejected, edited, accepted, stale)
     }
 
     /// The judge stage whose pairs compare `stage`'s originals and revisions (the last one).

@@ -11,15 +11,21 @@ import ModelKit
 public enum HumanLabelsFile {
     /// Reads and checks every row against the run; nothing is stored unless all rows are good.
     public static func read(path: String, view: RunView, reviewer defaultReviewer: String) throws -> [HumanLabel] {
-        let judges = Dictionary(uniqueKeysWithValues: try view.pipeline.stages.compactMap { stage -> (String, [String: OutputRow])? in
+        // What each label can be about, with the subject hash of the text reviewed.
+        let judges = Dictionary(uniqueKeysWithValues: try view.pipeline.stages.compactMap { stage -> (String, [String: (OutputRow, String)])? in
             guard case .judge = stage.kind else { return nil }
-            return (stage.id, Dictionary(try view.store.outputs(stage: stage.id).map { ("\($0.record)\u{1F}\($0.sample)", $0) },
-                                         uniquingKeysWith: { a, _ in a }))
+            return (stage.id, Dictionary(try JudgeStage.labels(stage: stage.id, store: view.store).compactMap { item in
+                item.label.candidates.count == 2
+                    ? ("\(item.row.record)\u{1F}\(item.row.sample)", (item.row, HumanLabel.subject(item.label.candidates[0], item.label.candidates[1])))
+                    : nil
+            }, uniquingKeysWith: { a, _ in a }))
         })
-        let revisers = Dictionary(uniqueKeysWithValues: try view.pipeline.stages.compactMap { stage -> (String, Set<String>)? in
+        let revisers = Dictionary(uniqueKeysWithValues: try view.pipeline.stages.compactMap { stage -> (String, [String: String])? in
             switch stage.kind {
             case .revise, .critiqueRevise:
-                return (stage.id, Set(try view.chains(stage: stage.id).map { "\($0.record)\u{1F}\($0.sample)" }))
+                return (stage.id, Dictionary(try view.chains(stage: stage.id).map {
+                    ("\($0.record)\u{1F}\($0.sample)", HumanLabel.subject($0.original, $0.revision))
+                }, uniquingKeysWith: { a, _ in a }))
             default: return nil
             }
         })
@@ -45,7 +51,9 @@ public enum HumanLabelsFile {
                 throw fail("give at least one of `verdict`, `edited_revision`, `note`")
             }
             var verdict: HumanLabel.Verdict?
-            if let row = judges[stage]?[key] {
+            let subject: String
+            if let (row, pairSubject) = judges[stage]?[key] {
+                subject = pairSubject
                 let revisionIndex = (0..<2).first { SLCAIStages.extraValue(row, "candidate_\($0)") == "revision" }
                 if let text = verdictText {
                     switch text {
@@ -59,7 +67,8 @@ public enum HumanLabelsFile {
                     }
                 }
                 if edited != nil && revisionIndex == nil { throw fail("at key `edited_revision`: judge `\(stage)` does not compare original and revision") }
-            } else if let chains = revisers[stage], chains.contains(key) {
+            } else if let chainSubject = revisers[stage]?[key] {
+                subject = chainSubject
                 if let text = verdictText {
                     switch text {
                     case "accept", "revision": verdict = .accept
@@ -73,7 +82,7 @@ public enum HumanLabelsFile {
                 throw fail("at key `record`: stage `\(stage)` has no record `\(TerminalText.excerpt(record))` sample \(sample)")
             }
             out.append(HumanLabel(stage: stage, record: record, sample: sample, verdict: verdict, edited: edited, note: note,
-                                  reviewer: try string("reviewer") ?? defaultReviewer))
+                                  reviewer: try string("reviewer") ?? defaultReviewer, subject: subject))
             return true
         }
         if out.isEmpty { throw ConfigError.jsonl(file: path, line: 1, byteOffset: 0, message: "no labels in the file") }
@@ -93,15 +102,23 @@ public enum HumanLabelsFile {
             if let e = label.edited { row["edited_revision"] = e }
             if let n = label.note { row["note"] = n }
             var pair: (String, String)?
+            var current: String?
             if case .judge? = view.pipeline.stage(id: label.stage)?.kind,
                let stored = try view.store.outputs(stage: label.stage).first(where: { $0.record == label.record && $0.sample == label.sample }),
                let candidates = try JudgeStage.labels(stage: label.stage, store: view.store)
                 .first(where: { $0.row.record == stored.record && $0.row.sample == stored.sample })?.label.candidates, candidates.count == 2 {
+                current = HumanLabel.subject(candidates[0], candidates[1])
                 var c = candidates
                 if let e = label.edited, let i = (0..<2).first(where: { SLCAIStages.extraValue(stored, "candidate_\($0)") == "revision" }) { c[i] = e }
                 pair = (c[0], c[1])
             } else if let chain = try view.chains(stage: label.stage).first(where: { $0.record == label.record && $0.sample == label.sample }) {
+                current = HumanLabel.subject(chain.original, chain.revision)
                 pair = (label.edited ?? chain.revision, chain.original)
+            }
+            if current != label.subject {
+                // About a text that has changed since (or is gone): kept, marked, without a pair.
+                row["stale"] = true
+                pair = nil
             }
             if let (a, b) = pair {
                 row["prompt"] = prompts[label.record] ?? ""

@@ -93,7 +93,9 @@ public final class RunStore: @unchecked Sendable {
             components.scheme = "file"
             components.path = url.path
             components.queryItems = [URLQueryItem(name: "immutable", value: "1")]
-            queue = try DatabaseQueue(path: components.string ?? url.path, configuration: configuration)
+            do { queue = try DatabaseQueue(path: components.string ?? url.path, configuration: configuration) } catch let error as DatabaseError {
+                throw RunError.unreadableStore(path: url.path, message: error.message ?? "\(error)")
+            }
         } catch let error as DatabaseError {
             throw RunError.unreadableStore(path: url.path, message: error.message ?? "\(error)")
         }
@@ -310,7 +312,7 @@ public enum RunError: LocalizedError, Sendable, Equatable {
             return "\(path): the folder holds other files (\(shown)) and no run; choose an empty folder, or pass --force to write the run among them"
         case .otherPipeline(let path, let owner, let ownerFile):
             return "\(path): holds the run of pipeline `\(owner)`" + (ownerFile.map { " (\($0))" } ?? "")
-                + "; a run directory belongs to one pipeline. Choose another output, or pass --force to move that run aside (run-\(owner)-<time>.sqlite) and start a new one"
+                + "; a run directory belongs to one pipeline. Choose another output, or pass --force to move that run into previous-\(owner)-<time>/ and start a new one"
         case .unreadableStore(let path, let message):
             return "\(path): cannot read the run store: \(message) (damaged, or not a run store)"
         case .readOnlyWithJournal(let path):
