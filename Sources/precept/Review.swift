@@ -173,6 +173,7 @@ extension Precept {
         @Argument(help: "A run directory.") var directory: String
         @Option(name: .customLong("import"), help: "Human labels to add (JSONL).") var importFile: String?
         @Option(help: "Write the run's human labels here (JSONL).") var exportLabels: String?
+        @Flag(help: "With --export-labels: only decided pairs (a calibration or gold file for the judge as it is).") var decidedOnly = false
         @Option(help: "Reviewer name for imported rows without `reviewer`.") var reviewer = ProcessInfo.processInfo.environment["USER"] ?? "reviewer"
 
         func validate() throws {
@@ -192,7 +193,7 @@ extension Precept {
                     print("imported \(labels.count) human labels (\(verdicts) verdicts, \(edits) edited revisions) into \(run.appendingPathComponent("run.sqlite").path)")
                 }
                 if let exportLabels {
-                    let rows = try HumanLabelsFile.rows(view: try RunView(directory: run))
+                    let rows = try HumanLabelsFile.rows(view: try RunView(directory: run), decidedOnly: decidedOnly)
                     let lines = try rows.map { String(decoding: try JSONSerialization.data(withJSONObject: $0, options: [.sortedKeys, .withoutEscapingSlashes]), as: UTF8.self) }
                     do { try (lines.joined(separator: "\n") + (lines.isEmpty ? "" : "\n")).write(toFile: exportLabels, atomically: true, encoding: .utf8) } catch {
                         throw RunError.cannotWrite(path: exportLabels)

@@ -87,6 +87,14 @@ import Testing
         #expect(exported.first { $0["record"] as? String == "r1" }?["better"] == nil)
         #expect(exported.first { $0["record"] as? String == "r1" }?["reviewer"] as? String == "bo")
 
+        // Decided pairs only: a calibration / gold file as `precept judge` reads it.
+        let gold = f.directory.appendingPathComponent("gold.jsonl")
+        #expect(try CLI.run(["review", run.path, "--export-labels", gold.path, "--decided-only"]).status == 0)
+        let goldRows = try PairsFile.read(path: gold.path, requireGold: true)
+        // One row per pair, the judge-stage verdict first: r0 and r4 prefer the original, r2 and
+        // r5 the revision (r5's revise-stage reject is superseded); r1's tie and r3's note are out.
+        #expect(goldRows.count == 4 && goldRows.filter { $0.better == "b" }.count == 2, "\(goldRows.map { ($0.prompt, $0.better ?? "-") })")
+
         // A label about a revision that has changed since no longer applies: r4's revision is
         // rewritten (as a rerun after a constitution edit would), so its rejection is stale.
         let writer = try RunStore(directory: run)

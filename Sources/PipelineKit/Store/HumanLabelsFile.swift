@@ -92,7 +92,9 @@ public enum HumanLabelsFile {
     /// The run's human labels in force, one JSON object per line, each with the pair it judges
     /// (`prompt`, `response_a`, `response_b`, `better`: the pairs format `precept judge` and
     /// judge calibration read; `better` is absent for a tie or a label without verdict).
-    public static func rows(view: RunView) throws -> [[String: Any]] {
+    /// `decidedOnly`: only rows with a pair and a `better` (no ties, notes or stale labels), so
+    /// the file serves as a judge's `calibration:` file or `precept judge` gold as it is.
+    public static func rows(view: RunView, decidedOnly: Bool = false) throws -> [[String: Any]] {
         let prompts = Dictionary(uniqueKeysWithValues: view.records.map { ($0.id, $0.prompt) })
         var out: [[String: Any]] = []
         for label in try view.store.humanLabels() {
@@ -126,8 +128,14 @@ public enum HumanLabelsFile {
                 row["response_b"] = b
                 if let p = label.preference, p != 0 { row["better"] = p > 0 ? "a" : "b" }
             }
+            if decidedOnly && row["better"] == nil { continue }
             out.append(row)
         }
-        return out
+        guard decidedOnly else { return out }
+        // One row per record and sample, the judge's pair first (the precedence exports use).
+        var seen = Set<String>()
+        let judgeFirst = out.filter { if case .judge? = view.pipeline.stage(id: $0["stage"] as? String ?? "")?.kind { return true }; return false }
+            + out.filter { if case .judge? = view.pipeline.stage(id: $0["stage"] as? String ?? "")?.kind { return false }; return true }
+        return judgeFirst.filter { seen.insert("\($0["record"] ?? "")\u{1F}\($0["sample"] ?? "")").inserted }
     }
 }
