@@ -30,6 +30,10 @@ extension Precept {
                 let color = !plain && isatty(STDOUT_FILENO) == 1
                 let probabilities = try view.revisionProbabilities()
                 let verdicts = try view.gateVerdicts()
+                let stageID = view.revisionStage?.id
+                let human = try stageID.map {
+                    try HumanOverride.resolve(store: view.store, judge: HumanOverride.judge(comparing: $0, in: view.pipeline), revisionStage: $0).byKey
+                } ?? [:]
                 func bold(_ s: String) -> String { color ? "\u{1B}[1m\(s)\u{1B}[0m" : s }
                 for c in slice {
                     // Model and prompt text may hold terminal escape sequences: shown, never obeyed.
@@ -38,12 +42,20 @@ extension Precept {
                     print(bold("── \(e(c.record, true)) · sample \(c.sample) · principle \(e(c.principle ?? "none", true)) · rounds \(c.rounds)\(flags)"))
                     print("Prompt:    \(e(c.prompt, true))")
                     print("Critique:  \(e(c.critique, true))")
+                    let reviewed = human["\(c.record)\u{1F}\(c.sample)"]
                     if let p = probabilities["\(c.record)\u{1F}\(c.sample)"] {
                         let endorsed = verdicts?.endorses(record: c.record, sample: c.sample) == true
                         print(String(format: "Judge:     P(revision better) = %.3f · %@", p,
-                                     endorsed ? "endorsed" : "not endorsed (a revision gate leaves it out)"))
+                                     endorsed ? "endorsed" : (reviewed?.revisionPreference == 1 ? "not endorsed (kept: a human accepted it)"
+                                                              : "not endorsed (a revision gate leaves it out)")))
                     }
-                    let pieces = WordDiff.diff(e(c.original, true), e(c.revision, true))
+                    if let reviewed, reviewed.revisionPreference != nil || reviewed.edited != nil {
+                        let verdict = ["-1": "original preferred (left out of SFT data)", "0": "tie", "1": "revision accepted"][
+                            reviewed.revisionPreference.map(String.init) ?? ""] ?? "no verdict"
+                        print("Human:     \(verdict)" + (reviewed.edited != nil ? " · revision edited (shown below)" : ""))
+                    }
+                    let revision = reviewed?.edited ?? c.revision
+                    let pieces = WordDiff.diff(e(c.original, true), e(revision, true))
                     print("Revision:  \(color ? WordDiff.colored(pieces) : WordDiff.plain(pieces))")
                     print("")
                 }

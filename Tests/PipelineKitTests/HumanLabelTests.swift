@@ -87,6 +87,11 @@ import Testing
         #expect(exported.first { $0["record"] as? String == "r1" }?["better"] == nil)
         #expect(exported.first { $0["record"] as? String == "r1" }?["reviewer"] as? String == "bo")
 
+        // precept diff shows the human verdicts and the edited text.
+        let diff = try CLI.run(["diff", run.path, "--plain"])
+        #expect(diff.stdout.contains("Human:     original preferred (left out of SFT data)"), "\(diff.stdout)")
+        #expect(diff.stdout.contains("Human:     revision accepted · revision edited (shown below)") && diff.stdout.contains("Human-written answer."))
+
         // Decided pairs only: a calibration / gold file as `precept judge` reads it.
         let gold = f.directory.appendingPathComponent("gold.jsonl")
         #expect(try CLI.run(["review", run.path, "--export-labels", gold.path, "--decided-only"]).status == 0)
