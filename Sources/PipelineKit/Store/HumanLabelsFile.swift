@@ -97,7 +97,24 @@ public enum HumanLabelsFile {
     public static func rows(view: RunView, decidedOnly: Bool = false) throws -> [[String: Any]] {
         let prompts = Dictionary(uniqueKeysWithValues: view.records.map { ($0.id, $0.prompt) })
         var out: [[String: Any]] = []
+        // Each stage's stored pairs and chains, read once.
+        var pairsOf: [String: [String: (row: OutputRow, label: PairLabel)]] = [:]
+        var chainsOf: [String: [String: RevisionChain]] = [:]
+        func pairs(_ stage: String) throws -> [String: (row: OutputRow, label: PairLabel)] {
+            if let cached = pairsOf[stage] { return cached }
+            let read = Dictionary(try JudgeStage.labels(stage: stage, store: view.store).map { ("\($0.row.record)\u{1F}\($0.row.sample)", $0) },
+                                  uniquingKeysWith: { a, _ in a })
+            pairsOf[stage] = read
+            return read
+        }
+        func chains(_ stage: String) throws -> [String: RevisionChain] {
+            if let cached = chainsOf[stage] { return cached }
+            let read = Dictionary(try view.chains(stage: stage).map { ("\($0.record)\u{1F}\($0.sample)", $0) }, uniquingKeysWith: { a, _ in a })
+            chainsOf[stage] = read
+            return read
+        }
         for label in try view.store.humanLabels() {
+            let key = "\(label.record)\u{1F}\(label.sample)"
             var row: [String: Any] = ["stage": label.stage, "record": label.record, "sample": label.sample,
                                       "reviewer": label.reviewer, "time": label.time]
             if let v = label.verdict { row["verdict"] = v.rawValue }
@@ -105,15 +122,13 @@ public enum HumanLabelsFile {
             if let n = label.note { row["note"] = n }
             var pair: (String, String)?
             var current: String?
-            if case .judge? = view.pipeline.stage(id: label.stage)?.kind,
-               let stored = try view.store.outputs(stage: label.stage).first(where: { $0.record == label.record && $0.sample == label.sample }),
-               let candidates = try JudgeStage.labels(stage: label.stage, store: view.store)
-                .first(where: { $0.row.record == stored.record && $0.row.sample == stored.sample })?.label.candidates, candidates.count == 2 {
+            if case .judge? = view.pipeline.stage(id: label.stage)?.kind, let item = try pairs(label.stage)[key], item.label.candidates.count == 2 {
+                let stored = item.row, candidates = item.label.candidates
                 current = HumanLabel.subject(candidates[0], candidates[1])
                 var c = candidates
                 if let e = label.edited, let i = (0..<2).first(where: { SLCAIStages.extraValue(stored, "candidate_\($0)") == "revision" }) { c[i] = e }
                 pair = (c[0], c[1])
-            } else if let chain = try view.chains(stage: label.stage).first(where: { $0.record == label.record && $0.sample == label.sample }) {
+            } else if let chain = try chains(label.stage)[key] {
                 current = HumanLabel.subject(chain.original, chain.revision)
                 pair = (label.edited ?? chain.revision, chain.original)
             }
