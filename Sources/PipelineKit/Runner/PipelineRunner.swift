@@ -204,15 +204,14 @@ public final class PipelineRunner {
     public static func exportPreferences(format: ExportFormat, judge: String, store: RunStore, pipeline: Pipeline,
                                          constitution: Constitution, testFraction: Double, to out: URL) throws -> ExportSummary {
         guard case .judge(let spec)? = pipeline.stage(id: judge)?.kind else { throw RunError.unknownStage(judge, suggestion: nil) }
-        // A human verdict, where one exists, replaces the judge's label.
-        let (labels, human) = try HumanOverride.labels(try JudgeStage.labels(stage: judge, store: store), judge: judge,
-                                                       revisionStage: spec.pairs == .originalVsRevision ? spec.input : nil, store: store)
+        // A human verdict, where one exists, replaces the judge's label; the exported revision
+        // columns show a human's edit, as the chosen side does. Resolved once for both.
+        let revisionStage = spec.pairs == .originalVsRevision ? spec.input : nil
+        let resolved = try HumanOverride.resolve(store: store, judge: judge, revisionStage: revisionStage).byKey
+        let (labels, human) = HumanOverride.apply(resolved, to: try JudgeStage.labels(stage: judge, store: store))
         let hasRecords = try !store.records().isEmpty
         if labels.isEmpty && hasRecords { throw RunError.missingInput(stage: judge, input: judge) }
-        var chains = spec.pairs == .originalVsRevision
-            ? try RevisionChain.load(stage: spec.input, store: store, constitution: constitution) : []
-        // The exported revision columns show a human's edit, as the chosen side does.
-        let resolved = try HumanOverride.resolve(store: store, judge: judge, revisionStage: chains.isEmpty ? nil : spec.input).byKey
+        var chains = try revisionStage.map { try RevisionChain.load(stage: $0, store: store, constitution: constitution) } ?? []
         for i in chains.indices { if let edited = resolved["\(chains[i].record)\u{1F}\(chains[i].sample)"]?.edited { chains[i].revision = edited } }
         let prompts = Dictionary(uniqueKeysWithValues: try store.records().map { ($0.id, $0.prompt) })
         return try Exporter.exportPreferences(format: format, labels: labels, chains: chains, prompts: prompts, seed: pipeline.seed,

@@ -180,7 +180,12 @@ public enum HumanOverride {
     /// Returns the labels and how many carry a human verdict.
     public static func labels(_ labels: [(row: OutputRow, label: PairLabel)], judge: String, revisionStage: String?,
                               store: RunStore) throws -> (labels: [(row: OutputRow, label: PairLabel)], human: Int) {
-        let resolved = try resolve(store: store, judge: judge, revisionStage: revisionStage).byKey
+        apply(try resolve(store: store, judge: judge, revisionStage: revisionStage).byKey, to: labels)
+    }
+
+    /// `labels` with already-resolved human labels applied (see `labels(_:judge:revisionStage:store:)`).
+    public static func apply(_ resolved: [String: Resolved],
+                             to labels: [(row: OutputRow, label: PairLabel)]) -> (labels: [(row: OutputRow, label: PairLabel)], human: Int) {
         var human = 0
         let out = labels.map { item -> (row: OutputRow, label: PairLabel) in
             guard let r = resolved["\(item.row.record)\u{1F}\(item.row.sample)"] else { return item }
