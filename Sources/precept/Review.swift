@@ -172,8 +172,13 @@ extension Precept {
     struct ReviewLabels: ParsableCommand {
         static let configuration = CommandConfiguration(
             commandName: "review",
-            abstract: "Human labels of a run: import them from JSONL, or export them (the browser review app is not built yet).",
+            abstract: "Review a run in the browser (human verdicts, edits, notes), or import and export human labels.",
             discussion: """
+                Without --import or --export-labels: serves the review app on loopback and prints its URL, which \
+                carries a random access token. Keys: j/k move, a/b/t verdict (A better = accept the revision), \
+                e edit the revision, n note, u undo. Each action is written to the run's store at once; it is safe \
+                while `precept run` writes the same run.
+
                 --import rows: record, sample (0), stage (last judge stage), verdict (candidate_0 | candidate_1 | tie | \
                 revision | original on a judge stage; accept | reject on a revise stage), edited_revision, note, reviewer. \
                 Human verdicts then replace the judge's labels in exports and training, edited revisions replace \
@@ -186,12 +191,17 @@ extension Precept {
         @Option(name: .customLong("import"), help: "Human labels to add (JSONL).") var importFile: String?
         @Option(help: "Write the run's human labels here (JSONL).") var exportLabels: String?
         @Flag(help: "With --export-labels: only decided pairs (a calibration or gold file for the judge as it is).") var decidedOnly = false
-        @Option(help: "Reviewer name for imported rows without `reviewer`.") var reviewer = ProcessInfo.processInfo.environment["USER"] ?? "reviewer"
+        @Option(help: "Reviewer name for the labels written (and for imported rows without `reviewer`).")
+        var reviewer = ProcessInfo.processInfo.environment["USER"] ?? "reviewer"
+        @Option(help: "The review app's port (0: any free port).") var port: Int = 8470
+        @Option(help: "The address to listen on. Anything but loopback exposes the run to the network (the token still applies).")
+        var host = "127.0.0.1"
+        @Flag(help: "Serve without writes.") var readOnly = false
 
         func validate() throws {
-            if importFile == nil && exportLabels == nil {
-                throw ValidationError("give --import FILE or --export-labels FILE (the browser review app is not built yet)")
-            }
+            guard (0...65535).contains(port) else { throw ValidationError("--port must be in 0…65535") }
+            guard !reviewer.isEmpty else { throw ValidationError("--reviewer must not be empty") }
+            if readOnly && importFile != nil { throw ValidationError("--read-only and --import cannot go together") }
         }
 
         func run() throws {
@@ -203,6 +213,13 @@ extension Precept {
                     try RunStore(directory: run).saveHumanLabels(labels)
                     let verdicts = labels.filter { $0.verdict != nil }.count, edits = labels.filter { $0.edited != nil }.count
                     print("imported \(labels.count) human labels (\(verdicts) verdicts, \(edits) edited revisions) into \(run.appendingPathComponent("run.sqlite").path)")
+                }
+                if importFile == nil && exportLabels == nil {
+                    let session = try ReviewSession(directory: run, reviewer: reviewer, readOnly: readOnly)
+                    if !["127.0.0.1", "::1", "localhost"].contains(host) {
+                        note("warning: --host \(host) is not loopback: anyone who can reach this address and port and has the URL's token can read this run\(readOnly ? "" : " and write labels")")
+                    }
+                    try ReviewServer.serve(session: session, host: host, port: UInt16(port))
                 }
                 if let exportLabels {
                     let rows = try HumanLabelsFile.rows(view: try RunView(directory: run), decidedOnly: decidedOnly)

@@ -69,7 +69,10 @@ public enum HTMLReport {
         """
         html += summary(view, rows: rows, chains: chains)
         if let judge = view.judgeStage {
-            let diagnostics = try LabelDiagnostics.load(stage: judge.id, store: view.store)
+            // Judge-vs-human agreement counts revise-stage verdicts too when the judge compares that stage.
+            var revisionStage: String?
+            if case .judge(let spec) = judge.kind, spec.pairs == .originalVsRevision { revisionStage = spec.input }
+            let diagnostics = try LabelDiagnostics.load(stage: judge.id, store: view.store, revisionStage: revisionStage)
             let gate = try view.gateVerdicts().map { ["the judge endorses \($0.endorsed.count) of \($0.labelled) revisions (what a `gate` keeps)"] } ?? []
             html += "<section><h2>Judge labels (\(escape(judge.id)))</h2><ul>"
                 + (diagnostics.text + gate).map { "<li>\(escape($0))</li>" }.joined() + "</ul></section>\n"

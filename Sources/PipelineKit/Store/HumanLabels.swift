@@ -3,7 +3,7 @@ import GRDB
 import ModelKit
 
 /// A reviewer's verdict on one pair or revision, stored in the run's `human_labels` table.
-/// Rows are appended; per stage, record and sample the labels in force are the newest value of
+/// Rows are appended (an undo in the review app deletes the row it takes back); per stage, record and sample the labels in force are the newest value of
 /// each field among the rows about the same text (`subject`), so a later note does not undo an
 /// earlier verdict, and a label about a revision that has since changed no longer applies. The
 /// reviewer and time are those of the newest row.
@@ -62,17 +62,36 @@ extension RunStore {
             verdict TEXT, edited TEXT, note TEXT, reviewer TEXT NOT NULL, time TEXT NOT NULL, subject TEXT NOT NULL);
         """
 
-    /// Appends human labels in one transaction (all or nothing).
-    public func saveHumanLabels(_ labels: [HumanLabel]) throws {
+    /// Appends human labels in one transaction (all or nothing); returns their row ids.
+    @discardableResult
+    public func saveHumanLabels(_ labels: [HumanLabel]) throws -> [Int64] {
         try queue.write { db in
             try db.execute(sql: Self.humanLabelsSchema)
+            var ids: [Int64] = []
             for l in labels {
                 try db.execute(sql: """
                     INSERT INTO human_labels (stage, record, sample, verdict, edited, note, reviewer, time, subject)
                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
                     """, arguments: [l.stage, l.record, l.sample, l.verdict?.rawValue, l.edited.map(StoredText.encode),
                                      l.note.map(StoredText.encode), l.reviewer, l.time, l.subject])
+                ids.append(db.lastInsertedRowID)
             }
+            return ids
+        }
+    }
+
+    /// Takes back label rows by id (a reviewer's undo: the fold then gives what was in force
+    /// before them). Returns how many rows went.
+    @discardableResult
+    public func deleteHumanLabels(ids: [Int64]) throws -> Int {
+        try queue.write { db in
+            guard try Bool.fetchOne(db, sql: "SELECT count(*) > 0 FROM sqlite_master WHERE name = 'human_labels'") == true else { return 0 }
+            var removed = 0
+            for id in ids {
+                try db.execute(sql: "DELETE FROM human_labels WHERE id = ?", arguments: [id])
+                removed += db.changesCount
+            }
+            return removed
         }
     }
 

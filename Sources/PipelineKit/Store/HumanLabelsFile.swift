@@ -11,44 +11,87 @@ import ModelKit
 public enum HumanLabelsFile {
     /// Reads and checks every row against the run; nothing is stored unless all rows are good.
     public static func read(path: String, view: RunView, reviewer defaultReviewer: String) throws -> [HumanLabel] {
-        // What each label can be about, with the subject hash of the text reviewed.
-        let judges = Dictionary(uniqueKeysWithValues: try view.pipeline.stages.compactMap { stage -> (String, [String: (OutputRow, String)])? in
-            guard case .judge = stage.kind else { return nil }
-            return (stage.id, Dictionary(try JudgeStage.labels(stage: stage.id, store: view.store).compactMap { item in
-                item.label.candidates.count == 2
-                    ? ("\(item.row.record)\u{1F}\(item.row.sample)", (item.row, HumanLabel.subject(item.label.candidates[0], item.label.candidates[1])))
-                    : nil
-            }, uniquingKeysWith: { a, _ in a }))
-        })
-        let revisers = Dictionary(uniqueKeysWithValues: try view.pipeline.stages.compactMap { stage -> (String, [String: String])? in
-            switch stage.kind {
-            case .revise, .critiqueRevise:
-                return (stage.id, Dictionary(try view.chains(stage: stage.id).map {
-                    ("\($0.record)\u{1F}\($0.sample)", HumanLabel.subject($0.original, $0.revision))
-                }, uniquingKeysWith: { a, _ in a }))
-            default: return nil
-            }
-        })
-        let defaultStage = view.judgeStage?.id ?? view.revisionStage?.id
+        let targets = try Targets(view: view)
         var out: [HumanLabel] = []
         try JSONLines.forEachObject(path: path, displayName: path) { _, object, fail in
+            do {
+                out.append(try targets.label(object, reviewer: defaultReviewer))
+            } catch let problem as Problem {
+                throw fail(problem.message)
+            }
+            return true
+        }
+        if out.isEmpty { throw ConfigError.jsonl(file: path, line: 1, byteOffset: 0, message: "no labels in the file") }
+        return out
+    }
+
+    /// Whether a decoded JSON value is `true` / `false`. On Linux `0 as NSNumber is Bool` holds,
+    /// so the type is asked instead: JSONSerialization's booleans are an NSNumber subclass of
+    /// Objective-C type `c`, its numbers plain NSNumber.
+    static func isBoolean(_ value: Any) -> Bool {
+        if type(of: value) == Bool.self { return true }
+        guard let number = value as? NSNumber, type(of: value) != NSNumber.self else { return false }
+        return String(cString: number.objCType) == "c"
+    }
+
+    /// Why one label row cannot be stored (the caller adds where the row came from).
+    public struct Problem: Error, Sendable {
+        public var message: String
+        init(_ message: String) { self.message = message }
+    }
+
+    /// What labels of a run can be about: each judge stage's pairs and each revise stage's
+    /// chains, with the subject hash of the text a reviewer sees now.
+    public struct Targets {
+        /// Per judge stage, per "record␟sample": the stored row and the subject of its two candidates.
+        var judges: [String: [String: (row: OutputRow, subject: String)]]
+        /// Per revise stage, per "record␟sample": the subject of original and revision.
+        var revisers: [String: [String: String]]
+        var defaultStage: String?
+
+        public init(view: RunView) throws {
+            judges = Dictionary(uniqueKeysWithValues: try view.pipeline.stages.compactMap { stage -> (String, [String: (row: OutputRow, subject: String)])? in
+                guard case .judge = stage.kind else { return nil }
+                return (stage.id, Dictionary(try JudgeStage.labels(stage: stage.id, store: view.store).compactMap { item in
+                    item.label.candidates.count == 2
+                        ? ("\(item.row.record)\u{1F}\(item.row.sample)", (row: item.row, subject: HumanLabel.subject(item.label.candidates[0], item.label.candidates[1])))
+                        : nil
+                }, uniquingKeysWith: { a, _ in a }))
+            })
+            revisers = Dictionary(uniqueKeysWithValues: try view.pipeline.stages.compactMap { stage -> (String, [String: String])? in
+                switch stage.kind {
+                case .revise, .critiqueRevise:
+                    return (stage.id, Dictionary(try view.chains(stage: stage.id).map {
+                        ("\($0.record)\u{1F}\($0.sample)", HumanLabel.subject($0.original, $0.revision))
+                    }, uniquingKeysWith: { a, _ in a }))
+                default: return nil
+                }
+            })
+            defaultStage = view.judgeStage?.id ?? view.revisionStage?.id
+        }
+
+        /// One import row (`record`, `sample`, `stage`, `verdict`, `edited_revision`, `note`,
+        /// `reviewer`) checked against the run and turned into a label.
+        public func label(_ object: [String: Any], reviewer defaultReviewer: String) throws -> HumanLabel {
             func string(_ key: String) throws -> String? {
                 guard let value = object[key], !(value is NSNull) else { return nil }
-                guard let text = value as? String else { throw fail("at key `\(key)`: expected a string") }
+                guard let text = value as? String else { throw Problem("at key `\(key)`: expected a string") }
                 return text
             }
-            guard let record = try string("record"), !record.isEmpty else { throw fail("at key `record`: missing (the record id)") }
+            guard let record = try string("record"), !record.isEmpty else { throw Problem("at key `record`: missing (the record id)") }
             var sample = 0
             if let value = object["sample"] {
-                guard !(value is Bool), let n = value as? NSNumber, n.doubleValue == Double(n.intValue), n.intValue >= 0
-                else { throw fail("at key `sample`: expected a whole number ≥ 0") }
-                sample = n.intValue
+                // JSONSerialization gives NSNumber; a caller building the object in Swift gives Int.
+                let whole: Int? = isBoolean(value) ? nil : (value as? Int)
+                    ?? (value as? NSNumber).flatMap { $0.doubleValue == Double($0.intValue) ? $0.intValue : nil }
+                guard let whole, whole >= 0 else { throw Problem("at key `sample`: expected a whole number ≥ 0") }
+                sample = whole
             }
-            guard let stage = try string("stage") ?? defaultStage else { throw fail("this run has no judge or revise stage to label") }
+            guard let stage = try string("stage") ?? defaultStage else { throw Problem("this run has no judge or revise stage to label") }
             let key = "\(record)\u{1F}\(sample)"
             let verdictText = try string("verdict"), edited = try string("edited_revision"), note = try string("note")
             guard verdictText != nil || edited != nil || note != nil else {
-                throw fail("give at least one of `verdict`, `edited_revision`, `note`")
+                throw Problem("give at least one of `verdict`, `edited_revision`, `note`")
             }
             var verdict: HumanLabel.Verdict?
             let subject: String
@@ -61,32 +104,29 @@ public enum HumanLabelsFile {
                     case "candidate_1": verdict = .candidate1
                     case "tie": verdict = .tie
                     case "revision", "original":
-                        guard let i = revisionIndex else { throw fail("at key `verdict`: `\(text)` needs a pair of original and revision; use candidate_0, candidate_1 or tie") }
+                        guard let i = revisionIndex else { throw Problem("at key `verdict`: `\(text)` needs a pair of original and revision; use candidate_0, candidate_1 or tie") }
                         verdict = (text == "revision") == (i == 0) ? .candidate0 : .candidate1
-                    default: throw fail("at key `verdict`: `\(TerminalText.excerpt(text))` is not candidate_0, candidate_1, tie, revision or original")
+                    default: throw Problem("at key `verdict`: `\(TerminalText.excerpt(text))` is not candidate_0, candidate_1, tie, revision or original")
                     }
                 }
-                if edited != nil && revisionIndex == nil { throw fail("at key `edited_revision`: judge `\(stage)` does not compare original and revision") }
+                if edited != nil && revisionIndex == nil { throw Problem("at key `edited_revision`: judge `\(stage)` does not compare original and revision") }
             } else if let chainSubject = revisers[stage]?[key] {
                 subject = chainSubject
                 if let text = verdictText {
                     switch text {
                     case "accept", "revision": verdict = .accept
                     case "reject", "original": verdict = .reject
-                    default: throw fail("at key `verdict`: `\(TerminalText.excerpt(text))` is not accept or reject (stage `\(stage)` revises)")
+                    default: throw Problem("at key `verdict`: `\(TerminalText.excerpt(text))` is not accept or reject (stage `\(stage)` revises)")
                     }
                 }
             } else if judges[stage] == nil && revisers[stage] == nil {
-                throw fail("at key `stage`: `\(TerminalText.excerpt(stage))` is not a judge or revise stage of this run")
+                throw Problem("at key `stage`: `\(TerminalText.excerpt(stage))` is not a judge or revise stage of this run")
             } else {
-                throw fail("at key `record`: stage `\(stage)` has no record `\(TerminalText.excerpt(record))` sample \(sample)")
+                throw Problem("at key `record`: stage `\(stage)` has no record `\(TerminalText.excerpt(record))` sample \(sample)")
             }
-            out.append(HumanLabel(stage: stage, record: record, sample: sample, verdict: verdict, edited: edited, note: note,
-                                  reviewer: try string("reviewer") ?? defaultReviewer, subject: subject))
-            return true
+            return HumanLabel(stage: stage, record: record, sample: sample, verdict: verdict, edited: edited, note: note,
+                              reviewer: try string("reviewer") ?? defaultReviewer, subject: subject)
         }
-        if out.isEmpty { throw ConfigError.jsonl(file: path, line: 1, byteOffset: 0, message: "no labels in the file") }
-        return out
     }
 
     /// The run's human labels in force, one JSON object per line, each with the pair it judges
