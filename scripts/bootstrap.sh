@@ -5,7 +5,8 @@
 # catalog models are PyPI wheels), and venv, a C++ compiler and curl (llama.cpp's server for tests).
 set -euo pipefail
 
-packages=(libopenblas-dev libsqlite3-dev libcurl4-openssl-dev)
+# Extra apt packages may be named as arguments (scripts/browser.sh: chromium chromium-driver).
+packages=(libopenblas-dev libsqlite3-dev libcurl4-openssl-dev "$@")
 python3 -m pip --version >/dev/null 2>&1 || packages+=(python3-pip)
 # llama.cpp's server for the remote backend's tests is built from source in a venv.
 python3 -c "import venv, ensurepip" >/dev/null 2>&1 || packages+=(python3-venv)

@@ -8,11 +8,17 @@
 # stop when the sourcing shell exits. Needs the two models in the cache (`precept model pull`).
 
 venv=".build/llama-venv"
-if ! "$venv/bin/python" -c "import llama_cpp.server" 2>/dev/null; then
+# A portable build (AVX2/FMA/F16C, no -march=native): a native build on a CPU with AMX
+# (Sapphire Rapids) segfaults in its first decode under our VMs (seen 2026-12-03 with 0.3.36).
+# The marker file says the venv was built this way; an older native build is rebuilt.
+llama_flags="-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON"
+if ! "$venv/bin/python" -c "import llama_cpp.server" 2>/dev/null || [ "$(cat "$venv/.precept-llama-flags" 2>/dev/null)" != "$llama_flags" ]; then
     echo "llama-servers: installing llama-cpp-python[server] into $venv (builds llama.cpp; several minutes)" >&2
     python3 -m venv "$venv"
     "$venv/bin/python" -m pip install -q --upgrade pip
-    "$venv/bin/python" -m pip install -q 'llama-cpp-python[server]'
+    CMAKE_ARGS="$llama_flags" "$venv/bin/python" -m pip install -q --force-reinstall --no-cache-dir --no-deps 'llama-cpp-python==0.3.36'
+    "$venv/bin/python" -m pip install -q 'llama-cpp-python[server]==0.3.36'
+    echo "$llama_flags" > "$venv/.precept-llama-flags"
 fi
 # Hugging Face `datasets` in the same venv, for the export-loading tests (EcosystemTests).
 if ! "$venv/bin/python" -c "import datasets" 2>/dev/null; then
