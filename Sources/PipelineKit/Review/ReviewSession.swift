@@ -82,7 +82,8 @@ public final class ReviewSession: @unchecked Sendable {
         // `view.store` is opened read-only; writes open the store for writing, as an import does.
         let id = try RunStore(directory: directory).saveHumanLabels([label])[0]
         lock.withLock { written[id] = (label.stage, label.record, label.sample) }
-        return ["id": id, "item": try item(stage: label.stage, record: label.record, sample: label.sample) ?? NSNull()]
+        // The same view reads the new row: each read is its own transaction.
+        return ["id": id, "item": try Self.item(in: view, stage: label.stage, record: label.record, sample: label.sample) ?? NSNull()]
     }
 
     /// Takes back a label row this session wrote. Returns `{item}` as it now stands.
@@ -97,7 +98,11 @@ public final class ReviewSession: @unchecked Sendable {
     /// The item a label of `stage` is about: a revision item is labelled on its judge stage or,
     /// before the judge reached it, on the revise stage.
     func item(stage: String, record: String, sample: Int) throws -> [String: Any]? {
-        try Self.items(view: RunView(directory: directory)).first {
+        try Self.item(in: RunView(directory: directory), stage: stage, record: record, sample: sample)
+    }
+
+    static func item(in view: RunView, stage: String, record: String, sample: Int) throws -> [String: Any]? {
+        try items(view: view).first {
             $0["record"] as? String == record && $0["sample"] as? Int == sample
                 && ($0["stage"] as? String == stage || $0["revise_stage"] as? String == stage)
         }
