@@ -216,7 +216,7 @@ extension Precept {
                 }
                 if importFile == nil && exportLabels == nil {
                     let session = try ReviewSession(directory: run, reviewer: reviewer, readOnly: readOnly)
-                    if !["127.0.0.1", "::1", "localhost"].contains(host) {
+                    if !ReviewServer.isLoopback(host) {
                         note("warning: --host \(host) is not loopback: anyone who can reach this address and port and has the URL's token can read this run\(readOnly ? "" : " and write labels")")
                     }
                     try ReviewServer.serve(session: session, host: host, port: UInt16(port))

@@ -23,7 +23,10 @@ struct ReviewServer: HTTPHandler {
     /// The port listened on (known once listening, when `--port 0` asks for any free one).
     let port: LockedBox<UInt16>
 
-    var loopback: Bool { ["127.0.0.1", "::1", "localhost"].contains(host) }
+    var loopback: Bool { Self.isLoopback(host) }
+
+    /// Whether `--host` keeps the app on this machine.
+    static func isLoopback(_ host: String) -> Bool { ["127.0.0.1", "::1", "localhost"].contains(host) }
 
     func handleRequest(_ request: HTTPRequest) async throws -> HTTPResponse {
         if loopback {
