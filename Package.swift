@@ -36,6 +36,11 @@ let package = Package(
             name: "CCurl",
             linkerSettings: [.linkedLibrary("curl")]
         ),
+        // Quantized matrix-vector kernels (AVX2/FMA/F16C intrinsics) on GGUF block formats.
+        .target(
+            name: "CQuant",
+            cSettings: [.unsafeFlags(["-O3", "-mavx2", "-mfma", "-mf16c"])]
+        ),
         .target(
             name: "TensorKit",
             dependencies: ["CBLAS"],
@@ -43,7 +48,7 @@ let package = Package(
         ),
         .target(
             name: "ModelKit",
-            dependencies: ["TensorKit"],
+            dependencies: ["TensorKit", "CQuant"],
             swiftSettings: simdFlags
         ),
         .target(

@@ -48,7 +48,7 @@ import TestSupport
             }
         }
         let model = TrainableTransformer(base: lm.transformer, adapter: adapter)
-        let head = TokenLogProbHead(head: lm.transformer.weights.head)
+        let head = TokenLogProbHead(head: lm.transformer.weights.head.dense)
         let rm = RewardHead(hidden: lm.config.hidden, seed: 5)
         for i in 0..<rm.weight.count { rm.weight[i] *= 40 }
         let objective = Objective()
@@ -87,7 +87,7 @@ import TestSupport
         }
         failed += check("score.weight", rm.weight, rm.gradient)
         // The input embeddings (the tied LM head on Gemma is perturbed too, so check the untied Llama).
-        if family == .llama3 { failed += check("token_embd", lm.transformer.weights.embedding, dEmbedding, every: 3) }
+        if family == .llama3 { failed += check("token_embd", lm.transformer.weights.embedding.dense, dEmbedding, every: 3) }
         #expect(failed == 0, "\(failed) of \(checked) LoRA gradients and the head gradients disagree")
         #expect(adapter.parameters.count == lm.config.layers * 14)
     }

@@ -12,12 +12,13 @@ public final class LanguageModel: @unchecked Sendable {
     /// The family's chat format, or nil for models without one (completion prompts only).
     public let chatTemplate: ChatTemplate?
 
-    /// Loads a GGUF file, dequantizing every weight to Float32.
-    public init(path: String) throws {
+    /// Loads a GGUF file. With `.quantized` (the default) linear weights stay in their block
+    /// formats in the memory-mapped file; `.float32` dequantizes them at load.
+    public init(path: String, storage: WeightStorage = .quantized) throws {
         self.path = path
         file = try GGUFFile(path: path)
         config = try ArchitectureRegistry.config(for: file)
-        let weights = try WeightReader(file: file).weights(config)
+        let weights = try WeightReader(file: file, storage: storage).weights(config)
         transformer = Transformer(config: config, weights: weights)
         tokenizer = try GGUFTokenizer(file: file)
         head = LogitHead(head: weights.head)

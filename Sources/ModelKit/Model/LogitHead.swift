@@ -21,11 +21,11 @@ public struct PositionScore: Sendable, Equatable {
 /// The LM head: hidden states (after the final norm) times the output matrix (vocab, hidden),
 /// computed only for the rows asked for (DESIGN.md § Performance: only the logits you need).
 public struct LogitHead: Sendable {
-    public let head: Tensor
-    /// Vocabulary rows per GEMM when scoring, so (rows × vocab) is never materialised.
+    public let head: WeightMatrix
+    /// Vocabulary rows per product when scoring, so (rows × vocab) is never materialised.
     public var chunk = 16_384
 
-    public init(head: Tensor) { self.head = head }
+    public init(head: WeightMatrix) { self.head = head }
 
     public var vocabSize: Int { head.rows }
     public var hidden: Int { head.columns }
@@ -33,20 +33,19 @@ public struct LogitHead: Sendable {
     /// Full logits (rows, vocab) for a few rows (sampling).
     public func logits(_ hidden: UnsafePointer<Float>, rows: Int) -> Tensor {
         let out = Tensor(shape: [rows, vocabSize])
-        GEMM.matmulTransposedB(hidden, head.data, out.data, m: rows, n: vocabSize, k: self.hidden)
+        head.apply(hidden, rows: rows, into: out.data)
         return out
     }
 
     /// Logits of specific tokens only (rows, ids.count): a dot product per id (the judge's A/B).
     public func logits(_ hidden: UnsafePointer<Float>, rows: Int, ids: [Int32]) -> [[Float]] {
-        (0..<rows).map { r in
-            ids.map { id in
-                let w = head.row(Int(id)), x = hidden + r * self.hidden
-                var sum: Float = 0
-                for j in 0..<self.hidden { sum += w[j] * x[j] }
-                return sum
-            }
+        var out = [[Float]](repeating: [Float](repeating: 0, count: ids.count), count: rows)
+        var column = [Float](repeating: 0, count: rows)
+        for (k, id) in ids.enumerated() {
+            column.withUnsafeMutableBufferPointer { head.apply(hidden, rows: rows, into: $0.baseAddress!, ldy: 1, outputs: Int(id)..<Int(id) + 1) }
+            for r in 0..<rows { out[r][k] = column[r] }
         }
+        return out
     }
 
     /// Log-sum-exp, target logit and top-k per row, streaming over vocabulary chunks.
@@ -61,7 +60,7 @@ public struct LogitHead: Sendable {
         var start = 0
         while start < vocabSize {
             let n = min(chunk, vocabSize - start)
-            GEMM.matmulTransposedB(hidden, head.row(start), buffer.data, m: rows, n: n, k: self.hidden)
+            head.apply(hidden, rows: rows, into: buffer.data, outputs: start..<start + n)
             for r in 0..<rows {
                 let logits = buffer.data + r * n
                 var chunkMax = -Float.infinity

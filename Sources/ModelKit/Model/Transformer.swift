@@ -12,7 +12,7 @@ public struct SequenceInput {
     }
 }
 
-/// A decoder-only transformer (Gemma 3, Llama, Qwen2, …) running on Float32 weights.
+/// A decoder-only transformer (Gemma 3, Llama, Qwen2, …) on quantized or Float32 weights.
 ///
 /// A forward pass takes any number of sequences at once: their new tokens are stacked into one
 /// (T, hidden) matrix so every projection is a single GEMM, while attention runs per sequence
@@ -48,9 +48,9 @@ public final class Transformer: @unchecked Sendable {
             for (i, token) in input.tokens.enumerated() {
                 precondition(token >= 0 && Int(token) < c.vocabSize, "token id \(token) outside the vocabulary")
                 positions[row] = Int32(input.cache.length + i)
-                let source = weights.embedding.row(Int(token))
                 let target = x.row(row)
-                for j in 0..<c.hidden { target[j] = source[j] * c.embeddingScale }
+                weights.embedding.row(Int(token), into: target)
+                for j in 0..<c.hidden { target[j] *= c.embeddingScale }
                 row += 1
             }
         }
@@ -72,7 +72,7 @@ public final class Transformer: @unchecked Sendable {
             let sliding = c.slidingLayers[l] ? c.slidingWindow : nil
             // Attention sublayer.
             rmsnorm_forward(h.data, x.data, w.attnNorm.data, rows: rows, dim: c.hidden, eps: c.normEps)
-            GEMM.matmulTransposedB(h.data, w.qkv.data, qkv.data, m: rows, n: qkvWidth, k: c.hidden)
+            w.qkv.apply(h.data, rows: rows, into: qkv.data)
             if let bias = w.qkvBias {
                 for r in 0..<rows { let q = qkv.row(r); for j in 0..<qkvWidth { q[j] += bias.data[j] } }
             }
@@ -92,7 +92,7 @@ public final class Transformer: @unchecked Sendable {
                                   nNew: n, nCtx: start + n, heads: c.heads, kvHeads: c.kvHeads, headDim: c.headDim,
                                   scale: c.attentionScale, window: sliding, scratch: scratch.data)
             }
-            GEMM.matmulTransposedB(attn.data, w.output.data, proj.data, m: rows, n: c.hidden, k: c.qDim)
+            w.output.apply(attn.data, rows: rows, into: proj.data)
             if let post = w.postAttnNorm {
                 rmsnorm_forward(proj.data, proj.data, post.data, rows: rows, dim: c.hidden, eps: c.normEps)
             }
@@ -100,12 +100,12 @@ public final class Transformer: @unchecked Sendable {
 
             // MLP sublayer: down(act(gate · h) ⊙ (up · h)).
             rmsnorm_forward(h.data, x.data, w.ffnNorm.data, rows: rows, dim: c.hidden, eps: c.normEps)
-            GEMM.matmulTransposedB(h.data, w.gateUp.data, gateUp.data, m: rows, n: 2 * c.ffn, k: c.hidden)
+            w.gateUp.apply(h.data, rows: rows, into: gateUp.data)
             for r in 0..<rows {
                 let g = gateUp.row(r)
                 gated_activation_forward(act.row(r), gate: g, up: g + c.ffn, count: c.ffn, activation: c.activation)
             }
-            GEMM.matmulTransposedB(act.data, w.down.data, proj.data, m: rows, n: c.hidden, k: c.ffn)
+            w.down.apply(act.data, rows: rows, into: proj.data)
             if let post = w.postFFNNorm {
                 rmsnorm_forward(proj.data, proj.data, post.data, rows: rows, dim: c.hidden, eps: c.normEps)
             }

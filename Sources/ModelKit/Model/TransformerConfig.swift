@@ -1,4 +1,5 @@
 import Foundation
+import CQuant
 import TensorKit
 
 /// Hyperparameters of a decoder-only transformer, as an architecture file reads them from GGUF.
@@ -42,24 +43,25 @@ public struct TransformerConfig: Sendable {
     }
 }
 
-/// One transformer block's weights, dequantized to Float32. Linear weights are (out, in).
+/// One transformer block's weights. Linear weights are (out, in) `WeightMatrix`es (quantized or
+/// Float32); norms and biases are Float32.
 public final class LayerWeights: @unchecked Sendable {
     public let attnNorm: Tensor       // (hidden)
     /// Q, K and V projections stacked by rows: (qDim + 2·kvDim, hidden), one GEMM per layer.
-    public let qkv: Tensor
+    public let qkv: WeightMatrix
     public let qkvBias: Tensor?       // (qDim + 2·kvDim)
     public let qNorm: Tensor?         // (headDim)
     public let kNorm: Tensor?         // (headDim)
-    public let output: Tensor         // (hidden, qDim)
+    public let output: WeightMatrix   // (hidden, qDim)
     public let postAttnNorm: Tensor?  // (hidden)
     public let ffnNorm: Tensor        // (hidden)
     /// Gate and up projections stacked by rows: (2·ffn, hidden).
-    public let gateUp: Tensor
-    public let down: Tensor           // (hidden, ffn)
+    public let gateUp: WeightMatrix
+    public let down: WeightMatrix     // (hidden, ffn)
     public let postFFNNorm: Tensor?   // (hidden)
 
-    public init(attnNorm: Tensor, qkv: Tensor, qkvBias: Tensor?, qNorm: Tensor?, kNorm: Tensor?, output: Tensor,
-                postAttnNorm: Tensor?, ffnNorm: Tensor, gateUp: Tensor, down: Tensor, postFFNNorm: Tensor?) {
+    public init(attnNorm: Tensor, qkv: WeightMatrix, qkvBias: Tensor?, qNorm: Tensor?, kNorm: Tensor?, output: WeightMatrix,
+                postAttnNorm: Tensor?, ffnNorm: Tensor, gateUp: WeightMatrix, down: WeightMatrix, postFFNNorm: Tensor?) {
         self.attnNorm = attnNorm
         self.qkv = qkv
         self.qkvBias = qkvBias
@@ -76,13 +78,13 @@ public final class LayerWeights: @unchecked Sendable {
 
 /// All weights of a model.
 public final class TransformerWeights: @unchecked Sendable {
-    public let embedding: Tensor      // (vocab, hidden)
+    public let embedding: WeightMatrix  // (vocab, hidden)
     public let layers: [LayerWeights]
     public let outputNorm: Tensor     // (hidden)
     /// Separate LM head (vocab, hidden), or nil when tied to the embedding.
-    public let lmHead: Tensor?
+    public let lmHead: WeightMatrix?
 
-    public init(embedding: Tensor, layers: [LayerWeights], outputNorm: Tensor, lmHead: Tensor?) {
+    public init(embedding: WeightMatrix, layers: [LayerWeights], outputNorm: Tensor, lmHead: WeightMatrix?) {
         self.embedding = embedding
         self.layers = layers
         self.outputNorm = outputNorm
@@ -90,12 +92,14 @@ public final class TransformerWeights: @unchecked Sendable {
     }
 
     /// The matrix the LM head multiplies with.
-    public var head: Tensor { lmHead ?? embedding }
+    public var head: WeightMatrix { lmHead ?? embedding }
 }
 
-/// Reads GGUF tensors by llama.cpp's names, dequantized and shape-checked.
+/// Reads GGUF tensors by llama.cpp's names, shape-checked: vectors as Float32, matrices kept in
+/// their block format (`storage: .quantized`, types with a kernel) or dequantized.
 struct WeightReader {
     let file: GGUFFile
+    var storage: WeightStorage = .quantized
 
     func has(_ name: String) -> Bool { file.tensor(named: name) != nil }
 
@@ -109,12 +113,38 @@ struct WeightReader {
         return out
     }
 
-    func optional(_ name: String, _ dims: [Int]) throws -> Tensor? {
-        has(name) ? try tensor(name, dims) : nil
+    /// A (rows, columns) matrix, `dims` = [columns, rows].
+    func matrix(_ name: String, _ dims: [Int]) throws -> WeightMatrix {
+        try stacked([name], rows: [dims[1]], columns: dims[0])
+    }
+
+    func optionalMatrix(_ name: String, _ dims: [Int]) throws -> WeightMatrix? {
+        has(name) ? try matrix(name, dims) : nil
     }
 
     /// Several (rows, columns) matrices with equal columns stacked by rows into one.
-    func stacked(_ names: [String], rows: [Int], columns: Int) throws -> Tensor {
+    func stacked(_ names: [String], rows: [Int], columns: Int) throws -> WeightMatrix {
+        var infos: [GGUFTensorInfo] = []
+        for (name, r) in zip(names, rows) {
+            guard let info = file.tensor(named: name) else { throw GGUFError.missingTensor(path: file.path, name: name) }
+            guard info.dims == [columns, r] else {
+                throw GGUFError.wrongShape(path: file.path, tensor: name, expected: [columns, r], found: info.dims)
+            }
+            infos.append(info)
+        }
+        let kept = storage == .quantized && infos.allSatisfy { pq_supported(Int32($0.type.rawValue)) != 0 && columns % $0.type.blockSize == 0 }
+        guard kept else { return WeightMatrix(dense: try stackedDense(names, rows: rows, columns: columns)) }
+        var segments: [WeightMatrix.Segment] = [], first = 0
+        for (info, r) in zip(infos, rows) {
+            segments.append(.init(type: info.type, base: file.data(of: info).baseAddress!, firstRow: first, rows: r,
+                                  rowBytes: columns / info.type.blockSize * info.type.blockBytes))
+            first += r
+        }
+        return WeightMatrix(columns: columns, segments: segments, owner: file)
+    }
+
+    /// Several (rows, columns) matrices with equal columns stacked by rows into one, as Float32.
+    func stackedDense(_ names: [String], rows: [Int], columns: Int) throws -> Tensor {
         let out = Tensor(shape: [rows.reduce(0, +), columns], zeroed: false)
         var offset = 0
         for (name, r) in zip(names, rows) {
@@ -152,20 +182,20 @@ struct WeightReader {
                                         lengths: [c.qDim, c.kvDim, c.kvDim]),
             qNorm: c.qkNorm ? try tensor(p + "attn_q_norm.weight", [c.headDim]) : nil,
             kNorm: c.qkNorm ? try tensor(p + "attn_k_norm.weight", [c.headDim]) : nil,
-            output: try tensor(p + "attn_output.weight", [c.qDim, h]),
+            output: try matrix(p + "attn_output.weight", [c.qDim, h]),
             postAttnNorm: c.postNorms ? try tensor(p + "post_attention_norm.weight", [h]) : nil,
             ffnNorm: try tensor(p + "ffn_norm.weight", [h]),
             gateUp: try stacked([p + "ffn_gate.weight", p + "ffn_up.weight"], rows: [c.ffn, c.ffn], columns: h),
-            down: try tensor(p + "ffn_down.weight", [c.ffn, h]),
+            down: try matrix(p + "ffn_down.weight", [c.ffn, h]),
             postFFNNorm: c.postNorms ? try tensor(p + "post_ffw_norm.weight", [h]) : nil)
     }
 
     /// Embedding, blocks, final norm and (untied) head.
     func weights(_ c: TransformerConfig) throws -> TransformerWeights {
         TransformerWeights(
-            embedding: try tensor("token_embd.weight", [c.hidden, c.vocabSize]),
+            embedding: try matrix("token_embd.weight", [c.hidden, c.vocabSize]),
             layers: try (0..<c.layers).map { try layer($0, c) },
             outputNorm: try tensor("output_norm.weight", [c.hidden]),
-            lmHead: try optional("output.weight", [c.hidden, c.vocabSize]))
+            lmHead: try optionalMatrix("output.weight", [c.hidden, c.vocabSize]))
     }
 }

@@ -18,11 +18,11 @@ public final class RolloutModel {
         var touched = Set<String>()
         for target in adapter.config.targets { touched.insert(Self.fused(target)) }
         let layers = base.transformer.weights.layers.map { w in
-            LayerWeights(attnNorm: w.attnNorm, qkv: touched.contains("qkv") ? w.qkv.copy() : w.qkv, qkvBias: w.qkvBias,
-                         qNorm: w.qNorm, kNorm: w.kNorm, output: touched.contains("output") ? w.output.copy() : w.output,
+            LayerWeights(attnNorm: w.attnNorm, qkv: touched.contains("qkv") ? w.qkv.denseCopyForUpdate() : w.qkv, qkvBias: w.qkvBias,
+                         qNorm: w.qNorm, kNorm: w.kNorm, output: touched.contains("output") ? w.output.denseCopyForUpdate() : w.output,
                          postAttnNorm: w.postAttnNorm, ffnNorm: w.ffnNorm,
-                         gateUp: touched.contains("gateUp") ? w.gateUp.copy() : w.gateUp,
-                         down: touched.contains("down") ? w.down.copy() : w.down, postFFNNorm: w.postFFNNorm)
+                         gateUp: touched.contains("gateUp") ? w.gateUp.denseCopyForUpdate() : w.gateUp,
+                         down: touched.contains("down") ? w.down.denseCopyForUpdate() : w.down, postFFNNorm: w.postFFNNorm)
         }
         let b = base.transformer.weights
         model = LanguageModel(base, weights: TransformerWeights(embedding: b.embedding, layers: layers, outputNorm: b.outputNorm,
@@ -42,10 +42,10 @@ public final class RolloutModel {
 
     static func tensor(_ w: LayerWeights, _ target: LoRATargetModule) -> Tensor {
         switch target {
-        case .q, .k, .v: w.qkv
-        case .o: w.output
-        case .gate, .up: w.gateUp
-        case .down: w.down
+        case .q, .k, .v: w.qkv.dense
+        case .o: w.output.dense
+        case .gate, .up: w.gateUp.dense
+        case .down: w.down.dense
         }
     }
 

@@ -67,8 +67,9 @@ public final class TrainableTransformer {
             for (i, token) in s.enumerated() {
                 precondition(token >= 0 && Int(token) < c.vocabSize, "token id \(token) outside the vocabulary")
                 positions.append(Int32(i))
-                let src = w.embedding.row(Int(token)), dst = x.row(r)
-                for j in 0..<c.hidden { dst[j] = src[j] * c.embeddingScale }
+                let dst = x.row(r)
+                w.embedding.row(Int(token), into: dst)
+                for j in 0..<c.hidden { dst[j] *= c.embeddingScale }
                 r += 1
             }
         }
@@ -87,7 +88,7 @@ public final class TrainableTransformer {
             // Attention sublayer: h = norm(x); Q|K|V = h·Wᵀ (+ bias) (+ LoRA).
             rmsnorm_forward(h.data, x.data, lw.attnNorm.data, rows: rows, dim: c.hidden, eps: c.normEps)
             let qkv = Tensor(shape: [rows, qkvWidth], zeroed: false)
-            GEMM.matmulTransposedB(h.data, lw.qkv.data, qkv.data, m: rows, n: qkvWidth, k: c.hidden)
+            GEMM.matmulTransposedB(h.data, lw.qkv.dense.data, qkv.data, m: rows, n: qkvWidth, k: c.hidden)
             if let bias = lw.qkvBias {
                 for i in 0..<rows { let q = qkv.row(i); for j in 0..<qkvWidth { q[j] += bias.data[j] } }
             }
@@ -106,19 +107,19 @@ public final class TrainableTransformer {
                                   nNew: seq.count, nCtx: seq.count, heads: c.heads, kvHeads: c.kvHeads, headDim: c.headDim,
                                   scale: c.attentionScale, window: sliding, scratch: scratch.data)
             }
-            la.attnProj = sublayerOutput(attn, lw.output, lora: lora[.o], post: lw.postAttnNorm, into: x, saved: &la.lora[.o], keep: keep)
+            la.attnProj = sublayerOutput(attn, lw.output.dense, lora: lora[.o], post: lw.postAttnNorm, into: x, saved: &la.lora[.o], keep: keep)
             if keep { la.xMid = copy(x) }
 
             // MLP sublayer: down(act(gate·h) ⊙ (up·h)).
             rmsnorm_forward(h.data, x.data, lw.ffnNorm.data, rows: rows, dim: c.hidden, eps: c.normEps)
             let gateUp = Tensor(shape: [rows, 2 * c.ffn], zeroed: false)
-            GEMM.matmulTransposedB(h.data, lw.gateUp.data, gateUp.data, m: rows, n: 2 * c.ffn, k: c.hidden)
+            GEMM.matmulTransposedB(h.data, lw.gateUp.dense.data, gateUp.data, m: rows, n: 2 * c.ffn, k: c.hidden)
             for t in [LoRATargetModule.gate, .up] {
                 if let m = lora[t] {
                     la.lora[t] = m.forward(h.data, rows: rows, into: gateUp.data + t.fusedOffset(c), ldy: 2 * c.ffn, training: training)
                 }
             }
-            la.mlpProj = sublayerOutput(activation(gateUp, rows: rows), lw.down, lora: lora[.down], post: lw.postFFNNorm, into: x,
+            la.mlpProj = sublayerOutput(activation(gateUp, rows: rows), lw.down.dense, lora: lora[.down], post: lw.postFFNNorm, into: x,
                                         saved: &la.lora[.down], keep: keep)
             if keep {
                 la.qkv = qkv
@@ -166,7 +167,7 @@ public final class TrainableTransformer {
                 dMLP = UnsafePointer(dSub.data)
             }
             let act = activation(la.gateUp, rows: rows)
-            GEMM.matmul(dMLP, lw.down.data, dAct.data, m: rows, n: c.ffn, k: c.hidden)           // (T, ffn)
+            GEMM.matmul(dMLP, lw.down.dense.data, dAct.data, m: rows, n: c.ffn, k: c.hidden)           // (T, ffn)
             if let m = lora[.down], let s = la.lora[.down] { m.backward(dMLP, ldy: c.hidden, x: act.data, saved: s, rows: rows, dx: dAct.data) }
             for i in 0..<rows {
                 let g = la.gateUp.row(i), dg = dGateUp.row(i)
@@ -174,7 +175,7 @@ public final class TrainableTransformer {
                                           count: c.ffn, activation: c.activation)
             }
             rmsnorm_forward(h.data, la.xMid.data, lw.ffnNorm.data, rows: rows, dim: c.hidden, eps: c.normEps)
-            GEMM.matmul(dGateUp.data, lw.gateUp.data, dh.data, m: rows, n: c.hidden, k: 2 * c.ffn)   // (T, hidden)
+            GEMM.matmul(dGateUp.data, lw.gateUp.dense.data, dh.data, m: rows, n: c.hidden, k: 2 * c.ffn)   // (T, hidden)
             for t in [LoRATargetModule.gate, .up] {
                 if let m = lora[t], let s = la.lora[t] {
                     m.backward(dGateUp.data + t.fusedOffset(c), ldy: 2 * c.ffn, x: h.data, saved: s, rows: rows, dx: dh.data)
@@ -189,7 +190,7 @@ public final class TrainableTransformer {
                 rmsnorm_backward(dSub.data, nil, dx.data, saved.data, post.data, rows: rows, dim: c.hidden, eps: c.normEps)
                 dOut = UnsafePointer(dSub.data)
             }
-            GEMM.matmul(dOut, lw.output.data, dAttn.data, m: rows, n: c.qDim, k: c.hidden)         // (T, qDim)
+            GEMM.matmul(dOut, lw.output.dense.data, dAttn.data, m: rows, n: c.qDim, k: c.hidden)         // (T, qDim)
             if let m = lora[.o], let s = la.lora[.o] { m.backward(dOut, ldy: c.hidden, x: la.attn.data, saved: s, rows: rows, dx: dAttn.data) }
             dqkv.data.update(repeating: 0, count: dqkv.count)
             for (s, seq) in acts.sequences.enumerated() where !seq.isEmpty {
@@ -215,7 +216,7 @@ public final class TrainableTransformer {
                 }
             }
             rmsnorm_forward(h.data, la.xIn.data, lw.attnNorm.data, rows: rows, dim: c.hidden, eps: c.normEps)
-            GEMM.matmul(dqkv.data, lw.qkv.data, dh.data, m: rows, n: c.hidden, k: qkvWidth)         // (T, hidden)
+            GEMM.matmul(dqkv.data, lw.qkv.dense.data, dh.data, m: rows, n: c.hidden, k: qkvWidth)         // (T, hidden)
             for t in [LoRATargetModule.q, .k, .v] {
                 if let m = lora[t], let s = la.lora[t] {
                     m.backward(dqkv.data + t.fusedOffset(c), ldy: qkvWidth, x: h.data, saved: s, rows: rows, dx: dh.data)

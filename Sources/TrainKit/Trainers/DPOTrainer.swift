@@ -31,7 +31,7 @@ public final class DPOTrainer: TrainingObjective {
     public init(model: TrainableTransformer, config: DPOConfig) {
         self.model = model
         self.config = config
-        head = TokenLogProbHead(head: model.base.weights.head)
+        head = TokenLogProbHead(head: model.base.weights.head.dense)
     }
 
     public var parameters: [(name: String, value: Tensor, gradient: Tensor)] { model.adapter?.parameters ?? [] }

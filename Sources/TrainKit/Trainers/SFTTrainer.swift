@@ -19,7 +19,7 @@ public final class SFTTrainer: TrainingObjective {
 
     public init(model: TrainableTransformer) {
         self.model = model
-        head = TokenLogProbHead(head: model.base.weights.head)
+        head = TokenLogProbHead(head: model.base.weights.head.dense)
     }
 
     public var parameters: [(name: String, value: Tensor, gradient: Tensor)] { model.adapter?.parameters ?? [] }

@@ -1,0 +1,60 @@
+// Quantized matrix-vector kernels for GGML block formats (AVX2/FMA/F16C).
+//
+// Weights stay in the GGUF file's block layout; activations are quantized per block to 8 bits
+// first (as llama.cpp does for matrix-vector work): 32-element blocks for Q8_0/Q5_0/Q4_0
+// weights, 256-element blocks with 16-element sums for the K-quants.
+#ifndef CQUANT_H
+#define CQUANT_H
+
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/// GGML type ids (ggml.h) handled here.
+enum {
+    PQ_F32 = 0, PQ_F16 = 1, PQ_Q4_0 = 2, PQ_Q5_0 = 6, PQ_Q8_0 = 8,
+    PQ_Q4_K = 12, PQ_Q5_K = 13, PQ_Q6_K = 14, PQ_BF16 = 30
+};
+
+/// An activation block for 32-element weight blocks: x ≈ d·qs, with the sum of qs.
+typedef struct { float d; int32_t sum; int8_t qs[32]; } pq_q8a32;
+/// An activation block for 256-element (K-quant) blocks: x ≈ d·qs, with sums of each 16 qs.
+typedef struct { float d; int16_t bsums[16]; int8_t qs[256]; } pq_q8a256;
+
+/// 1 when `type` has a kernel here.
+int pq_supported(int type);
+/// Bytes of quantized activations for `rows` rows of `n` elements each, for weights of `type`
+/// (F32/F16/BF16 weights take the activations as floats: n·4 per row).
+int64_t pq_activation_row_bytes(int type, int64_t n);
+/// Quantizes `rows` rows of `n` floats (row stride `ldx`) into `out`, each row taking
+/// `pq_activation_row_bytes(type, n)` bytes.
+void pq_quantize_activations(int type, const float *x, int64_t ldx, int64_t rows, int64_t n, void *out);
+
+/// The activations as the kernels see them: rounded to 8 bits per block and back to Float32
+/// (copied unchanged for F32/F16/BF16 weights), `rows` rows of `n` from `x` (stride `ldx`)
+/// into `out` (stride n). The GEMM path uses these so a row's result does not depend on how
+/// many rows were batched with it.
+void pq_round_activations(int type, const float *x, int64_t ldx, int64_t rows, int64_t n, float *out);
+
+/// y[r·ldy + i] = dot(weight row i, activation row r) for weight rows [0, wrows) and activation
+/// rows [0, xrows). `w` points at weight row 0, `wstride` bytes apart; `xq` holds quantized
+/// activations as `pq_quantize_activations` wrote them.
+void pq_matmul(int type, int64_t n, const void *w, int64_t wstride, int64_t wrows,
+               const void *xq, int64_t xrows, float *y, int64_t ldy);
+
+/// y[r·ldy + i] = dot(weight row i, x row r) with Float32 activations (`x`, row stride `ldx`):
+/// each weight row is dequantized once into L1 and multiplied with every activation row, so the
+/// result equals a Float32 GEMM on the dequantized matrix up to summation order.
+void pq_matmul_f32(int type, int64_t n, const void *w, int64_t wstride, int64_t wrows,
+                   const float *x, int64_t ldx, int64_t xrows, float *y, int64_t ldy);
+
+/// Dequantizes `rows` weight rows of `n` elements (`wstride` bytes apart) into `out` (row stride n).
+void pq_dequantize_rows(int type, int64_t n, const void *w, int64_t wstride, int64_t rows, float *out);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

@@ -1,0 +1,225 @@
+import CQuant
+import Foundation
+import TensorKit
+
+/// How a loaded model keeps its linear weights.
+public enum WeightStorage: Sendable {
+    /// In the GGUF file's block formats, read from the memory-mapped file (no Float32 copy).
+    case quantized
+    /// Dequantized to Float32 at load.
+    case float32
+}
+
+/// A linear layer's weight matrix, (rows = outputs, columns = inputs) row-major as llama.cpp and
+/// PyTorch store it, kept either in its GGUF block format or as Float32.
+///
+/// `apply` computes `Y = X · Wᵀ`. A quantized matrix takes one of two paths (DESIGN.md
+/// § Performance; crossover measured in docs/performance.md):
+/// - fewer than `gemmThreshold` activation rows (decode, scoring a few positions): the
+///   activations are quantized per block to 8 bits and integer dot products run over the
+///   quantized rows, split across the cores;
+/// - more rows (prefill, training-size batches): tiles of rows are dequantized and fed to the
+///   OpenBLAS GEMM, so the dequantization is paid once per tile, not once per activation row.
+///   The activations are rounded to 8 bits first, as the first path sees them, so a row's result
+///   does not depend on how many rows share the call (up to Float32 summation order).
+public final class WeightMatrix: @unchecked Sendable {
+    /// Consecutive rows stored in one GGML type (stacked Q|K|V may mix types).
+    struct Segment {
+        let type: GGMLType
+        let base: UnsafeRawPointer
+        let firstRow: Int
+        let rows: Int
+        let rowBytes: Int
+    }
+
+    public let rows: Int
+    public let columns: Int
+    let segments: [Segment]
+    /// Keeps the memory mapping that `segments` point into alive.
+    private let owner: AnyObject?
+    private var denseCopy: Tensor?
+    private let lock = NSLock()
+
+    /// Round activations to 8 bits per block and use integer dot products, as llama.cpp does
+    /// (environment: `PRECEPT_ACTIVATIONS=int8`). Off by default: see docs/performance.md.
+    nonisolated(unsafe) public static var int8Activations = ProcessInfo.processInfo.environment["PRECEPT_ACTIVATIONS"] == "int8"
+
+    /// Activation rows from which the dequantized-tile GEMM path is taken (environment:
+    /// `PRECEPT_GEMM_THRESHOLD`, for measuring the crossover).
+    nonisolated(unsafe) public static var gemmThreshold =
+        ProcessInfo.processInfo.environment["PRECEPT_GEMM_THRESHOLD"].flatMap { Int($0) }.map { max(1, $0) } ?? 8
+
+    /// A Float32 matrix (rows, columns).
+    public init(dense: Tensor) {
+        precondition(dense.shape.count == 2, "a weight matrix is 2-D, got \(dense.shape)")
+        rows = dense.rows
+        columns = dense.columns
+        segments = []
+        owner = nil
+        denseCopy = dense
+    }
+
+    init(columns: Int, segments: [Segment], owner: AnyObject) {
+        self.columns = columns
+        self.segments = segments
+        self.owner = owner
+        rows = segments.reduce(0) { $0 + $1.rows }
+    }
+
+    /// Whether the weights are read in block format (false: Float32 in memory).
+    public var isQuantized: Bool { !segments.isEmpty }
+
+    /// The GGML types of the stored rows (Float32 for a dense matrix).
+    public var types: [GGMLType] { segments.isEmpty ? [.f32] : segments.map(\.type) }
+
+    /// The Float32 values, dequantized once on first use and kept (the training engine's frozen
+    /// base multiplies with these).
+    public var dense: Tensor {
+        lock.lock()
+        defer { lock.unlock() }
+        if let denseCopy { return denseCopy }
+        let out = Tensor(shape: [rows, columns], zeroed: false)
+        for s in segments {
+            Parallel.chunks(s.rows, minimum: 64) { range in
+                pq_dequantize_rows(Int32(s.type.rawValue), Int64(columns), s.base + range.lowerBound * s.rowBytes,
+                                   Int64(s.rowBytes), Int64(range.count), out.row(s.firstRow + range.lowerBound))
+            }
+        }
+        denseCopy = out
+        return out
+    }
+
+    /// A Float32 copy that can be changed in place (a LoRA merge).
+    public func denseCopyForUpdate() -> WeightMatrix { WeightMatrix(dense: dense.copy()) }
+
+    /// Writes row `r` as Float32 into `destination` (an embedding lookup).
+    public func row(_ r: Int, into destination: UnsafeMutablePointer<Float>) {
+        precondition(r >= 0 && r < rows, "row \(r) outside 0..<\(rows)")
+        if segments.isEmpty, let d = lockedDense() {
+            destination.update(from: d.row(r), count: columns)
+            return
+        }
+        let s = segment(containing: r)
+        pq_dequantize_rows(Int32(s.type.rawValue), Int64(columns), s.base + (r - s.firstRow) * s.rowBytes, Int64(s.rowBytes), 1,
+                           destination)
+    }
+
+    private func lockedDense() -> Tensor? {
+        lock.lock()
+        defer { lock.unlock() }
+        return denseCopy
+    }
+
+    private func segment(containing r: Int) -> Segment {
+        segments.first { r >= $0.firstRow && r < $0.firstRow + $0.rows }!
+    }
+
+    /// `Y(m, outputs.count) = X(m, columns) · W[outputs]ᵀ`, with `Y`'s rows `ldy` apart.
+    /// `int8` overrides `int8Activations` for this call.
+    public func apply(_ x: UnsafePointer<Float>, rows m: Int, into y: UnsafeMutablePointer<Float>, ldy: Int? = nil,
+                      outputs: Range<Int>? = nil, int8: Bool? = nil) {
+        let int8 = int8 ?? Self.int8Activations
+        let outputs = outputs ?? 0..<rows
+        let ldy = ldy ?? outputs.count
+        precondition(outputs.lowerBound >= 0 && outputs.upperBound <= rows && ldy >= outputs.count)
+        guard m > 0, !outputs.isEmpty else { return }
+        if segments.isEmpty, let d = lockedDense() {
+            GEMM.strided(transposeA: false, transposeB: true, m: m, n: outputs.count, k: columns,
+                         x, lda: columns, d.row(outputs.lowerBound), ldb: columns, beta: 0, y, ldc: ldy)
+            return
+        }
+        var quantized: [GGMLType: UnsafeMutableRawPointer] = [:]   // activations, per activation format
+        var rounded: [GGMLType: UnsafeMutableRawPointer] = [:]     // the same, back in Float32 for the GEMM
+        defer { for p in quantized.values { p.deallocate() }; for p in rounded.values { p.deallocate() } }
+        for s in segments {
+            let lower = max(outputs.lowerBound, s.firstRow), upper = min(outputs.upperBound, s.firstRow + s.rows)
+            guard upper > lower else { continue }
+            let weights = s.base + (lower - s.firstRow) * s.rowBytes
+            let out = y + (lower - outputs.lowerBound)
+            let count = upper - lower
+            if s.type == .f32 {
+                GEMM.strided(transposeA: false, transposeB: true, m: m, n: count, k: columns, x, lda: columns,
+                             weights.assumingMemoryBound(to: Float.self), ldb: s.rowBytes / 4, beta: 0, out, ldc: ldy)
+            } else if m < Self.gemmThreshold && !int8 {
+                Parallel.chunks(count, minimum: max(1, 32_768 / max(columns, 1))) { range in
+                    pq_matmul_f32(Int32(s.type.rawValue), Int64(columns), weights + range.lowerBound * s.rowBytes, Int64(s.rowBytes),
+                                  Int64(range.count), x, Int64(columns), Int64(m), out + range.lowerBound, Int64(ldy))
+                }
+            } else if !int8 {
+                tiledGEMM(s, weights: weights, count: count, x: x, m: m, out: out, ldy: ldy)
+            } else if m < Self.gemmThreshold {
+                let type = Int32(s.type.rawValue)
+                let key = Self.activationFormat(s.type)
+                let xq: UnsafeMutableRawPointer
+                if let p = quantized[key] { xq = p } else {
+                    let bytes = Int(pq_activation_row_bytes(type, Int64(columns))) * m
+                    xq = UnsafeMutableRawPointer.allocate(byteCount: max(bytes, 1), alignment: 64)
+                    pq_quantize_activations(type, x, Int64(columns), Int64(m), Int64(columns), xq)
+                    quantized[key] = xq
+                }
+                Parallel.chunks(count, minimum: max(1, 32_768 / max(columns, 1))) { range in
+                    pq_matmul(type, Int64(columns), weights + range.lowerBound * s.rowBytes, Int64(s.rowBytes), Int64(range.count),
+                              xq, Int64(m), out + range.lowerBound, Int64(ldy))
+                }
+            } else {
+                let key = Self.activationFormat(s.type)
+                let xr: UnsafeMutableRawPointer
+                if let p = rounded[key] { xr = p } else {
+                    xr = UnsafeMutableRawPointer.allocate(byteCount: m * columns * 4, alignment: 64)
+                    let xf = xr.bindMemory(to: Float.self, capacity: m * columns)
+                    Parallel.chunks(m, minimum: 8) { range in
+                        pq_round_activations(Int32(s.type.rawValue), x + range.lowerBound * columns, Int64(columns), Int64(range.count),
+                                             Int64(columns), xf + range.lowerBound * columns)
+                    }
+                    rounded[key] = xr
+                }
+                tiledGEMM(s, weights: weights, count: count, x: xr.assumingMemoryBound(to: Float.self), m: m, out: out, ldy: ldy)
+            }
+        }
+    }
+
+    /// Activations quantized for one weight type serve every type of the same block family.
+    private static func activationFormat(_ type: GGMLType) -> GGMLType {
+        switch type {
+        case .q4_K, .q5_K, .q6_K: .q4_K
+        case .f16, .bf16, .f32: .f32
+        default: .q8_0
+        }
+    }
+
+    /// Dequantizes `tileRows` weight rows at a time (both cores) and multiplies with OpenBLAS.
+    private func tiledGEMM(_ s: Segment, weights: UnsafeRawPointer, count: Int, x: UnsafePointer<Float>, m: Int,
+                           out: UnsafeMutablePointer<Float>, ldy: Int) {
+        // ≈ 1 MB of Float32 per tile: stays in L2/L3 while the GEMM streams the activations past it.
+        let tileRows = max(16, min(count, (1 << 18) / max(columns, 1)))
+        let tile = Tensor(shape: [tileRows, columns], zeroed: false)
+        defer { withExtendedLifetime(tile) {} }
+        var start = 0
+        while start < count {
+            let n = min(tileRows, count - start)
+            Parallel.chunks(n, minimum: 16) { range in
+                pq_dequantize_rows(Int32(s.type.rawValue), Int64(columns), weights + (start + range.lowerBound) * s.rowBytes,
+                                   Int64(s.rowBytes), Int64(range.count), tile.row(range.lowerBound))
+            }
+            GEMM.strided(transposeA: false, transposeB: true, m: m, n: n, k: columns, x, lda: columns,
+                         tile.data, ldb: columns, beta: 0, out + start, ldc: ldy)
+            start += n
+        }
+    }
+}
+
+/// Splits work across the machine's cores (DispatchQueue.concurrentPerform).
+public enum Parallel {
+    public static let cores = max(1, ProcessInfo.processInfo.activeProcessorCount)
+
+    /// Calls `body` on up to `cores` contiguous ranges covering 0..<count, each at least
+    /// `minimum` long, concurrently; one range runs on the calling thread alone.
+    public static func chunks(_ count: Int, minimum: Int = 1, _ body: (Range<Int>) -> Void) {
+        let parts = max(1, min(cores, count / max(minimum, 1)))
+        if parts == 1 { if count > 0 { body(0..<count) }; return }
+        DispatchQueue.concurrentPerform(iterations: parts) { p in
+            let lower = count * p / parts, upper = count * (p + 1) / parts
+            if upper > lower { body(lower..<upper) }
+        }
+    }
+}
