@@ -226,13 +226,27 @@ static float dot_q45_K(int64_t n, const uint8_t *w, const pq_q8a256 *y, int five
     return hsum(acc) - mins;
 }
 
+// The 6-bit values (0–63) of one half (128 elements) of a Q6_K block, as 4 × 32 bytes holding
+// elements l, l+32, l+64, l+96 of the half for l = 0…31.
+static inline void unpack_q6_K_half(const uint8_t *ql, const uint8_t *qh, __m256i q[4]) {
+    const __m256i low4 = _mm256_set1_epi8(0x0F), low2 = _mm256_set1_epi8(0x03);
+    const __m256i l0 = _mm256_loadu_si256((const __m256i *)ql);
+    const __m256i l1 = _mm256_loadu_si256((const __m256i *)(ql + 32));
+    const __m256i hb = _mm256_loadu_si256((const __m256i *)qh);
+    q[0] = _mm256_or_si256(_mm256_and_si256(l0, low4), _mm256_slli_epi16(_mm256_and_si256(hb, low2), 4));
+    q[1] = _mm256_or_si256(_mm256_and_si256(l1, low4), _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 2), low2), 4));
+    q[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), low4),
+                           _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 4), low2), 4));
+    q[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), low4),
+                           _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 6), low2), 4));
+}
+
 // Q6_K {u8 ql[128]; u8 qh[64]; i8 scales[16]; f16 d}: w = d·sc·(q − 32), q = 4 bits of ql | 2 of qh.
 // In each half of 128, bytes l of ql/ql+32 and qh give elements l, l+32, l+64, l+96; the scale of
 // a 16-element group g is scales[g], so the −32 offset is −32·Σ sc[g]·bsums[g].
 static float dot_q6_K(int64_t n, const uint8_t *w, const pq_q8a256 *y) {
     __m256 acc = _mm256_setzero_ps();
     float offsets = 0;
-    const __m256i low4 = _mm256_set1_epi8(0x0F), low2 = _mm256_set1_epi8(0x03);
     for (int64_t b = 0; b < n / 256; b++, w += 210) {
         const uint8_t *ql = w, *qh = w + 128;
         const int8_t *sc = (const int8_t *)(w + 192);
@@ -240,17 +254,8 @@ static float dot_q6_K(int64_t n, const uint8_t *w, const pq_q8a256 *y) {
         for (int g = 0; g < 16; g++) offset += sc[g] * y[b].bsums[g];
         __m256i sumi = _mm256_setzero_si256();
         for (int h = 0; h < 2; h++) {
-            const __m256i l0 = _mm256_loadu_si256((const __m256i *)(ql + 64 * h));
-            const __m256i l1 = _mm256_loadu_si256((const __m256i *)(ql + 64 * h + 32));
-            const __m256i hb = _mm256_loadu_si256((const __m256i *)(qh + 32 * h));
             __m256i q[4];
-            q[0] = _mm256_or_si256(_mm256_and_si256(l0, low4), _mm256_slli_epi16(_mm256_and_si256(hb, low2), 4));
-            q[1] = _mm256_or_si256(_mm256_and_si256(l1, low4),
-                                   _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 2), low2), 4));
-            q[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), low4),
-                                   _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 4), low2), 4));
-            q[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), low4),
-                                   _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 6), low2), 4));
+            unpack_q6_K_half(ql + 64 * h, qh + 32 * h, q);
             for (int k = 0; k < 4; k++) {
                 const int8_t *a = y[b].qs + 128 * h + 32 * k;
                 const int g = 8 * h + 2 * k;
@@ -478,23 +483,14 @@ static float dotf_q45_K(int64_t n, const uint8_t *w, const float *x, int five) {
 // Q6_K row · Float32 activations: Σ_g d·sc[g]·((q − 32)·x) over 16-element groups.
 static float dotf_q6_K(int64_t n, const uint8_t *w, const float *x) {
     __m256 acc = _mm256_setzero_ps();
-    const __m256i low4 = _mm256_set1_epi8(0x0F), low2 = _mm256_set1_epi8(0x03), m32 = _mm256_set1_epi8(32);
+    const __m256i m32 = _mm256_set1_epi8(32);
     for (int64_t b = 0; b < n / 256; b++, w += 210, x += 256) {
         const uint8_t *ql = w, *qh = w + 128;
         const int8_t *sc = (const int8_t *)(w + 192);
         const float d = fp16(w + 208);
         for (int h = 0; h < 2; h++) {
-            const __m256i l0 = _mm256_loadu_si256((const __m256i *)(ql + 64 * h));
-            const __m256i l1 = _mm256_loadu_si256((const __m256i *)(ql + 64 * h + 32));
-            const __m256i hb = _mm256_loadu_si256((const __m256i *)(qh + 32 * h));
             __m256i q[4];
-            q[0] = _mm256_or_si256(_mm256_and_si256(l0, low4), _mm256_slli_epi16(_mm256_and_si256(hb, low2), 4));
-            q[1] = _mm256_or_si256(_mm256_and_si256(l1, low4),
-                                   _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 2), low2), 4));
-            q[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), low4),
-                                   _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 4), low2), 4));
-            q[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), low4),
-                                   _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 6), low2), 4));
+            unpack_q6_K_half(ql + 64 * h, qh + 32 * h, q);
             for (int k = 0; k < 4; k++) {
                 const __m256i v = _mm256_sub_epi8(q[k], m32);
                 const float *xk = x + 128 * h + 32 * k;
