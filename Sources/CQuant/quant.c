@@ -189,13 +189,25 @@ static inline void scales_mins_k4(const uint8_t *s, uint8_t sc[8], uint8_t m[8])
     }
 }
 
+// Chunk j (64 elements) of a Q4_K/Q5_K block as two 32-byte vectors of values 0–15 (0–31 with
+// Q5_K's fifth bit, bits 2j and 2j+1 of `hbits`): sub-blocks 2j (low nibbles) and 2j+1 (high).
+static inline void unpack_q45_K_chunk(const uint8_t *qs, __m256i hbits, int j, int five, __m256i *lo, __m256i *hi) {
+    const __m256i low4 = _mm256_set1_epi8(0x0F), one = _mm256_set1_epi8(1);
+    const __m256i bits = _mm256_loadu_si256((const __m256i *)qs);
+    *lo = _mm256_and_si256(bits, low4);
+    *hi = _mm256_and_si256(_mm256_srli_epi16(bits, 4), low4);
+    if (five) {
+        *lo = _mm256_or_si256(*lo, _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hbits, 2 * j), one), 4));
+        *hi = _mm256_or_si256(*hi, _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hbits, 2 * j + 1), one), 4));
+    }
+}
+
 // Q4_K {f16 d; f16 dmin; u8 scales[12]; u8 qs[128]} and Q5_K (plus u8 qh[32] before qs):
 // w = d·sc·q − dmin·m per 32-element sub-block; chunk j of 64 takes the low nibbles (sub-block
 // 2j) then the high nibbles (2j+1) of 32 bytes; Q5_K's fifth bit is bit 2j / 2j+1 of qh.
 static float dot_q45_K(int64_t n, const uint8_t *w, const pq_q8a256 *y, int five) {
     __m256 acc = _mm256_setzero_ps();
     float mins = 0;
-    const __m256i low4 = _mm256_set1_epi8(0x0F), one = _mm256_set1_epi8(1);
     const int64_t bytes = five ? 176 : 144;
     for (int64_t b = 0; b < n / 256; b++, w += bytes) {
         uint8_t sc[8], m[8];
@@ -208,13 +220,8 @@ static float dot_q45_K(int64_t n, const uint8_t *w, const pq_q8a256 *y, int five
         const int8_t *a = y[b].qs;
         __m256i sumi = _mm256_setzero_si256();
         for (int j = 0; j < 4; j++) {
-            const __m256i bits = _mm256_loadu_si256((const __m256i *)(qs + 32 * j));
-            __m256i lo = _mm256_and_si256(bits, low4);
-            __m256i hi = _mm256_and_si256(_mm256_srli_epi16(bits, 4), low4);
-            if (five) {
-                lo = _mm256_or_si256(lo, _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hbits, 2 * j), one), 4));
-                hi = _mm256_or_si256(hi, _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hbits, 2 * j + 1), one), 4));
-            }
+            __m256i lo, hi;
+            unpack_q45_K_chunk(qs + 32 * j, hbits, j, five, &lo, &hi);
             const __m256i plo = _mm256_madd_epi16(_mm256_maddubs_epi16(lo, _mm256_loadu_si256((const __m256i *)(a + 64 * j))),
                                                   _mm256_set1_epi16(sc[2 * j]));
             const __m256i phi = _mm256_madd_epi16(_mm256_maddubs_epi16(hi, _mm256_loadu_si256((const __m256i *)(a + 64 * j + 32))),
@@ -454,7 +461,6 @@ static inline __m256 sum32_f32(const float *x) {
 // Q4_K / Q5_K row · Float32 activations: Σ_sub d·sc·(q·x) − dmin·m·Σx.
 static float dotf_q45_K(int64_t n, const uint8_t *w, const float *x, int five) {
     __m256 acc = _mm256_setzero_ps();
-    const __m256i low4 = _mm256_set1_epi8(0x0F), one = _mm256_set1_epi8(1);
     const int64_t bytes = five ? 176 : 144;
     for (int64_t b = 0; b < n / 256; b++, w += bytes, x += 256) {
         uint8_t sc[8], m[8];
@@ -463,13 +469,8 @@ static float dotf_q45_K(int64_t n, const uint8_t *w, const float *x, int five) {
         const uint8_t *qs = w + (five ? 48 : 16);
         const __m256i hbits = five ? _mm256_loadu_si256((const __m256i *)(w + 16)) : _mm256_setzero_si256();
         for (int j = 0; j < 4; j++) {
-            const __m256i bits = _mm256_loadu_si256((const __m256i *)(qs + 32 * j));
-            __m256i lo = _mm256_and_si256(bits, low4);
-            __m256i hi = _mm256_and_si256(_mm256_srli_epi16(bits, 4), low4);
-            if (five) {
-                lo = _mm256_or_si256(lo, _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hbits, 2 * j), one), 4));
-                hi = _mm256_or_si256(hi, _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hbits, 2 * j + 1), one), 4));
-            }
+            __m256i lo, hi;
+            unpack_q45_K_chunk(qs + 32 * j, hbits, j, five, &lo, &hi);
             const float *x0 = x + 64 * j, *x1 = x0 + 32;
             acc = _mm256_fmadd_ps(_mm256_set1_ps(d * sc[2 * j]), dot32_i8_f32(lo, x0), acc);
             acc = _mm256_fmadd_ps(_mm256_set1_ps(-dmin * m[2 * j]), sum32_f32(x0), acc);

@@ -11,7 +11,7 @@ import TensorKit
 
     /// Random but valid blocks: random bytes with every f16 scale replaced by a small finite one.
     static func randomRows(_ type: GGMLType, rows: Int, columns: Int, seed: UInt64) -> [UInt8] {
-        var rng = SplitMix(seed: seed)
+        var rng = SeededGenerator(seed: seed)
         let blocks = rows * columns / type.blockSize
         var bytes = (0..<blocks * type.blockBytes).map { _ in UInt8.random(in: 0...255, using: &rng) }
         func setHalf(_ offset: Int, _ value: Float) {
@@ -68,7 +68,7 @@ import TensorKit
     func matrixVectorMatchesScalarReference(type: GGMLType, int8: Bool) throws {
         let rows = 37, columns = 512, m = 3
         var bytes = Self.randomRows(type, rows: rows, columns: columns, seed: UInt64(type.rawValue) + 1)
-        var rng = SplitMix(seed: 99)
+        var rng = SeededGenerator(seed: 99)
         let x = (0..<m * columns).map { _ in Float.random(in: -2...2, using: &rng) }
         let rowBytes = columns / type.blockSize * type.blockBytes
         try bytes.withUnsafeMutableBytes { raw in
@@ -81,19 +81,23 @@ import TensorKit
             #expect(matrix.isQuantized)
             var y = [Float](repeating: 0, count: m * rows)
             x.withUnsafeBufferPointer { matrix.apply($0.baseAddress!, rows: m, into: &y, int8: int8) }
-            var worst = 0.0
-            for r in 0..<m {
-                let xr = Self.roundedActivations(Array(x[r * columns..<(r + 1) * columns]), for: type, int8: int8)
-                for i in 0..<rows {
-                    var expected = 0.0, scale = 0.0
-                    for j in 0..<columns {
-                        expected += Double(decoded[i * columns + j]) * xr[j]
-                        scale += abs(Double(decoded[i * columns + j]) * xr[j])
+            // Largest |y − Σ w·x̂| relative to Σ|w·x̂| over every output, x̂ the activations the kernels see.
+            func worstError(_ y: [Float], _ x: [Float], rowsOfX: Int) -> Double {
+                var worst = 0.0
+                for r in 0..<rowsOfX {
+                    let xr = Self.roundedActivations(Array(x[r * columns..<(r + 1) * columns]), for: type, int8: int8)
+                    for i in 0..<rows {
+                        var expected = 0.0, scale = 0.0
+                        for j in 0..<columns {
+                            expected += Double(decoded[i * columns + j]) * xr[j]
+                            scale += abs(Double(decoded[i * columns + j]) * xr[j])
+                        }
+                        worst = max(worst, abs(Double(y[r * rows + i]) - expected) / max(scale, 1e-6))
                     }
-                    let error = abs(Double(y[r * rows + i]) - expected) / max(scale, 1e-6)
-                    worst = max(worst, error)
                 }
+                return worst
             }
+            let worst = worstError(y, x, rowsOfX: m)
             // Float32 summation: relative to Σ|w·x|, ~1e-7 per add.
             #expect(worst < 1e-5, "\(type): worst relative error \(worst)")
 
@@ -102,18 +106,7 @@ import TensorKit
             let xs = (0..<big * columns).map { _ in Float.random(in: -2...2, using: &rng) }
             var yt = [Float](repeating: 0, count: big * rows)
             xs.withUnsafeBufferPointer { matrix.apply($0.baseAddress!, rows: big, into: &yt, int8: int8) }
-            var worstTile = 0.0
-            for r in 0..<big {
-                let xr = Self.roundedActivations(Array(xs[r * columns..<(r + 1) * columns]), for: type, int8: int8)
-                for i in 0..<rows {
-                    var expected = 0.0, scale = 0.0
-                    for j in 0..<columns {
-                        expected += Double(decoded[i * columns + j]) * xr[j]
-                        scale += abs(Double(decoded[i * columns + j]) * xr[j])
-                    }
-                    worstTile = max(worstTile, abs(Double(yt[r * rows + i]) - expected) / max(scale, 1e-6))
-                }
-            }
+            let worstTile = worstError(yt, xs, rowsOfX: big)
             #expect(worstTile < 1e-5, "\(type) tile path: worst relative error \(worstTile)")
 
             // Rows for an embedding lookup, and a sub-range of outputs written with a stride.
@@ -157,18 +150,6 @@ import TensorKit
     }
 }
 
-/// A small deterministic generator for test data.
-struct SplitMix: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
 
 /// On the default models' own matrices, the integer path (one row) and the tile path (the same
 /// row among many) give the same numbers, so results do not depend on batch composition.
@@ -181,7 +162,7 @@ struct SplitMix: RandomNumberGenerator {
         for (l, layer) in w.layers.enumerated() {
             matrices += [("blk.\(l).qkv", layer.qkv), ("blk.\(l).output", layer.output), ("blk.\(l).gateUp", layer.gateUp), ("blk.\(l).down", layer.down)]
         }
-        var rng = SplitMix(seed: 7)
+        var rng = SeededGenerator(seed: 7)
         for (name, matrix) in matrices {
             let m = WeightMatrix.gemmThreshold + 2
             let x = (0..<matrix.columns).map { _ in Float.random(in: -3...3, using: &rng) }

@@ -13,15 +13,15 @@ public enum WeightStorage: Sendable {
 /// A linear layer's weight matrix, (rows = outputs, columns = inputs) row-major as llama.cpp and
 /// PyTorch store it, kept either in its GGUF block format or as Float32.
 ///
-/// `apply` computes `Y = X · Wᵀ`. A quantized matrix takes one of two paths (DESIGN.md
-/// § Performance; crossover measured in docs/performance.md):
-/// - fewer than `gemmThreshold` activation rows (decode, scoring a few positions): the
-///   activations are quantized per block to 8 bits and integer dot products run over the
-///   quantized rows, split across the cores;
-/// - more rows (prefill, training-size batches): tiles of rows are dequantized and fed to the
+/// `apply` computes `Y = X · Wᵀ`. A quantized matrix takes one of two paths, chosen by the
+/// number of activation rows (docs/performance.md § Quantized weights in memory):
+/// - fewer than `gemmThreshold` (decode, scoring a few positions): each weight row is unpacked
+///   in registers and multiplied with the Float32 activations, rows split across the cores;
+/// - more (prefill, training-size batches): tiles of rows are dequantized and fed to the
 ///   OpenBLAS GEMM, so the dequantization is paid once per tile, not once per activation row.
-///   The activations are rounded to 8 bits first, as the first path sees them, so a row's result
-///   does not depend on how many rows share the call (up to Float32 summation order).
+/// Both multiply the same dequantized values in Float32, so a row's result does not depend on
+/// how many rows share the call (up to summation order). With `int8Activations` the
+/// activations are rounded to 8 bits per block first, as llama.cpp does.
 public final class WeightMatrix: @unchecked Sendable {
     /// Consecutive rows stored in one GGML type (stacked Q|K|V may mix types).
     struct Segment {
