@@ -2,55 +2,12 @@
 // ggml-cpu's x86 kernels (unsigned × signed byte products with _mm256_maddubs_epi16, offsets
 // folded in through the activation block sums).
 #include "cquant.h"
+#include "blocks.h"
 
 #include <immintrin.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-
-static inline float fp16(const uint8_t *p) {
-    uint16_t h; memcpy(&h, p, 2);
-    return _cvtsh_ss(h);
-}
-
-static inline float round_fp16(float x) { return _cvtsh_ss(_cvtss_sh(x, _MM_FROUND_TO_NEAREST_INT)); }
-
-static inline float hsum(__m256 v) {
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_add_ss(s, _mm_movehdup_ps(s));
-    return _mm_cvtss_f32(s);
-}
-
-static inline __m256i ones16(void) { return _mm256_set1_epi16(1); }
-
-// Σ of unsigned×signed byte pairs, as 8 int32 lanes.
-static inline __m256i dot_us8(__m256i u, __m256i s) {
-    return _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), ones16());
-}
-
-// Σ of signed×signed byte pairs (sign moved onto the second operand).
-static inline __m256i dot_ss8(__m256i a, __m256i b) {
-    return dot_us8(_mm256_sign_epi8(a, a), _mm256_sign_epi8(b, a));
-}
-
-// 0xFF in byte i where bit i of the 32-bit word at p is set.
-static inline __m256i bits_to_bytes(const uint8_t *p) {
-    uint32_t x; memcpy(&x, p, 4);
-    const __m256i shuffle = _mm256_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1,
-                                             2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3);
-    const __m256i bit = _mm256_setr_epi8(1, 2, 4, 8, 16, 32, 64, -128, 1, 2, 4, 8, 16, 32, 64, -128,
-                                         1, 2, 4, 8, 16, 32, 64, -128, 1, 2, 4, 8, 16, 32, 64, -128);
-    __m256i v = _mm256_shuffle_epi8(_mm256_set1_epi32((int)x), shuffle);
-    return _mm256_cmpeq_epi8(_mm256_and_si256(v, bit), bit);
-}
-
-// 32 nibbles of 16 bytes: low nibbles in bytes 0–15, high nibbles in bytes 16–31.
-static inline __m256i nibbles16(const uint8_t *p) {
-    __m128i t = _mm_loadu_si128((const __m128i *)p);
-    __m256i v = _mm256_set_m128i(_mm_srli_epi16(t, 4), t);
-    return _mm256_and_si256(v, _mm256_set1_epi8(0x0F));
-}
 
 int pq_supported(int type) {
     switch (type) {
@@ -181,27 +138,6 @@ static float dot_q5_0(int64_t n, const uint8_t *w, const pq_q8a32 *y) {
 }
 
 // The 6-bit scales and mins of the 8 sub-blocks of a Q4_K/Q5_K block (ggml's get_scale_min_k4).
-static inline void scales_mins_k4(const uint8_t *s, uint8_t sc[8], uint8_t m[8]) {
-    for (int j = 0; j < 4; j++) { sc[j] = s[j] & 63; m[j] = s[j + 4] & 63; }
-    for (int j = 4; j < 8; j++) {
-        sc[j] = (s[j + 4] & 0x0F) | ((s[j - 4] >> 6) << 4);
-        m[j] = (s[j + 4] >> 4) | ((s[j] >> 6) << 4);
-    }
-}
-
-// Chunk j (64 elements) of a Q4_K/Q5_K block as two 32-byte vectors of values 0–15 (0–31 with
-// Q5_K's fifth bit, bits 2j and 2j+1 of `hbits`): sub-blocks 2j (low nibbles) and 2j+1 (high).
-static inline void unpack_q45_K_chunk(const uint8_t *qs, __m256i hbits, int j, int five, __m256i *lo, __m256i *hi) {
-    const __m256i low4 = _mm256_set1_epi8(0x0F), one = _mm256_set1_epi8(1);
-    const __m256i bits = _mm256_loadu_si256((const __m256i *)qs);
-    *lo = _mm256_and_si256(bits, low4);
-    *hi = _mm256_and_si256(_mm256_srli_epi16(bits, 4), low4);
-    if (five) {
-        *lo = _mm256_or_si256(*lo, _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hbits, 2 * j), one), 4));
-        *hi = _mm256_or_si256(*hi, _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hbits, 2 * j + 1), one), 4));
-    }
-}
-
 // Q4_K {f16 d; f16 dmin; u8 scales[12]; u8 qs[128]} and Q5_K (plus u8 qh[32] before qs):
 // w = d·sc·q − dmin·m per 32-element sub-block; chunk j of 64 takes the low nibbles (sub-block
 // 2j) then the high nibbles (2j+1) of 32 bytes; Q5_K's fifth bit is bit 2j / 2j+1 of qh.
@@ -231,21 +167,6 @@ static float dot_q45_K(int64_t n, const uint8_t *w, const pq_q8a256 *y, int five
         acc = _mm256_fmadd_ps(_mm256_set1_ps(fp16(w) * y[b].d), _mm256_cvtepi32_ps(sumi), acc);
     }
     return hsum(acc) - mins;
-}
-
-// The 6-bit values (0–63) of one half (128 elements) of a Q6_K block, as 4 × 32 bytes holding
-// elements l, l+32, l+64, l+96 of the half for l = 0…31.
-static inline void unpack_q6_K_half(const uint8_t *ql, const uint8_t *qh, __m256i q[4]) {
-    const __m256i low4 = _mm256_set1_epi8(0x0F), low2 = _mm256_set1_epi8(0x03);
-    const __m256i l0 = _mm256_loadu_si256((const __m256i *)ql);
-    const __m256i l1 = _mm256_loadu_si256((const __m256i *)(ql + 32));
-    const __m256i hb = _mm256_loadu_si256((const __m256i *)qh);
-    q[0] = _mm256_or_si256(_mm256_and_si256(l0, low4), _mm256_slli_epi16(_mm256_and_si256(hb, low2), 4));
-    q[1] = _mm256_or_si256(_mm256_and_si256(l1, low4), _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 2), low2), 4));
-    q[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), low4),
-                           _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 4), low2), 4));
-    q[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), low4),
-                           _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 6), low2), 4));
 }
 
 // Q6_K {u8 ql[128]; u8 qh[64]; i8 scales[16]; f16 d}: w = d·sc·(q − 32), q = 4 bits of ql | 2 of qh.
@@ -296,8 +217,6 @@ static float dot_f16(int64_t n, const uint16_t *w, const float *x) {
     for (; j < n; j++) s += _cvtsh_ss(w[j]) * x[j];
     return s;
 }
-
-static inline float bf16_to_f32(uint16_t h) { uint32_t u = (uint32_t)h << 16; float f; memcpy(&f, &u, 4); return f; }
 
 static float dot_bf16(int64_t n, const uint16_t *w, const float *x) {
     __m256 acc = _mm256_setzero_ps();
@@ -415,137 +334,4 @@ void pq_dequantize_rows(int type, int64_t n, const void *w, int64_t wstride, int
         default: memcpy(dst, src, (size_t)n * 4); break;
         }
     }
-}
-
-// Σ q[j]·x[j] for 32 signed bytes q and 32 floats x.
-static inline __m256 dot32_i8_f32(__m256i q, const float *x) {
-    const __m128i lo = _mm256_castsi256_si128(q), hi = _mm256_extracti128_si256(q, 1);
-    __m256 s = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(lo)), _mm256_loadu_ps(x));
-    s = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(lo, 8))), _mm256_loadu_ps(x + 8), s);
-    s = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(hi)), _mm256_loadu_ps(x + 16), s);
-    return _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(hi, 8))), _mm256_loadu_ps(x + 24), s);
-}
-
-// Weight row · Float32 activations for the 32-element formats, unpacked in registers.
-static float dotf_q8_0(int64_t n, const uint8_t *w, const float *x) {
-    __m256 acc = _mm256_setzero_ps();
-    for (int64_t b = 0; b < n / 32; b++, w += 34, x += 32)
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(fp16(w)), dot32_i8_f32(_mm256_loadu_si256((const __m256i *)(w + 2)), x), acc);
-    return hsum(acc);
-}
-
-static float dotf_q45_0(int64_t n, const uint8_t *w, const float *x, int five) {
-    __m256 acc = _mm256_setzero_ps();
-    const __m256i bit4 = _mm256_set1_epi8(0x10);
-    const __m256i offset = _mm256_set1_epi8(five ? 16 : 8);
-    const int64_t bytes = five ? 22 : 18;
-    for (int64_t b = 0; b < n / 32; b++, w += bytes, x += 32) {
-        __m256i q = five ? _mm256_or_si256(nibbles16(w + 6), _mm256_and_si256(bits_to_bytes(w + 2), bit4)) : nibbles16(w + 2);
-        q = _mm256_sub_epi8(q, offset);
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(fp16(w)), dot32_i8_f32(q, x), acc);
-    }
-    return hsum(acc);
-}
-
-// Σ q[j]·x[j] over 16 signed bytes and 16 floats, as 8 lanes.
-static inline __m256 dot16_i8_f32(__m128i q, const float *x) {
-    const __m256 s = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q)), _mm256_loadu_ps(x));
-    return _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(q, 8))), _mm256_loadu_ps(x + 8), s);
-}
-
-static inline __m256 sum32_f32(const float *x) {
-    return _mm256_add_ps(_mm256_add_ps(_mm256_loadu_ps(x), _mm256_loadu_ps(x + 8)),
-                         _mm256_add_ps(_mm256_loadu_ps(x + 16), _mm256_loadu_ps(x + 24)));
-}
-
-// Q4_K / Q5_K row · Float32 activations: Σ_sub d·sc·(q·x) − dmin·m·Σx.
-static float dotf_q45_K(int64_t n, const uint8_t *w, const float *x, int five) {
-    __m256 acc = _mm256_setzero_ps();
-    const int64_t bytes = five ? 176 : 144;
-    for (int64_t b = 0; b < n / 256; b++, w += bytes, x += 256) {
-        uint8_t sc[8], m[8];
-        scales_mins_k4(w + 4, sc, m);
-        const float d = fp16(w), dmin = fp16(w + 2);
-        const uint8_t *qs = w + (five ? 48 : 16);
-        const __m256i hbits = five ? _mm256_loadu_si256((const __m256i *)(w + 16)) : _mm256_setzero_si256();
-        for (int j = 0; j < 4; j++) {
-            __m256i lo, hi;
-            unpack_q45_K_chunk(qs + 32 * j, hbits, j, five, &lo, &hi);
-            const float *x0 = x + 64 * j, *x1 = x0 + 32;
-            acc = _mm256_fmadd_ps(_mm256_set1_ps(d * sc[2 * j]), dot32_i8_f32(lo, x0), acc);
-            acc = _mm256_fmadd_ps(_mm256_set1_ps(-dmin * m[2 * j]), sum32_f32(x0), acc);
-            acc = _mm256_fmadd_ps(_mm256_set1_ps(d * sc[2 * j + 1]), dot32_i8_f32(hi, x1), acc);
-            acc = _mm256_fmadd_ps(_mm256_set1_ps(-dmin * m[2 * j + 1]), sum32_f32(x1), acc);
-        }
-    }
-    return hsum(acc);
-}
-
-// Q6_K row · Float32 activations: Σ_g d·sc[g]·((q − 32)·x) over 16-element groups.
-static float dotf_q6_K(int64_t n, const uint8_t *w, const float *x) {
-    __m256 acc = _mm256_setzero_ps();
-    const __m256i m32 = _mm256_set1_epi8(32);
-    for (int64_t b = 0; b < n / 256; b++, w += 210, x += 256) {
-        const uint8_t *ql = w, *qh = w + 128;
-        const int8_t *sc = (const int8_t *)(w + 192);
-        const float d = fp16(w + 208);
-        for (int h = 0; h < 2; h++) {
-            __m256i q[4];
-            unpack_q6_K_half(ql + 64 * h, qh + 32 * h, q);
-            for (int k = 0; k < 4; k++) {
-                const __m256i v = _mm256_sub_epi8(q[k], m32);
-                const float *xk = x + 128 * h + 32 * k;
-                const int g = 8 * h + 2 * k;
-                acc = _mm256_fmadd_ps(_mm256_set1_ps(d * sc[g]), dot16_i8_f32(_mm256_castsi256_si128(v), xk), acc);
-                acc = _mm256_fmadd_ps(_mm256_set1_ps(d * sc[g + 1]), dot16_i8_f32(_mm256_extracti128_si256(v, 1), xk + 16), acc);
-            }
-        }
-    }
-    return hsum(acc);
-}
-
-void pq_matmul_f32(int type, int64_t n, const void *w, int64_t wstride, int64_t wrows,
-                   const float *x, int64_t ldx, int64_t xrows, float *y, int64_t ldy) {
-    float stack[4096] __attribute__((aligned(32)));
-    float *row = n <= 4096 ? stack : (float *)aligned_alloc(32, (size_t)((n * 4 + 31) / 32 * 32));
-    for (int64_t i = 0; i < wrows; i++) {
-        const uint8_t *src = (const uint8_t *)w + i * wstride;
-        if (type == PQ_Q8_0 || type == PQ_Q5_0 || type == PQ_Q4_0 || is_k(type)) {
-            for (int64_t r = 0; r < xrows; r++) {
-                const float *xr = x + r * ldx;
-                float v;
-                switch (type) {
-                case PQ_Q8_0: v = dotf_q8_0(n, src, xr); break;
-                case PQ_Q5_0: v = dotf_q45_0(n, src, xr, 1); break;
-                case PQ_Q4_0: v = dotf_q45_0(n, src, xr, 0); break;
-                case PQ_Q4_K: v = dotf_q45_K(n, src, xr, 0); break;
-                case PQ_Q5_K: v = dotf_q45_K(n, src, xr, 1); break;
-                default: v = dotf_q6_K(n, src, xr); break;
-                }
-                y[r * ldy + i] = v;
-            }
-            continue;
-        }
-        const float *values = (const float *)src;
-        if (type != PQ_F32) { pq_dequantize_rows(type, n, src, wstride, 1, row); values = row; }
-        int64_t r = 0;
-        // Four activation rows per pass over the dequantized row.
-        for (; r + 4 <= xrows; r += 4) {
-            __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
-            const float *x0 = x + r * ldx, *x1 = x0 + ldx, *x2 = x1 + ldx, *x3 = x2 + ldx;
-            int64_t j = 0;
-            for (; j + 8 <= n; j += 8) {
-                const __m256 v = _mm256_loadu_ps(values + j);
-                a0 = _mm256_fmadd_ps(v, _mm256_loadu_ps(x0 + j), a0);
-                a1 = _mm256_fmadd_ps(v, _mm256_loadu_ps(x1 + j), a1);
-                a2 = _mm256_fmadd_ps(v, _mm256_loadu_ps(x2 + j), a2);
-                a3 = _mm256_fmadd_ps(v, _mm256_loadu_ps(x3 + j), a3);
-            }
-            float s0 = hsum(a0), s1 = hsum(a1), s2 = hsum(a2), s3 = hsum(a3);
-            for (; j < n; j++) { s0 += values[j] * x0[j]; s1 += values[j] * x1[j]; s2 += values[j] * x2[j]; s3 += values[j] * x3[j]; }
-            y[r * ldy + i] = s0; y[(r + 1) * ldy + i] = s1; y[(r + 2) * ldy + i] = s2; y[(r + 3) * ldy + i] = s3;
-        }
-        for (; r < xrows; r++) y[r * ldy + i] = dot_f32(n, values, x + r * ldx);
-    }
-    if (row != stack) free(row);
 }

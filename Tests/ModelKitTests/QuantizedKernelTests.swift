@@ -71,7 +71,7 @@ import TensorKit
         var rng = SeededGenerator(seed: 99)
         let x = (0..<m * columns).map { _ in Float.random(in: -2...2, using: &rng) }
         let rowBytes = columns / type.blockSize * type.blockBytes
-        try bytes.withUnsafeMutableBytes { raw in
+        bytes.withUnsafeMutableBytes { raw in
             let w = raw.baseAddress!
             let matrix = WeightMatrix(columns: columns,
                                       segments: [.init(type: type, base: UnsafeRawPointer(w), firstRow: 0, rows: rows, rowBytes: rowBytes)],
@@ -100,6 +100,15 @@ import TensorKit
             let worst = worstError(y, x, rowsOfX: m)
             // Float32 summation: relative to Σ|w·x|, ~1e-7 per add.
             #expect(worst < 1e-5, "\(type): worst relative error \(worst)")
+            // One row (the decode kernels) and 8 + 3 rows (a full and a partial group of the
+            // multi-row kernels, or the tile path if the threshold is lower).
+            for count in [1, 11] {
+                let xc = Array(x.prefix(min(count, m) * columns)) + (0..<max(0, count - m) * columns).map { _ in Float.random(in: -2...2, using: &rng) }
+                var yc = [Float](repeating: 0, count: count * rows)
+                xc.withUnsafeBufferPointer { matrix.apply($0.baseAddress!, rows: count, into: &yc, int8: int8) }
+                let worstCount = worstError(yc, xc, rowsOfX: count)
+                #expect(worstCount < 1e-5, "\(type), \(count) rows: worst relative error \(worstCount)")
+            }
 
             // The tile path (many rows) multiplies dequantized rows with the same activations.
             let big = WeightMatrix.gemmThreshold + 1
@@ -151,8 +160,9 @@ import TensorKit
 }
 
 
-/// On the default models' own matrices, the integer path (one row) and the tile path (the same
-/// row among many) give the same numbers, so results do not depend on batch composition.
+/// On the default models' own matrices, one activation row, the same row among a few (the
+/// multi-row kernels) and among many (the tile path) give the same numbers, so results do not
+/// depend on batch composition.
 @Suite struct QuantizedPathAgreementTests {
     @Test(.enabled(if: TestModels.available(TestModels.gemmaName), "gemma-3-270m is not in the model cache (`precept model pull gemma-3-270m`; scripts/test.sh runs it)"))
     func pathsAgreeOnGemmaMatrices() throws {
@@ -164,17 +174,20 @@ import TensorKit
         }
         var rng = SeededGenerator(seed: 7)
         for (name, matrix) in matrices {
-            let m = WeightMatrix.gemmThreshold + 2
             let x = (0..<matrix.columns).map { _ in Float.random(in: -3...3, using: &rng) }
-            let xs = (0..<m).flatMap { _ in x }
             let rows = matrix.rows
-            var one = [Float](repeating: 0, count: rows), many = [Float](repeating: 0, count: m * rows)
-            for int8 in [false, true] {
-            x.withUnsafeBufferPointer { matrix.apply($0.baseAddress!, rows: 1, into: &one, outputs: 0..<rows, int8: int8) }
-            xs.withUnsafeBufferPointer { matrix.apply($0.baseAddress!, rows: m, into: &many, outputs: 0..<rows, int8: int8) }
-            var worst: Float = 0, scale: Float = 0
-            for i in 0..<rows { worst = max(worst, abs(one[i] - many[(m - 1) * rows + i])); scale = max(scale, abs(one[i])) }
-            #expect(worst <= 1e-5 * max(scale, 1), "\(name) \(matrix.types) int8 \(int8): one row vs \(m) rows differ by \(worst) (largest output \(scale))")
+            var one = [Float](repeating: 0, count: rows)
+            // 11 rows: the multi-row kernels (a full group of 8 and a partial one); threshold + 2: the tile path.
+            for m in [11, WeightMatrix.gemmThreshold + 2] {
+                let xs = (0..<m).flatMap { _ in x }
+                var many = [Float](repeating: 0, count: m * rows)
+                for int8 in [false, true] {
+                    x.withUnsafeBufferPointer { matrix.apply($0.baseAddress!, rows: 1, into: &one, outputs: 0..<rows, int8: int8) }
+                    xs.withUnsafeBufferPointer { matrix.apply($0.baseAddress!, rows: m, into: &many, outputs: 0..<rows, int8: int8) }
+                    var worst: Float = 0, scale: Float = 0
+                    for i in 0..<rows { worst = max(worst, abs(one[i] - many[(m - 1) * rows + i])); scale = max(scale, abs(one[i])) }
+                    #expect(worst <= 1e-5 * max(scale, 1), "\(name) \(matrix.types) int8 \(int8): one row vs \(m) rows differ by \(worst) (largest output \(scale))")
+                }
             }
         }
     }

@@ -45,8 +45,9 @@ void pq_matmul(int type, int64_t n, const void *w, int64_t wstride, int64_t wrow
                const void *xq, int64_t xrows, float *y, int64_t ldy);
 
 /// y[r·ldy + i] = dot(weight row i, x row r) with Float32 activations (`x`, row stride `ldx`):
-/// each weight row is dequantized once into L1 and multiplied with every activation row, so the
-/// result equals a Float32 GEMM on the dequantized matrix up to summation order.
+/// the weights are unpacked in registers (one row: summed per block, then scaled; several rows:
+/// each block dequantized once for up to 8 activation rows), so the result equals a Float32
+/// GEMM on the dequantized matrix up to summation order.
 void pq_matmul_f32(int type, int64_t n, const void *w, int64_t wstride, int64_t wrows,
                    const float *x, int64_t ldx, int64_t xrows, float *y, int64_t ldy);
 

@@ -32,7 +32,7 @@ public struct LogitHead: Sendable {
 
     /// Full logits (rows, vocab) for a few rows (sampling).
     public func logits(_ hidden: UnsafePointer<Float>, rows: Int) -> Tensor {
-        let out = Tensor(shape: [rows, vocabSize])
+        let out = Tensor(shape: [rows, vocabSize], zeroed: false)  // every element is written
         head.apply(hidden, rows: rows, into: out.data)
         return out
     }

@@ -64,14 +64,21 @@ public final class Transformer: @unchecked Sendable {
         let act = Tensor(shape: [rows, c.ffn])
         let maxContext = inputs.map { $0.cache.length + $0.tokens.count }.max() ?? 0
         let maxNew = inputs.map(\.tokens.count).max() ?? 0
-        let scratch = Tensor(shape: [maxNew * maxContext])
+        // Batched decode splits its (sequence, query head) pairs across the cores when there is
+        // enough of it (Σ new × context × headDim ≥ 2^20 multiply-adds over all heads), each part
+        // with its own scratch. Prefill and long scored sequences keep one caller: their per-head
+        // products are large enough for OpenBLAS's own threads.
+        let attentionWork = inputs.reduce(0) { $0 + $1.tokens.count * ($1.cache.length + $1.tokens.count) } * c.heads * c.headDim
+        let attentionParts = attentionWork >= 1 << 20 && maxNew <= 4 ? Parallel.partCount(inputs.count * c.heads) : 1
+        let scratch = Tensor(shape: [attentionParts * maxNew * maxContext])
+        let group = c.heads / c.kvHeads
         // Pointers into these buffers outlive any single use of the objects: keep them alive.
         defer { withExtendedLifetime((h, qkv, attn, proj, gateUp, act, scratch)) {} }
 
         for (l, w) in weights.layers.enumerated() {
             let sliding = c.slidingLayers[l] ? c.slidingWindow : nil
             // Attention sublayer.
-            rmsnorm_forward(h.data, x.data, w.attnNorm.data, rows: rows, dim: c.hidden, eps: c.normEps)
+            Transformer.rmsnormRows(h.data, x.data, w.attnNorm.data, rows: rows, dim: c.hidden, eps: c.normEps)
             w.qkv.apply(h.data, rows: rows, into: qkv.data)
             if let bias = w.qkvBias {
                 for r in 0..<rows { let q = qkv.row(r); for j in 0..<qkvWidth { q[j] += bias.data[j] } }
@@ -79,40 +86,51 @@ public final class Transformer: @unchecked Sendable {
             Transformer.normalizeAndRotate(qkv.data, rows: rows, positions: positions, layer: w, config: c, sliding: sliding != nil)
             for (s, input) in inputs.enumerated() {
                 let cache = input.cache, n = input.tokens.count, start = cache.length
-                guard n > 0 else { continue }
                 let keys = cache.keys(l), values = cache.values(l)
                 for i in 0..<n {
                     let src = qkv.row(offsets[s] + i)
                     (keys + (start + i) * c.kvDim).update(from: src + c.qDim, count: c.kvDim)
                     (values + (start + i) * c.kvDim).update(from: src + c.qDim + c.kvDim, count: c.kvDim)
                 }
-                attention_forward(attn.row(offsets[s]), outStride: c.qDim,
-                                  q: qkv.row(offsets[s]), qStride: qkvWidth,
-                                  k: keys, v: values, kvStride: c.kvDim,
-                                  nNew: n, nCtx: start + n, heads: c.heads, kvHeads: c.kvHeads, headDim: c.headDim,
-                                  scale: c.attentionScale, window: sliding, scratch: scratch.data)
+            }
+            // One query head of one sequence per item; head h reads KV head h / group (GQA).
+            let items = inputs.count * c.heads
+            Parallel.parts(items, minimum: attentionParts == 1 ? items : 1) { part, range in
+                let buffer = scratch.data + part * maxNew * maxContext
+                for item in range {
+                    let s = item / c.heads, h = item % c.heads, g = h / group
+                    let input = inputs[s], n = input.tokens.count, start = input.cache.length
+                    guard n > 0 else { continue }
+                    attention_forward(attn.row(offsets[s]) + h * c.headDim, outStride: c.qDim,
+                                      q: qkv.row(offsets[s]) + h * c.headDim, qStride: qkvWidth,
+                                      k: input.cache.keys(l) + g * c.headDim, v: input.cache.values(l) + g * c.headDim,
+                                      kvStride: c.kvDim, nNew: n, nCtx: start + n, heads: 1, kvHeads: 1, headDim: c.headDim,
+                                      scale: c.attentionScale, window: sliding, scratch: buffer)
+                }
             }
             w.output.apply(attn.data, rows: rows, into: proj.data)
             if let post = w.postAttnNorm {
-                rmsnorm_forward(proj.data, proj.data, post.data, rows: rows, dim: c.hidden, eps: c.normEps)
+                Transformer.rmsnormRows(proj.data, proj.data, post.data, rows: rows, dim: c.hidden, eps: c.normEps)
             }
             addInPlace(x.data, proj.data, count: rows * c.hidden)
 
             // MLP sublayer: down(act(gate · h) ⊙ (up · h)).
-            rmsnorm_forward(h.data, x.data, w.ffnNorm.data, rows: rows, dim: c.hidden, eps: c.normEps)
+            Transformer.rmsnormRows(h.data, x.data, w.ffnNorm.data, rows: rows, dim: c.hidden, eps: c.normEps)
             w.gateUp.apply(h.data, rows: rows, into: gateUp.data)
-            for r in 0..<rows {
-                let g = gateUp.row(r)
-                gated_activation_forward(act.row(r), gate: g, up: g + c.ffn, count: c.ffn, activation: c.activation)
+            Parallel.chunks(rows, minimum: 16) { range in
+                for r in range {
+                    let g = gateUp.row(r)
+                    gated_activation_forward(act.row(r), gate: g, up: g + c.ffn, count: c.ffn, activation: c.activation)
+                }
             }
             w.down.apply(act.data, rows: rows, into: proj.data)
             if let post = w.postFFNNorm {
-                rmsnorm_forward(proj.data, proj.data, post.data, rows: rows, dim: c.hidden, eps: c.normEps)
+                Transformer.rmsnormRows(proj.data, proj.data, post.data, rows: rows, dim: c.hidden, eps: c.normEps)
             }
             addInPlace(x.data, proj.data, count: rows * c.hidden)
         }
         for input in inputs { input.cache.advance(by: input.tokens.count) }
-        rmsnorm_forward(x.data, x.data, weights.outputNorm.data, rows: rows, dim: c.hidden, eps: c.normEps)
+        Transformer.rmsnormRows(x.data, x.data, weights.outputNorm.data, rows: rows, dim: c.hidden, eps: c.normEps)
         return x
     }
 
@@ -133,6 +151,14 @@ public final class Transformer: @unchecked Sendable {
             rope_forward(qkv, rows: rows, heads: c.heads, headDim: c.headDim, rowStride: width, positions: p.baseAddress!, rope: rope)
             rope_forward(qkv + c.qDim, rows: rows, heads: c.kvHeads, headDim: c.headDim, rowStride: width,
                          positions: p.baseAddress!, rope: rope)
+        }
+    }
+
+    /// `rmsnorm_forward` with the rows split across the cores (prefill-sized inputs).
+    static func rmsnormRows(_ out: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, _ weight: UnsafePointer<Float>,
+                            rows: Int, dim: Int, eps: Float) {
+        Parallel.chunks(rows, minimum: 64) { range in
+            rmsnorm_forward(out + range.lowerBound * dim, x + range.lowerBound * dim, weight, rows: range.count, dim: dim, eps: eps)
         }
     }
 

@@ -15,8 +15,9 @@ public enum WeightStorage: Sendable {
 ///
 /// `apply` computes `Y = X · Wᵀ`. A quantized matrix takes one of two paths, chosen by the
 /// number of activation rows (docs/performance.md § Quantized weights in memory):
-/// - fewer than `gemmThreshold` (decode, scoring a few positions): each weight row is unpacked
-///   in registers and multiplied with the Float32 activations, rows split across the cores;
+/// - fewer than `gemmThreshold` (decode, batched decode, scoring a few positions): weights are
+///   unpacked in registers and multiplied with the Float32 activations, each unpacked block
+///   serving up to 8 activation rows, weight rows split across the cores;
 /// - more (prefill, training-size batches): tiles of rows are dequantized and fed to the
 ///   OpenBLAS GEMM, so the dequantization is paid once per tile, not once per activation row.
 /// Both multiply the same dequantized values in Float32, so a row's result does not depend on
@@ -45,9 +46,10 @@ public final class WeightMatrix: @unchecked Sendable {
     nonisolated(unsafe) public static var int8Activations = ProcessInfo.processInfo.environment["PRECEPT_ACTIVATIONS"] == "int8"
 
     /// Activation rows from which the dequantized-tile GEMM path is taken (environment:
-    /// `PRECEPT_GEMM_THRESHOLD`, for measuring the crossover).
+    /// `PRECEPT_GEMM_THRESHOLD`, for measuring the crossover; 48 measured on gemma-3-270m,
+    /// docs/performance.md).
     nonisolated(unsafe) public static var gemmThreshold =
-        ProcessInfo.processInfo.environment["PRECEPT_GEMM_THRESHOLD"].flatMap { Int($0) }.map { max(1, $0) } ?? 8
+        ProcessInfo.processInfo.environment["PRECEPT_GEMM_THRESHOLD"].flatMap { Int($0) }.map { max(1, $0) } ?? 48
 
     /// A Float32 matrix (rows, columns).
     public init(dense: Tensor) {
@@ -215,11 +217,22 @@ public enum Parallel {
     /// Calls `body` on up to `cores` contiguous ranges covering 0..<count, each at least
     /// `minimum` long, concurrently; one range runs on the calling thread alone.
     public static func chunks(_ count: Int, minimum: Int = 1, _ body: (Range<Int>) -> Void) {
-        let parts = max(1, min(cores, count / max(minimum, 1)))
-        if parts == 1 { if count > 0 { body(0..<count) }; return }
+        parts(count, minimum: minimum) { _, range in body(range) }
+    }
+
+    /// How many ranges `parts` splits `count` items into.
+    public static func partCount(_ count: Int, minimum: Int = 1) -> Int {
+        max(1, min(cores, count / max(minimum, 1)))
+    }
+
+    /// As `chunks`, also passing each range's index (0 ..< `partCount`), e.g. to pick its own
+    /// scratch buffer.
+    public static func parts(_ count: Int, minimum: Int = 1, _ body: (Int, Range<Int>) -> Void) {
+        let parts = partCount(count, minimum: minimum)
+        if parts == 1 { if count > 0 { body(0, 0..<count) }; return }
         DispatchQueue.concurrentPerform(iterations: parts) { p in
             let lower = count * p / parts, upper = count * (p + 1) / parts
-            if upper > lower { body(lower..<upper) }
+            if upper > lower { body(p, lower..<upper) }
         }
     }
 }

@@ -1,0 +1,92 @@
+// Helpers shared by the CQuant kernels: fp16 scales, horizontal sums, and unpacking of the
+// GGML block layouts (ggml-quants.h) into bytes.
+#ifndef CQUANT_BLOCKS_H
+#define CQUANT_BLOCKS_H
+
+#include <immintrin.h>
+#include <stdint.h>
+#include <string.h>
+
+static inline float fp16(const uint8_t *p) {
+    uint16_t h; memcpy(&h, p, 2);
+    return _cvtsh_ss(h);
+}
+
+static inline float round_fp16(float x) { return _cvtsh_ss(_cvtss_sh(x, _MM_FROUND_TO_NEAREST_INT)); }
+
+static inline float hsum(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+static inline __m256i ones16(void) { return _mm256_set1_epi16(1); }
+
+// Σ of unsigned×signed byte pairs, as 8 int32 lanes.
+static inline __m256i dot_us8(__m256i u, __m256i s) {
+    return _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), ones16());
+}
+
+// Σ of signed×signed byte pairs (sign moved onto the second operand).
+static inline __m256i dot_ss8(__m256i a, __m256i b) {
+    return dot_us8(_mm256_sign_epi8(a, a), _mm256_sign_epi8(b, a));
+}
+
+// 0xFF in byte i where bit i of the 32-bit word at p is set.
+static inline __m256i bits_to_bytes(const uint8_t *p) {
+    uint32_t x; memcpy(&x, p, 4);
+    const __m256i shuffle = _mm256_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1,
+                                             2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3);
+    const __m256i bit = _mm256_setr_epi8(1, 2, 4, 8, 16, 32, 64, -128, 1, 2, 4, 8, 16, 32, 64, -128,
+                                         1, 2, 4, 8, 16, 32, 64, -128, 1, 2, 4, 8, 16, 32, 64, -128);
+    __m256i v = _mm256_shuffle_epi8(_mm256_set1_epi32((int)x), shuffle);
+    return _mm256_cmpeq_epi8(_mm256_and_si256(v, bit), bit);
+}
+
+// 32 nibbles of 16 bytes: low nibbles in bytes 0–15, high nibbles in bytes 16–31.
+static inline __m256i nibbles16(const uint8_t *p) {
+    __m128i t = _mm_loadu_si128((const __m128i *)p);
+    __m256i v = _mm256_set_m128i(_mm_srli_epi16(t, 4), t);
+    return _mm256_and_si256(v, _mm256_set1_epi8(0x0F));
+}
+
+static inline void scales_mins_k4(const uint8_t *s, uint8_t sc[8], uint8_t m[8]) {
+    for (int j = 0; j < 4; j++) { sc[j] = s[j] & 63; m[j] = s[j + 4] & 63; }
+    for (int j = 4; j < 8; j++) {
+        sc[j] = (s[j + 4] & 0x0F) | ((s[j - 4] >> 6) << 4);
+        m[j] = (s[j + 4] >> 4) | ((s[j] >> 6) << 4);
+    }
+}
+
+// Chunk j (64 elements) of a Q4_K/Q5_K block as two 32-byte vectors of values 0–15 (0–31 with
+// Q5_K's fifth bit, bits 2j and 2j+1 of `hbits`): sub-blocks 2j (low nibbles) and 2j+1 (high).
+static inline void unpack_q45_K_chunk(const uint8_t *qs, __m256i hbits, int j, int five, __m256i *lo, __m256i *hi) {
+    const __m256i low4 = _mm256_set1_epi8(0x0F), one = _mm256_set1_epi8(1);
+    const __m256i bits = _mm256_loadu_si256((const __m256i *)qs);
+    *lo = _mm256_and_si256(bits, low4);
+    *hi = _mm256_and_si256(_mm256_srli_epi16(bits, 4), low4);
+    if (five) {
+        *lo = _mm256_or_si256(*lo, _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hbits, 2 * j), one), 4));
+        *hi = _mm256_or_si256(*hi, _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hbits, 2 * j + 1), one), 4));
+    }
+}
+
+// The 6-bit values (0–63) of one half (128 elements) of a Q6_K block, as 4 × 32 bytes holding
+// elements l, l+32, l+64, l+96 of the half for l = 0…31.
+static inline void unpack_q6_K_half(const uint8_t *ql, const uint8_t *qh, __m256i q[4]) {
+    const __m256i low4 = _mm256_set1_epi8(0x0F), low2 = _mm256_set1_epi8(0x03);
+    const __m256i l0 = _mm256_loadu_si256((const __m256i *)ql);
+    const __m256i l1 = _mm256_loadu_si256((const __m256i *)(ql + 32));
+    const __m256i hb = _mm256_loadu_si256((const __m256i *)qh);
+    q[0] = _mm256_or_si256(_mm256_and_si256(l0, low4), _mm256_slli_epi16(_mm256_and_si256(hb, low2), 4));
+    q[1] = _mm256_or_si256(_mm256_and_si256(l1, low4), _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 2), low2), 4));
+    q[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), low4),
+                           _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 4), low2), 4));
+    q[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), low4),
+                           _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 6), low2), 4));
+}
+
+static inline float bf16_to_f32(uint16_t h) { uint32_t u = (uint32_t)h << 16; float f; memcpy(&f, &u, 4); return f; }
+
+#endif
