@@ -89,4 +89,14 @@ static inline void unpack_q6_K_half(const uint8_t *ql, const uint8_t *qh, __m256
 
 static inline float bf16_to_f32(uint16_t h) { uint32_t u = (uint32_t)h << 16; float f; memcpy(&f, &u, 4); return f; }
 
+// Σ w[j]·x[j] over n floats.
+static inline float dot_f32(int64_t n, const float *w, const float *x) {
+    __m256 acc = _mm256_setzero_ps();
+    int64_t j = 0;
+    for (; j + 8 <= n; j += 8) acc = _mm256_fmadd_ps(_mm256_loadu_ps(w + j), _mm256_loadu_ps(x + j), acc);
+    float s = hsum(acc);
+    for (; j < n; j++) s += w[j] * x[j];
+    return s;
+}
+
 #endif

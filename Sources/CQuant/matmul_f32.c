@@ -269,15 +269,6 @@ static void multi_rows(int type, int64_t n, const uint8_t *w, const float *x, in
 
 // ---- entry point ----------------------------------------------------------------------------
 
-static float dot_f32(int64_t n, const float *w, const float *x) {
-    __m256 acc = _mm256_setzero_ps();
-    int64_t j = 0;
-    for (; j + 8 <= n; j += 8) acc = _mm256_fmadd_ps(_mm256_loadu_ps(w + j), _mm256_loadu_ps(x + j), acc);
-    float s = hsum(acc);
-    for (; j < n; j++) s += w[j] * x[j];
-    return s;
-}
-
 // Float weights (F32, F16, BF16): each row converted once, then four activation rows per pass.
 static void matmul_float_rows(int type, int64_t n, const uint8_t *w, int64_t wstride, int64_t wrows,
                               const float *x, int64_t ldx, int64_t xrows, float *y, int64_t ldy) {

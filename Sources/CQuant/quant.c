@@ -199,15 +199,6 @@ static float dot_q6_K(int64_t n, const uint8_t *w, const pq_q8a256 *y) {
     return hsum(acc) - 32.0f * offsets;
 }
 
-static float dot_f32(int64_t n, const float *w, const float *x) {
-    __m256 acc = _mm256_setzero_ps();
-    int64_t j = 0;
-    for (; j + 8 <= n; j += 8) acc = _mm256_fmadd_ps(_mm256_loadu_ps(w + j), _mm256_loadu_ps(x + j), acc);
-    float s = hsum(acc);
-    for (; j < n; j++) s += w[j] * x[j];
-    return s;
-}
-
 static float dot_f16(int64_t n, const uint16_t *w, const float *x) {
     __m256 acc = _mm256_setzero_ps();
     int64_t j = 0;
