@@ -80,4 +80,37 @@ struct GenerationTests {
         let short = generator.generate([GenerationRequest(prompt: prompt, parameters: SamplingParameters(maxTokens: 3))])[0]
         #expect(short.tokens.count == 3 && short.finishReason == .length)
     }
+
+    /// Batched decode over long contexts takes the split attention path (sequence × head pairs
+    /// across the cores); each sequence's hidden state equals its decode step alone (one caller).
+    @Test func batchedDecodeAttentionMatchesSingleSequences() throws {
+        let model = try model
+        let t = model.transformer
+        var prompts: [[Int32]] = []
+        for s in 0..<8 {
+            var prompt: [Int32] = []
+            for i in 0..<160 { prompt.append(Int32(1000 + (i * 31 + s * 977) % 50_000)) }
+            prompts.append(prompt)
+        }
+        func prefilled() -> [KVCache] {
+            prompts.map { p in
+                let cache = t.makeCache(capacity: 170)
+                _ = t.forward([SequenceInput(cache: cache, tokens: p)])
+                return cache
+            }
+        }
+        let next: [Int32] = [2000, 2001, 2002, 2003, 2004, 2005, 2006, 2007]
+        // Σ context × heads × headDim = 8 · 161 · 4 · 256 ≥ 2^20: the split path.
+        let batched = t.forward(zip(prefilled(), next).map { SequenceInput(cache: $0, tokens: [$1]) })
+        let caches = prefilled()
+        var worst: Float = 0, largest: Float = 0
+        for s in 0..<8 {
+            let alone = t.forward([SequenceInput(cache: caches[s], tokens: [next[s]])])
+            for j in 0..<model.config.hidden {
+                worst = max(worst, abs(alone.row(0)[j] - batched.row(s)[j]))
+                largest = max(largest, abs(alone.row(0)[j]))
+            }
+        }
+        #expect(worst <= 1e-4 * max(largest, 1), "batched vs single decode differ by \(worst) (largest \(largest))")
+    }
 }
