@@ -16,10 +16,6 @@
 // block, which the one-row kernels are bound by.
 
 static float fp16_table[65536];
-static pthread_once_t fp16_once = PTHREAD_ONCE_INIT;
-static void fill_fp16_table(void) {
-    for (int i = 0; i < 65536; i++) fp16_table[i] = _cvtsh_ss((uint16_t)i);
-}
 static inline __m256 scale8(const uint8_t *p) {
     uint16_t h; memcpy(&h, p, 2);
     return _mm256_broadcast_ss(&fp16_table[h]);
@@ -27,8 +23,10 @@ static inline __m256 scale8(const uint8_t *p) {
 
 // Q5_0's fifth bits: the 8 bits of a byte as 8 int32 lanes of 16·bit − 16 (the −16 offset folded in).
 static int32_t q5_high[256][8] __attribute__((aligned(32)));
-static pthread_once_t q5_once = PTHREAD_ONCE_INIT;
-static void fill_q5_high(void) {
+
+static pthread_once_t tables_once = PTHREAD_ONCE_INIT;
+static void fill_tables(void) {
+    for (int i = 0; i < 65536; i++) fp16_table[i] = _cvtsh_ss((uint16_t)i);
     for (int i = 0; i < 256; i++)
         for (int k = 0; k < 8; k++) q5_high[i][k] = ((i >> k) & 1) * 16 - 16;
 }
@@ -57,44 +55,38 @@ static inline __m256 dot4_i32_f32(__m256i v0, __m256i v1, __m256i v2, __m256i v3
     return _mm256_add_ps(s0, s1);
 }
 
-// Q8_0 {f16 d; i8 qs[32]} row · x.
-static float dotf_q8_0(int64_t n, const uint8_t *w, const float *x) {
-    __m256 acc = _mm256_setzero_ps();
-    for (int64_t b = 0; b < n / 32; b++, w += 34, x += 32)
-        acc = _mm256_fmadd_ps(scale8(w), dot4_i32_f32(LOAD_I8(w + 2), LOAD_I8(w + 10), LOAD_I8(w + 18), LOAD_I8(w + 26), x), acc);
-    return hsum(acc);
-}
-
-// Q4_0 {f16 d; u8 qs[16]}: element j < 16 is the low nibble of qs[j], j ≥ 16 the high nibble of qs[j−16].
-static float dotf_q4_0(int64_t n, const uint8_t *w, const float *x) {
-    __m256 acc = _mm256_setzero_ps();
-    const __m256i low4 = _mm256_set1_epi32(15), eight = _mm256_set1_epi32(8);
-    for (int64_t b = 0; b < n / 32; b++, w += 18, x += 32) {
-        const __m256i a = LOAD_U8(w + 2), c = LOAD_U8(w + 10);
-        acc = _mm256_fmadd_ps(scale8(w),
-                              dot4_i32_f32(_mm256_sub_epi32(_mm256_and_si256(a, low4), eight), _mm256_sub_epi32(_mm256_and_si256(c, low4), eight),
-                                           _mm256_sub_epi32(_mm256_srli_epi32(a, 4), eight), _mm256_sub_epi32(_mm256_srli_epi32(c, 4), eight), x),
-                              acc);
-    }
-    return hsum(acc);
-}
-
-// Q5_0 {f16 d; u32 qh; u8 qs[16]}: as Q4_0 plus bit j of qh as the fifth bit, offset 16.
-static inline void q5_0_lanes(const uint8_t *w, __m256i v[4]) {
+// The 32 integer weights of a Q8_0, Q4_0 or Q5_0 block as 4 × 8 int32 lanes (offsets applied):
+// Q8_0 {f16 d; i8 qs[32]}; Q4_0 {f16 d; u8 qs[16]}: element j < 16 is the low nibble of qs[j],
+// j ≥ 16 the high nibble of qs[j−16], minus 8; Q5_0 {f16 d; u32 qh; u8 qs[16]}: as Q4_0 with
+// bit j of qh as the fifth bit, minus 16.
+static inline __attribute__((always_inline)) void block32_lanes(int type, const uint8_t *w, __m256i v[4]) {
     const __m256i low4 = _mm256_set1_epi32(15);
-    uint32_t h; memcpy(&h, w + 2, 4);
-    const __m256i a = LOAD_U8(w + 6), c = LOAD_U8(w + 14);
-    v[0] = _mm256_add_epi32(_mm256_and_si256(a, low4), _mm256_load_si256((const __m256i *)q5_high[h & 255]));
-    v[1] = _mm256_add_epi32(_mm256_and_si256(c, low4), _mm256_load_si256((const __m256i *)q5_high[(h >> 8) & 255]));
-    v[2] = _mm256_add_epi32(_mm256_srli_epi32(a, 4), _mm256_load_si256((const __m256i *)q5_high[(h >> 16) & 255]));
-    v[3] = _mm256_add_epi32(_mm256_srli_epi32(c, 4), _mm256_load_si256((const __m256i *)q5_high[h >> 24]));
+    if (type == PQ_Q8_0) {
+        v[0] = LOAD_I8(w + 2); v[1] = LOAD_I8(w + 10); v[2] = LOAD_I8(w + 18); v[3] = LOAD_I8(w + 26);
+    } else if (type == PQ_Q5_0) {
+        uint32_t h; memcpy(&h, w + 2, 4);
+        const __m256i a = LOAD_U8(w + 6), c = LOAD_U8(w + 14);
+        v[0] = _mm256_add_epi32(_mm256_and_si256(a, low4), _mm256_load_si256((const __m256i *)q5_high[h & 255]));
+        v[1] = _mm256_add_epi32(_mm256_and_si256(c, low4), _mm256_load_si256((const __m256i *)q5_high[(h >> 8) & 255]));
+        v[2] = _mm256_add_epi32(_mm256_srli_epi32(a, 4), _mm256_load_si256((const __m256i *)q5_high[(h >> 16) & 255]));
+        v[3] = _mm256_add_epi32(_mm256_srli_epi32(c, 4), _mm256_load_si256((const __m256i *)q5_high[h >> 24]));
+    } else {
+        const __m256i eight = _mm256_set1_epi32(8), a = LOAD_U8(w + 2), c = LOAD_U8(w + 10);
+        v[0] = _mm256_sub_epi32(_mm256_and_si256(a, low4), eight);
+        v[1] = _mm256_sub_epi32(_mm256_and_si256(c, low4), eight);
+        v[2] = _mm256_sub_epi32(_mm256_srli_epi32(a, 4), eight);
+        v[3] = _mm256_sub_epi32(_mm256_srli_epi32(c, 4), eight);
+    }
 }
 
-static float dotf_q5_0(int64_t n, const uint8_t *w, const float *x) {
+static inline int64_t block32_bytes(int type) { return type == PQ_Q8_0 ? 34 : type == PQ_Q5_0 ? 22 : 18; }
+
+// A Q8_0/Q4_0/Q5_0 row · x: q·x summed per block, then scaled by the block's d.
+static inline __attribute__((always_inline)) float dotf_block32(int type, int64_t n, const uint8_t *w, const float *x) {
     __m256 acc = _mm256_setzero_ps();
-    for (int64_t b = 0; b < n / 32; b++, w += 22, x += 32) {
+    for (int64_t b = 0; b < n / 32; b++, w += block32_bytes(type), x += 32) {
         __m256i v[4];
-        q5_0_lanes(w, v);
+        block32_lanes(type, w, v);
         acc = _mm256_fmadd_ps(scale8(w), dot4_i32_f32(v[0], v[1], v[2], v[3], x), acc);
     }
     return hsum(acc);
@@ -159,9 +151,9 @@ static float dotf_q6_K(int64_t n, const uint8_t *w, const float *x) {
 
 static float dot_row(int type, int64_t n, const uint8_t *w, const float *x) {
     switch (type) {
-    case PQ_Q8_0: return dotf_q8_0(n, w, x);
-    case PQ_Q5_0: return dotf_q5_0(n, w, x);
-    case PQ_Q4_0: return dotf_q4_0(n, w, x);
+    case PQ_Q8_0: return dotf_block32(PQ_Q8_0, n, w, x);
+    case PQ_Q5_0: return dotf_block32(PQ_Q5_0, n, w, x);
+    case PQ_Q4_0: return dotf_block32(PQ_Q4_0, n, w, x);
     case PQ_Q4_K: return dotf_q45_K(n, w, x, 0);
     case PQ_Q5_K: return dotf_q45_K(n, w, x, 1);
     default: return dotf_q6_K(n, w, x);
@@ -189,22 +181,10 @@ static inline __attribute__((always_inline)) void multi_row(int type, int64_t n,
     for (int r = 0; r < R; r++) acc[r] = _mm256_setzero_ps();
     __m256 v[4];
     if (type == PQ_Q8_0 || type == PQ_Q4_0 || type == PQ_Q5_0) {
-        const int64_t bytes = type == PQ_Q8_0 ? 34 : type == PQ_Q5_0 ? 22 : 18;
-        const __m256i low4 = _mm256_set1_epi32(15), eight = _mm256_set1_epi32(8);
-        for (int64_t b = 0; b < n / 32; b++, w += bytes) {
+        for (int64_t b = 0; b < n / 32; b++, w += block32_bytes(type)) {
             const __m256 d = scale8(w);
             __m256i q[4];
-            if (type == PQ_Q8_0) {
-                q[0] = LOAD_I8(w + 2); q[1] = LOAD_I8(w + 10); q[2] = LOAD_I8(w + 18); q[3] = LOAD_I8(w + 26);
-            } else if (type == PQ_Q5_0) {
-                q5_0_lanes(w, q);
-            } else {
-                const __m256i a = LOAD_U8(w + 2), c = LOAD_U8(w + 10);
-                q[0] = _mm256_sub_epi32(_mm256_and_si256(a, low4), eight);
-                q[1] = _mm256_sub_epi32(_mm256_and_si256(c, low4), eight);
-                q[2] = _mm256_sub_epi32(_mm256_srli_epi32(a, 4), eight);
-                q[3] = _mm256_sub_epi32(_mm256_srli_epi32(c, 4), eight);
-            }
+            block32_lanes(type, w, q);
             for (int k = 0; k < 4; k++) v[k] = _mm256_mul_ps(_mm256_cvtepi32_ps(q[k]), d);
             fma_rows(acc, v, x + 32 * b, ldx, R);
         }
@@ -301,8 +281,7 @@ static void matmul_float_rows(int type, int64_t n, const uint8_t *w, int64_t wst
 
 void pq_matmul_f32(int type, int64_t n, const void *w, int64_t wstride, int64_t wrows,
                    const float *x, int64_t ldx, int64_t xrows, float *y, int64_t ldy) {
-    pthread_once(&fp16_once, fill_fp16_table);
-    pthread_once(&q5_once, fill_q5_high);
+    pthread_once(&tables_once, fill_tables);
     const uint8_t *base = (const uint8_t *)w;
     if (type == PQ_F32 || type == PQ_F16 || type == PQ_BF16) {
         matmul_float_rows(type, n, base, wstride, wrows, x, ldx, xrows, y, ldy);

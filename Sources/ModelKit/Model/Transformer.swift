@@ -69,8 +69,9 @@ public final class Transformer: @unchecked Sendable {
         // with its own scratch. Prefill and long scored sequences keep one caller: their per-head
         // products are large enough for OpenBLAS's own threads.
         let attentionWork = inputs.reduce(0) { $0 + $1.tokens.count * ($1.cache.length + $1.tokens.count) } * c.heads * c.headDim
-        let attentionParts = attentionWork >= 1 << 20 && maxNew <= 4 ? Parallel.partCount(inputs.count * c.heads) : 1
-        let scratch = Tensor(shape: [attentionParts * maxNew * maxContext])
+        let attentionItems = inputs.count * c.heads         // one query head of one sequence each
+        let attentionMinimum = attentionWork >= 1 << 20 && maxNew <= 4 ? 1 : max(attentionItems, 1)
+        let scratch = Tensor(shape: [Parallel.partCount(attentionItems, minimum: attentionMinimum) * maxNew * maxContext])
         let group = c.heads / c.kvHeads
         // Pointers into these buffers outlive any single use of the objects: keep them alive.
         defer { withExtendedLifetime((h, qkv, attn, proj, gateUp, act, scratch)) {} }
@@ -93,9 +94,8 @@ public final class Transformer: @unchecked Sendable {
                     (values + (start + i) * c.kvDim).update(from: src + c.qDim + c.kvDim, count: c.kvDim)
                 }
             }
-            // One query head of one sequence per item; head h reads KV head h / group (GQA).
-            let items = inputs.count * c.heads
-            Parallel.parts(items, minimum: attentionParts == 1 ? items : 1) { part, range in
+            // Head h reads KV head h / group (GQA).
+            Parallel.parts(attentionItems, minimum: attentionMinimum) { part, range in
                 let buffer = scratch.data + part * maxNew * maxContext
                 for item in range {
                     let s = item / c.heads, h = item % c.heads, g = h / group

@@ -130,6 +130,7 @@ public final class WeightMatrix: @unchecked Sendable {
                          x, lda: columns, d.row(outputs.lowerBound), ldb: columns, beta: 0, y, ldc: ldy)
             return
         }
+        let rowChunk = max(1, 32_768 / max(columns, 1))             // weight rows per core, at least ≈ 32 K weights
         var quantized: [GGMLType: UnsafeMutableRawPointer] = [:]   // activations, per activation format
         var rounded: [GGMLType: UnsafeMutableRawPointer] = [:]     // the same, back in Float32 for the GEMM
         defer { for p in quantized.values { p.deallocate() }; for p in rounded.values { p.deallocate() } }
@@ -143,7 +144,7 @@ public final class WeightMatrix: @unchecked Sendable {
                 GEMM.strided(transposeA: false, transposeB: true, m: m, n: count, k: columns, x, lda: columns,
                              weights.assumingMemoryBound(to: Float.self), ldb: s.rowBytes / 4, beta: 0, out, ldc: ldy)
             } else if m < Self.gemmThreshold && !int8 {
-                Parallel.chunks(count, minimum: max(1, 32_768 / max(columns, 1))) { range in
+                Parallel.chunks(count, minimum: rowChunk) { range in
                     pq_matmul_f32(Int32(s.type.rawValue), Int64(columns), weights + range.lowerBound * s.rowBytes, Int64(s.rowBytes),
                                   Int64(range.count), x, Int64(columns), Int64(m), out + range.lowerBound, Int64(ldy))
                 }
@@ -159,7 +160,7 @@ public final class WeightMatrix: @unchecked Sendable {
                     pq_quantize_activations(type, x, Int64(columns), Int64(m), Int64(columns), xq)
                     quantized[key] = xq
                 }
-                Parallel.chunks(count, minimum: max(1, 32_768 / max(columns, 1))) { range in
+                Parallel.chunks(count, minimum: rowChunk) { range in
                     pq_matmul(type, Int64(columns), weights + range.lowerBound * s.rowBytes, Int64(s.rowBytes), Int64(range.count),
                               xq, Int64(m), out + range.lowerBound, Int64(ldy))
                 }
