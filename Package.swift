@@ -17,7 +17,6 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
-        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
         // The browser review app's HTTP server (`precept review`): BSD sockets, no SwiftNIO.
         .package(url: "https://github.com/swhitty/FlyingFox", from: "0.27.1"),
@@ -60,10 +59,11 @@ let package = Package(
             name: "PipelineKit",
             dependencies: [
                 "CCurl",
+                "TensorKit",
                 "ModelKit",
                 "TrainKit",
+                // Only for its CYaml target (LibYAML's event parser, read in YAMLDocument.swift).
                 .product(name: "Yams", package: "Yams"),
-                .product(name: "Logging", package: "swift-log"),
                 .product(name: "GRDB", package: "GRDB.swift"),
             ]
         ),
@@ -71,6 +71,7 @@ let package = Package(
             name: "precept",
             dependencies: [
                 "PipelineKit",
+                "TrainKit",
                 "ModelKit",
                 "TensorKit",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -82,8 +83,8 @@ let package = Package(
         .target(name: "TestSupport", dependencies: ["ModelKit"]),
         .testTarget(name: "TensorKitTests", dependencies: ["TensorKit"]),
         .testTarget(name: "TrainKitTests", dependencies: ["TrainKit", "TensorKit", "ModelKit", "TestSupport"]),
-        .testTarget(name: "ModelKitTests", dependencies: ["ModelKit", "TestSupport"], exclude: ["Fixtures"]),
-        .testTarget(name: "PipelineKitTests", dependencies: ["PipelineKit", "precept", "TestSupport", "TensorKit", "ModelKit"],
+        .testTarget(name: "ModelKitTests", dependencies: ["ModelKit", "TensorKit", "TestSupport"], exclude: ["Fixtures"]),
+        .testTarget(name: "PipelineKitTests", dependencies: ["PipelineKit", "precept", "TestSupport", "TrainKit", "ModelKit"],
                     exclude: ["Fixtures"]),
     ],
     swiftLanguageModes: [.v5]

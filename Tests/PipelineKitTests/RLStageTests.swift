@@ -163,5 +163,15 @@ import TrainKit
         }
         let lc = try #require(evaluation["length_controlled_win_rate"] as? Double)
         #expect(lc > 0 && lc < 1)
+        // The win rate per kind of prompt, each over its own rows of samples.jsonl.
+        let byKind = try #require(evaluation["win_rate_by_kind"] as? [String: [String: Any]])
+        #expect(byKind.keys.sorted() == ["benign-edgy", "harmful", "ordinary"])
+        let samples = try String(contentsOf: run.appendingPathComponent("eval/samples.jsonl"), encoding: .utf8).split(separator: "\n")
+            .map { try JSONSerialization.jsonObject(with: Data($0.utf8)) as! [String: Any] }
+        for (kind, v) in byKind {
+            let p = samples.filter { $0["kind"] as? String == kind }.map { $0["p_policy_better"] as! Double }
+            let want = p.reduce(0.0) { $0 + ($1 > 0.5 ? 1 : $1 == 0.5 ? 0.5 : 0) } / Double(p.count)
+            #expect(v["prompts"] as? Int == p.count && abs((v["win_rate"] as! Double) - want) < 1e-12, "\(kind)")
+        }
     }
 }

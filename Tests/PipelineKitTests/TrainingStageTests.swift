@@ -100,6 +100,57 @@ import TrainKit
         #expect(!FileManager.default.fileExists(atPath: out.appendingPathComponent("merged.gguf").path))
     }
 
+    /// dpo and reward_model with `base: <sft stage>`: trained on top of the SFT stage's merged
+    /// model (SL-CAI, then preference training), which is DPO's reference; wiring errors name the key.
+    @Test func preferenceTrainingStartsFromAnSFTStage() throws {
+        let stages = """
+          - { id: responses, generate: { model: policy, samples: 2 } }
+          - { id: critiques, critique: { model: policy, input: responses, few_shot: 1 } }
+          - { id: revisions, revise: { model: policy, input: critiques, few_shot: 1 } }
+          - { id: labels, judge: { model: judge, input: revisions } }
+          - { id: sft, sft: { base: policy, input: revisions, lora: { rank: 2 }, batch_size: 4, learning_rate: 0.01, merge: f32 } }
+          - { id: rm, reward_model: { base: sft, input: labels, lora: { rank: 2 }, batch_size: 2, eval_fraction: 0.3 } }
+          - { id: dpo, dpo: { base: sft, input: labels, lora: { rank: 2 }, epochs: 2, batch_size: 2, eval_fraction: 0.3, merge: f32, learning_rate: 0.001 } }
+        """
+        let prompts = (0..<12).map { "please do thing number \($0)" }
+        let f = try RunFixture(prompts: prompts, stages: stages, extra: "  judge: { source: tiny.gguf }\n")
+        try TinyModel(family: .gemma3, seed: 4, vocab: 300, hidden: 64, layers: 2).write(to: f.directory.appendingPathComponent("tiny.gguf"))
+        let text = try String(contentsOf: f.pipeline, encoding: .utf8).replacingOccurrences(of: "source: gemma-3-270m", with: "source: tiny.gguf")
+        try Data(text.utf8).write(to: f.pipeline)
+        _ = try f.run(ScriptedBackend())
+        let run = f.directory.appendingPathComponent("run")
+        let sftMerged = run.appendingPathComponent("sft/merged.gguf").path
+        for stage in ["rm", "dpo"] {
+            #expect(try json(run.appendingPathComponent("\(stage)/training.json"))["base_model_path"] as? String == sftMerged)
+        }
+        // DPO's merged model is the SFT model with DPO's adapter, not the original base with it.
+        let sft = try LanguageModel(path: sftMerged)
+        let (adapter, _) = try PEFTAdapter.load(run.appendingPathComponent("dpo/adapter"), model: sft.config)
+        let adapted = TrainableTransformer(base: sft.transformer, adapter: adapter)
+        adapted.training = false
+        let tokens: [Int32] = [2, 40, 41, 42, 43]
+        let want = adapted.forward([tokens], keep: false).hidden.array
+        let merged = try LanguageModel(path: run.appendingPathComponent("dpo/merged.gguf").path)
+        let got = merged.transformer.forward([SequenceInput(cache: merged.transformer.makeCache(), tokens: tokens)]).array
+        #expect(zip(want, got).allSatisfy { abs($0 - $1) < 1e-4 })
+        let base = try LanguageModel(path: f.directory.appendingPathComponent("tiny.gguf").path)
+        let fromBase = TrainableTransformer(base: base.transformer, adapter: adapter)
+        fromBase.training = false
+        #expect(zip(fromBase.forward([tokens], keep: false).hidden.array, got).contains { abs($0 - $1) > 1e-3 }, "the SFT step moved the model")
+
+        // Only an earlier sft stage can be a base.
+        for (from, to, message) in [("base: sft, input: labels, lora: { rank: 2 }, epochs: 2", "base: labels, input: labels, lora: { rank: 2 }, epochs: 2",
+                                     "stage `labels` is a judge stage; expected sft"),
+                                    ("base: sft, input: labels, lora: { rank: 2 }, batch_size: 2", "base: dpo, input: labels, lora: { rank: 2 }, batch_size: 2",
+                                     "stage `dpo` comes later")] {
+            try Data(text.replacingOccurrences(of: from, with: to).utf8).write(to: f.pipeline)
+            #expect { try PipelineValidator.validate(path: f.pipeline.path) } throws: { error in
+                let d = (error as? LocalizedError)?.errorDescription ?? ""
+                return d.contains(message) && d.contains(".base")
+            }
+        }
+    }
+
     @Test func badTrainingInputsAreErrorsNamingThePlace() throws {
         let dir = try temporaryDirectory()
         try TinyModel(family: .llama3, seed: 1).write(to: dir.appendingPathComponent("tiny.gguf"))

@@ -34,9 +34,9 @@ enum StageWiring {
                 + [Reference(key: "input", value: s.input,
                               target: .stage(s.pairs == .sampled ? ["generate"] : revisionStages))]
         case .rewardModel(let s):
-            return training(s.training, inputs: ["judge"])
+            return training(s.training, inputs: ["judge"], baseStages: ["sft"])
         case .dpo(let s):
-            return training(s.training, inputs: ["judge"])
+            return training(s.training, inputs: ["judge"], baseStages: ["sft"])
         case .sft(let s):
             return training(s, inputs: revisionStages) + gate(s.gate)
         case .ppo(let s):
@@ -61,8 +61,11 @@ enum StageWiring {
         judge.map { [Reference(key: "gate", value: $0, target: .stage(["judge"]))] } ?? []
     }
 
-    private static func training(_ t: TrainingSpec, inputs: [String]) -> [Reference] {
-        [Reference(key: "base", value: t.base, target: .model(localOnly: true)),
+    /// `baseStages`: the kinds of earlier stage whose merged model may be the base (dpo and
+    /// reward_model after SL-CAI, as in the CAI paper §4: preference training starts from the
+    /// SFT policy).
+    private static func training(_ t: TrainingSpec, inputs: [String], baseStages: [String] = []) -> [Reference] {
+        [Reference(key: "base", value: t.base, target: baseStages.isEmpty ? .model(localOnly: true) : .stageOrModel(baseStages)),
          Reference(key: "input", value: t.input, target: .stage(inputs))]
     }
 
@@ -107,9 +110,15 @@ enum StageWiring {
     /// A gate's judge must compare the same revisions as original against revision; a ppo
     /// policy that names a model needs its local weights.
     private static func checkGate(_ stage: Stage, pipeline: Pipeline, body: NodeReader) throws {
-        if case .ppo(let ppo) = stage.kind, pipeline.stage(id: ppo.policy) == nil, let model = pipeline.model(named: ppo.policy),
-           !model.source.isLocal {
-            throw (body.child("policy") ?? body).invalid(
+        let start: (key: String, name: String)?
+        switch stage.kind {
+        case .ppo(let s): start = ("policy", s.policy)
+        case .dpo(let s): start = ("base", s.training.base)
+        case .rewardModel(let s): start = ("base", s.training.base)
+        default: start = nil
+        }
+        if let start, pipeline.stage(id: start.name) == nil, let model = pipeline.model(named: start.name), !model.source.isLocal {
+            throw (body.child(start.key) ?? body).invalid(
                 "training needs local weights, but model `\(model.name)` is served by an OpenAI-compatible endpoint")
         }
         let gate: String?, input: String

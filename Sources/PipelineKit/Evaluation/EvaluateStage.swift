@@ -77,6 +77,11 @@ public enum EvaluationTable {
             out.append(("judge win rate vs baseline (95% CI)", "\(f(w)) [\(ci.joined(separator: ", "))]", "–"))
         }
         if let lc = r["length_controlled_win_rate"] { out.append(("length-controlled win rate", f(lc), "–")) }
+        if let byKind = r["win_rate_by_kind"] as? [String: [String: Any]] {
+            for (kind, v) in byKind.sorted(by: { $0.key < $1.key }) {
+                out.append(("  win rate, \(kind) prompts (\(v["prompts"] ?? 0))", f(v["win_rate"]), "–"))
+            }
+        }
         for (key, label) in [("refusal_rate_harmful", "refusal rate, harmful prompts (markers)"),
                              ("refusal_rate_harmful_judge", "refusal rate, harmful prompts (judge)"),
                              ("reward_mean", "reward-model score"), ("refusal_rate_benign", "refusal rate, benign prompts"),

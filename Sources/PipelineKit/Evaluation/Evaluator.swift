@@ -204,6 +204,15 @@ public struct Evaluator {
             result["win_rate_ci"] = [ci.low, ci.high]
             result["win_probability"] = p.reduce(0, +) / Double(p.count)
             result["ties"] = ties
+            // The same rate within each `kind` of prompt (harmful, benign-edgy, ordinary), so a
+            // reader sees where the wins come from.
+            var byKind: [String: [String: Any]] = [:]
+            for kind in Set(heldout.compactMap(\.kind)) {
+                let q = heldout.indices.filter { heldout[$0].kind == kind }.map { p[$0] }
+                let won = Double(q.filter { $0 > 0.5 }.count) + 0.5 * Double(q.filter { $0 == 0.5 }.count)
+                byKind[kind] = ["win_rate": won / Double(q.count), "prompts": q.count]
+            }
+            if !byKind.isEmpty { result["win_rate_by_kind"] = byKind }
             let lc = LengthControlledWinRate.fit(preferences: p, lengthDifferences: heldout.indices.map {
                 Double(h.policy[$0].count) - Double(h.baseline[$0].count)
             })

@@ -23,7 +23,14 @@ enum TrainingStage {
 
     static func run(_ kind: TrainerKind, spec: TrainingSpec, rewardModel: RewardModelSpec? = nil, dpo: DPOSpec? = nil,
                     stage: Stage, context: RunContext, directory: URL) throws {
-        guard let model = context.pipeline.model(named: spec.base) else {
+        // dpo and reward_model may start from an earlier sft stage's merged model, which is then
+        // also DPO's reference (SL-CAI before preference training, as in the CAI paper §4).
+        let model: ModelSpec
+        if kind != .sft, context.pipeline.stage(id: spec.base) != nil {
+            model = try EvaluateStage.model(spec.base, stage: stage, context: context, directory: directory)
+        } else if let named = context.pipeline.model(named: spec.base) {
+            model = named
+        } else {
             throw RunError.training(stage: stage.id, message: "base model `\(spec.base)` is not in `models:`")
         }
         let input: TrainingInput
