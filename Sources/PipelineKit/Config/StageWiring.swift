@@ -108,7 +108,7 @@ enum StageWiring {
     }
 
     /// A gate's judge must compare the same revisions as original against revision; a ppo
-    /// policy that names a model needs its local weights.
+    /// policy, or a dpo/reward_model base, that names a model needs its local weights.
     private static func checkGate(_ stage: Stage, pipeline: Pipeline, body: NodeReader) throws {
         let start: (key: String, name: String)?
         switch stage.kind {

@@ -197,9 +197,11 @@ public struct Evaluator {
         if let h = sets["heldout"] {
             progress?("judging \(heldout.count) pairs" + (pairJudge == nil ? " in both orders" : " (\(pairJudge!.spec.method.rawValue))"))
             let p = try winProbabilities(heldout, policy: h.policy, baseline: h.baseline)
-            let wins = p.filter { $0 > 0.5 }.count, ties = p.filter { $0 == 0.5 }.count
-            let rate = (Double(wins) + 0.5 * Double(ties)) / Double(p.count)
-            let ci = wilsonInterval(successes: Double(wins) + 0.5 * Double(ties), trials: p.count)
+            // A win is P > 0.5; an exact tie counts half.
+            let won = { (q: [Double]) in Double(q.filter { $0 > 0.5 }.count) + 0.5 * Double(q.filter { $0 == 0.5 }.count) }
+            let ties = p.filter { $0 == 0.5 }.count
+            let rate = won(p) / Double(p.count)
+            let ci = wilsonInterval(successes: won(p), trials: p.count)
             result["win_rate"] = rate
             result["win_rate_ci"] = [ci.low, ci.high]
             result["win_probability"] = p.reduce(0, +) / Double(p.count)
@@ -209,8 +211,7 @@ public struct Evaluator {
             var byKind: [String: [String: Any]] = [:]
             for kind in Set(heldout.compactMap(\.kind)) {
                 let q = heldout.indices.filter { heldout[$0].kind == kind }.map { p[$0] }
-                let won = Double(q.filter { $0 > 0.5 }.count) + 0.5 * Double(q.filter { $0 == 0.5 }.count)
-                byKind[kind] = ["win_rate": won / Double(q.count), "prompts": q.count]
+                byKind[kind] = ["win_rate": won(q) / Double(q.count), "prompts": q.count]
             }
             if !byKind.isEmpty { result["win_rate_by_kind"] = byKind }
             let lc = LengthControlledWinRate.fit(preferences: p, lengthDifferences: heldout.indices.map {

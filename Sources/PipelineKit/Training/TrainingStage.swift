@@ -21,16 +21,18 @@ enum TrainingStage {
         }.first?.system
     }
 
+    /// The model a training stage starts from: an earlier trained stage's merged model (which
+    /// StageWiring allows only where it makes sense), else the model of that name in `models:`.
+    static func startingModel(_ name: String, stage: Stage, context: RunContext, directory: URL) throws -> ModelSpec? {
+        if context.pipeline.stage(id: name) != nil { return try EvaluateStage.model(name, stage: stage, context: context, directory: directory) }
+        return context.pipeline.model(named: name)
+    }
+
     static func run(_ kind: TrainerKind, spec: TrainingSpec, rewardModel: RewardModelSpec? = nil, dpo: DPOSpec? = nil,
                     stage: Stage, context: RunContext, directory: URL) throws {
         // dpo and reward_model may start from an earlier sft stage's merged model, which is then
         // also DPO's reference (SL-CAI before preference training, as in the CAI paper §4).
-        let model: ModelSpec
-        if kind != .sft, context.pipeline.stage(id: spec.base) != nil {
-            model = try EvaluateStage.model(spec.base, stage: stage, context: context, directory: directory)
-        } else if let named = context.pipeline.model(named: spec.base) {
-            model = named
-        } else {
+        guard let model = try startingModel(spec.base, stage: stage, context: context, directory: directory) else {
             throw RunError.training(stage: stage.id, message: "base model `\(spec.base)` is not in `models:`")
         }
         let input: TrainingInput
@@ -95,12 +97,7 @@ extension TrainingStage {
     static func runPPO(_ spec: PPOSpec, stage: Stage, context: RunContext, directory: URL) throws {
         // An sft/dpo stage as the policy: its merged model is both the start and the KL reference
         // (RL after SL-CAI, as in the CAI paper §4).
-        let model: ModelSpec
-        if context.pipeline.stage(id: spec.policy) != nil {
-            model = try EvaluateStage.model(spec.policy, stage: stage, context: context, directory: directory)
-        } else if let named = context.pipeline.model(named: spec.policy), named.source.isLocal {
-            model = named
-        } else {
+        guard let model = try startingModel(spec.policy, stage: stage, context: context, directory: directory), model.source.isLocal else {
             throw RunError.training(stage: stage.id, message: "policy `\(spec.policy)` is neither an sft/dpo stage nor a local model in `models:`")
         }
         let rewardModel: URL
