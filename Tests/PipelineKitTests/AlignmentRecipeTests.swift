@@ -103,6 +103,49 @@ import Testing
         }
     }
 
+    /// `prompts[].tags` routes a prompt set to principles by tag, under `match` and `sample` alike;
+    /// a set without it keeps its category's principles; an unknown tag is an error at its line.
+    @Test func promptSetTagsChooseThePrinciplesOfTheirRecords() throws {
+        for mode in ["match", "sample"] {
+            let stages = """
+              - { id: responses, generate: { model: policy } }
+              - { id: critiques, critique: { model: policy, input: responses, principles: \(mode), few_shot: 1 } }
+            """
+            let f = try RunFixture(prompts: ["unused"], stages: stages)
+            try Data(Self.categorised.utf8).write(to: f.constitution)
+            let weapons = (0..<8).map { #"{"id": "w\#($0)", "prompt": "Weapon question \#($0)", "category": "weapons"}"# }
+            try Data((weapons.joined(separator: "\n") + "\n").utf8).write(to: f.directory.appendingPathComponent("a.jsonl"))
+            let everyday = (0..<8).map { #"{"id": "e\#($0)", "prompt": "Everyday \#($0)", "category": "weapons"}"# }
+            try Data((everyday.joined(separator: "\n") + "\n").utf8).write(to: f.directory.appendingPathComponent("b.jsonl"))
+            var text = try String(contentsOf: f.pipeline, encoding: .utf8)
+            text = text.replacingOccurrences(of: "prompts: { file: prompts.jsonl, id_field: id }",
+                                             with: "prompts: [{ file: a.jsonl, id_field: id }, { file: b.jsonl, id_field: id, tags: [b] }]")
+            try Data(text.utf8).write(to: f.pipeline)
+            _ = try f.run(ScriptedBackend())
+            let critiques = try f.rows().filter { $0.stage == "critiques" }
+            #expect(critiques.count == 16)
+            var seen: [Bool: Set<String>] = [:]
+            for row in critiques { seen[row.record.hasPrefix("e"), default: []].insert(row.principle ?? "") }
+            // The tagged set draws only principles tagged b, though its category maps to a.
+            #expect(seen[true]?.isSubset(of: ["beta", "gamma"]) == true, "\(mode): \(seen[true] ?? [])")
+            #expect(seen[true]?.count == 2, "\(mode): both b principles are drawn over 8 records")
+            if mode == "match" { #expect(seen[false] == ["alpha"]) } else { #expect(seen[false]?.count ?? 0 >= 2) }
+            // A tag no principle carries is an error naming the pipeline line and key.
+            try Data(text.replacingOccurrences(of: "tags: [b]", with: "tags: [bb]").utf8).write(to: f.pipeline)
+            #expect { try f.run(ScriptedBackend()) } throws: { error in
+                let message = (error as? LocalizedError)?.errorDescription ?? ""
+                return message.contains("p.yaml:") && message.contains("prompts[1].tags") && message.contains("has tag `bb`")
+            }
+        }
+    }
+
+    /// A chat model's revision is not cut at its first blank line; a transcript turn still is.
+    @Test func chatRevisionsRunToTheEndOfTheTurn() {
+        #expect(!CAIPrompts.revisionStops(.chat).contains("\n\n"))
+        #expect(CAIPrompts.revisionStops(.chat).contains("\nHuman:"))
+        #expect(CAIPrompts.revisionStops(.completion).contains("\n\n"))
+    }
+
     /// ECHO records get an unchanged revision, which the scripted judge calls a tie: the gate
     /// leaves exactly those out of the SFT export and (with `gate: true`) the preference export.
     @Test func revisionGateKeepsWhatTheJudgeEndorses() throws {

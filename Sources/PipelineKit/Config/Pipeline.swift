@@ -69,6 +69,13 @@ public struct PromptSource: Sendable, Equatable {
     public var idField: String?
     /// Use only the first `limit` prompts.
     public var limit: Int?
+    /// Principle tags for this file's records (`tags:`): critique and revise stages draw only among
+    /// principles carrying one of them, in place of what the record's category maps to.
+    public var tags: [String] = []
+    /// Where `tags` was written (location and key path), for the error when no principle carries one.
+    public var tagsLocation: SourceLocation? = nil
+    public var tagsKeyPath: String = ""
+
 }
 
 /// A file a pipeline names, kept with where it was named so a missing file is reported there.
@@ -109,7 +116,8 @@ public struct Pipeline: Sendable {
         var firstFile: [String: (file: String, line: Int)] = [:]
         for source in prompts {
             let cut = [limit, source.limit].compactMap { $0 }.min()
-            for record in try PromptFile.read(path: source.file, field: source.field, idField: source.idField, limit: cut) {
+            for var record in try PromptFile.read(path: source.file, field: source.field, idField: source.idField, limit: cut) {
+                record.tags = source.tags
                 if let first = firstFile[record.id] {
                     throw ConfigError.jsonl(file: source.file, line: record.line, byteOffset: 0,
                                             message: "duplicate id `\(record.id)` (first in \(first.file) line \(first.line)); ids must be unique across prompt files")
@@ -127,7 +135,7 @@ extension Pipeline {
     static let topKeys = ["version", "name", "description", "seed", "constitution", "models", "prompts", "stages", "output"]
     static let modelKeys = ["source", "provider", "base_url", "model", "api_key_env", "max_concurrency",
                             "timeout", "prompt_style"]
-    static let promptKeys = ["file", "field", "id_field", "limit"]
+    static let promptKeys = ["file", "field", "id_field", "limit", "tags"]
 
     /// Loads a pipeline file. Relative paths inside it resolve against its directory.
     public static func load(path: String) throws -> Pipeline {
@@ -206,7 +214,10 @@ extension Pipeline {
                 file: try fileReference(try p.require("file")),
                 field: try p["field"]?.text() ?? "prompt",
                 idField: try p["id_field"]?.text(),
-                limit: try p["limit"]?.int(in: 1...10_000_000)))
+                limit: try p["limit"]?.int(in: 1...10_000_000),
+                tags: try p["tags"]?.stringList() ?? [],
+                tagsLocation: p["tags"]?.location,
+                tagsKeyPath: p["tags"]?.displayPath ?? ""))
         }
 
         var stages: [Stage] = []

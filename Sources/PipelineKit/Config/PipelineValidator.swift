@@ -65,6 +65,14 @@ public enum PipelineValidator {
                                                message: "no principle of constitution `\(constitution.name)` has tag `\(tag)`\(hint)")
             }
         }
+        for source in pipeline.prompts {
+            for tag in source.tags where !constitution.tags.contains(tag) {
+                let hint = closestMatch(to: tag, in: constitution.tags).map { "; did you mean `\($0)`?" } ?? ""
+                throw ConfigError.invalidValue(source.tagsLocation ?? SourceLocation(file: pipeline.file, line: 1, column: 1),
+                                               keyPath: source.tagsKeyPath,
+                                               message: "no principle of constitution `\(constitution.name)` has tag `\(tag)`\(hint)")
+            }
+        }
         let prompts = try pipeline.readPrompts()
         for source in pipeline.prompts where try PromptFile.read(path: source.file, field: source.field, idField: source.idField, limit: 1).isEmpty {
             throw ConfigError.jsonl(file: source.file, line: 1, byteOffset: 0, message: "the prompt file has no records")

@@ -10,6 +10,8 @@ public struct PromptRecord: Sendable, Equatable, Codable {
     public var line: Int
     /// The whole JSON object, for fields other stages read (e.g. `false_claim`).
     public var fields: [String: String]
+    /// The principle tags of the prompt set it came from (a pipeline's `prompts[].tags`).
+    public var tags: [String] = []
 }
 
 /// Reads prompt sets (`data/prompts/*.jsonl`): one JSON object per line, blank lines ignored.

@@ -126,7 +126,9 @@ public final class PipelineRunner {
         ])
 
         let context = RunContext(pipeline: pipeline, constitution: validated.constitution, records: records, store: store,
-                                 cache: cache, options: options, reporter: reporter, stop: stop, backendFactory: backendFactory)
+                                 cache: cache, options: options, reporter: reporter, stop: stop,
+                                 principleTags: Dictionary(uniqueKeysWithValues: prompts.filter { !$0.tags.isEmpty }.map { ($0.id, $0.tags) }),
+                                 backendFactory: backendFactory)
         var summaries: [RunSummary.StageSummary] = []
         var exports: [ExportSummary] = []
         for stage in try selectedStages(pipeline) {

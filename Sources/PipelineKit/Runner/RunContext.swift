@@ -65,6 +65,8 @@ public final class RunContext {
     public let pipeline: Pipeline
     public let constitution: Constitution
     public let records: [RecordRow]
+    /// Record id → the principle tags of its prompt set (`prompts[].tags`), for records whose set has them.
+    public let principleTags: [String: [String]]
     public let store: RunStore
     public let options: RunOptions
     public let reporter: RunReporter?
@@ -75,9 +77,10 @@ public final class RunContext {
     public private(set) var batchesDone = 0
 
     public init(pipeline: Pipeline, constitution: Constitution, records: [RecordRow], store: RunStore, cache: CallCache,
-                options: RunOptions, reporter: RunReporter?, stop: StopFlag,
+                options: RunOptions, reporter: RunReporter?, stop: StopFlag, principleTags: [String: [String]] = [:],
                 backendFactory: @escaping (ModelSpec) throws -> ModelBackend) {
         self.pipeline = pipeline
+        self.principleTags = principleTags
         self.constitution = constitution
         self.records = records
         self.store = store

@@ -10,7 +10,12 @@ public enum CAIPrompts {
     static let turnLabels = ["\nHuman:", "\nAssistant:", "\nCritique request:", "\nCritique:", "\nRevision request:", "\nRevision:"]
     public static let responseStops = ["\n\n"] + turnLabels
     public static let critiqueStops = ["\n\n"] + turnLabels
-    public static let revisionStops = ["\n\n"] + turnLabels
+    /// A revision by a base model ends at a blank line like every transcript turn. A chat model's
+    /// revision ends with its turn: its answers use blank lines between paragraphs and list items,
+    /// and stopping there cut revisions at "…try the following steps:" (docs/training.md).
+    public static func revisionStops(_ style: PromptStyle) -> [String] {
+        style == .chat ? turnLabels : ["\n\n"] + turnLabels
+    }
 
     /// The initial response prompt.
     public static func response(prompt: String, system: String?, style: PromptStyle) -> PromptInput {

@@ -133,16 +133,21 @@ enum SLCAIStages {
         return object[key]
     }
 
-    /// The principle sampler of each record: one for all under `sample`, one per category under `match`.
+    /// The principle sampler of each record: one for all under `sample`, one per category under
+    /// `match`. A record whose prompt set has `tags` draws among the principles carrying them (and
+    /// the stage's `tags`, when both are given and share one) under either mode.
     static func samplers(_ spec: CritiqueSpec, context: RunContext) -> (String) -> PrincipleSampler {
         let all = PrincipleSampler(constitution: context.constitution, tags: spec.tags)
-        guard spec.principles == .match else { return { _ in all } }
-        var byCategory: [String: PrincipleSampler] = [:]
+        var byRecord: [String: PrincipleSampler] = [:]
         for record in context.records {
-            let category = record.field("category")
-            byCategory[record.id] = PrincipleSampler(constitution: context.constitution, tags: spec.tags, category: category)
+            if let setTags = context.principleTags[record.id] {
+                let both = spec.tags.filter(setTags.contains)
+                byRecord[record.id] = PrincipleSampler(constitution: context.constitution, tags: both.isEmpty ? setTags : both)
+            } else if spec.principles == .match {
+                byRecord[record.id] = PrincipleSampler(constitution: context.constitution, tags: spec.tags, category: record.field("category"))
+            }
         }
-        return { byCategory[$0] ?? all }
+        return { byRecord[$0] ?? all }
     }
 
     static func critique(_ spec: CritiqueSpec, stage: Stage, context: RunContext) throws {
@@ -229,7 +234,7 @@ enum SLCAIStages {
                                                           critique: spec.critique ? (c.text ?? "") : nil,
                                                           withCritique: spec.critique, examples: examples,
                                                           constitution: context.constitution, style: style),
-                    parameters: parameters(spec.sampling, seed: seed, stops: CAIPrompts.revisionStops),
+                    parameters: parameters(spec.sampling, seed: seed, stops: CAIPrompts.revisionStops(style)),
                     extra: ["original": p.original, "critique": c.text ?? "", "response": p.text], original: p.text))
             }
             try run(items, stage: stage, model: spec.model, context: context)
