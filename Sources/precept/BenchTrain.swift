@@ -36,9 +36,7 @@ extension Precept {
                 let network = TrainableTransformer(base: lm.transformer, adapter: adapter)
                 // Non-zero B so the backward pass does the work of a trained adapter.
                 for p in adapter.parameters where p.name.contains("lora_B") { for i in 0..<p.value.count { p.value[i] = 1e-3 } }
-                var config = DPOConfig()
-                config.training.warmupRatio = 0
-                let trainer = DPOTrainer(model: network, config: config)
+                let trainer = DPOTrainer(model: network, config: DPOConfig())
                 let optimisers = trainer.parameters.map { _ in AdamW(config: AdamWConfig(learningRate: 1e-5)) }
                 var rng = SeededGenerator(seed: 2)
                 var results: [[String: Any]] = []

@@ -98,3 +98,4 @@ extension Precept {
 extension JudgeLayout: ExpressibleByArgument {}
 extension JudgeMethod: ExpressibleByArgument {}
 extension ExampleSelection: ExpressibleByArgument {}
+extension ExportFormat: ExpressibleByArgument {}

@@ -91,10 +91,8 @@ extension Precept {
         static let configuration = CommandConfiguration(
             abstract: "Export a run's data as train/test JSONL that Hugging Face datasets, TRL and OpenRLHF read.")
 
-        enum Format: String, ExpressibleByArgument, CaseIterable { case sft, trl, openrlhf }
-
         @Argument(help: "A run directory.") var directory: String
-        @Option(help: "sft (messages, from revisions), trl or openrlhf (preferences, from judge labels).") var format: Format
+        @Option(help: "sft (messages, from revisions), trl or openrlhf (preferences, from judge labels).") var format: ExportFormat
         @Option(help: "Output directory.") var out: String
         @Option(help: "Fraction of records in test.jsonl.") var testFraction = 0.1
         @Option(help: "Stage to export (default: the last revision stage).") var stage: String?
@@ -130,7 +128,7 @@ extension Precept {
                         throw ValidationError("\(format.rawValue) exports preference pairs from judge labels; this run has no judge stage")
                     }
                     let summary = try PipelineRunner.exportPreferences(
-                        format: format == .trl ? .trl : .openrlhf, judge: judge, store: view.store, pipeline: view.pipeline,
+                        format: format, judge: judge, store: view.store, pipeline: view.pipeline,
                         constitution: view.constitution, testFraction: testFraction, to: URL(fileURLWithPath: out))
                     print("\(format.rawValue): \(summary.counts) → \(summary.directory)" + (summary.note.map { "\n  note: " + $0 } ?? ""))
                 }

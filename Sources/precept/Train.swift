@@ -4,8 +4,7 @@ import ModelKit
 import PipelineKit
 import TrainKit
 
-/// The trainers `precept train` runs.
-enum TrainCommandKind: String, ExpressibleByArgument, CaseIterable { case sft, rm, dpo, ppo }
+extension TrainerKind: ExpressibleByArgument {}
 
 extension Precept {
     struct Train: ParsableCommand {
@@ -18,7 +17,7 @@ extension Precept {
                 Ctrl-C saves a checkpoint; the same command resumes from it.
                 """)
 
-        @Argument(help: "sft, rm, dpo or ppo (ppo also runs RLOO: `algorithm: rloo`).") var trainer: TrainCommandKind
+        @Argument(help: "sft, rm, dpo or ppo (ppo also runs RLOO: `algorithm: rloo`).") var trainer: TrainerKind
         @Option(help: "Training configuration (YAML).") var config: String
         @Option(help: "Training data (JSONL): prompt/completion or messages for sft; prompt/chosen/rejected for rm and dpo; prompt for ppo.")
         var data: String
@@ -26,7 +25,7 @@ extension Precept {
 
         func run() throws {
             try running {
-                guard let trainer = TrainerKind(rawValue: self.trainer.rawValue) else { return try runPPO() }
+                if trainer == .ppo { return try runPPO() }
                 let file = try TrainingConfigFile.load(path: config, kind: trainer)
                 let input: TrainingInput = trainer == .sft ? .sft(try TrainingData.readSFT(path: data))
                     : .preferences(try TrainingData.readPreferences(path: data))

@@ -109,9 +109,14 @@ public struct NodeReader {
 
     /// One of a fixed set of words, with a "did you mean" for near misses.
     public func oneOf<T: RawRepresentable & CaseIterable>(_ type: T.Type) throws -> T where T.RawValue == String {
+        try oneOf(T.allCases.map { ($0.rawValue, $0) })
+    }
+
+    /// One of these words, each standing for a value; an error lists the words in this order.
+    public func oneOf<T>(_ choices: [(word: String, value: T)]) throws -> T {
         let word = try string()
-        if let value = T(rawValue: word) { return value }
-        let names = T.allCases.map(\.rawValue)
+        if let choice = choices.first(where: { $0.word == word }) { return choice.value }
+        let names = choices.map(\.word)
         let hint = closestMatch(to: word, in: names).map { "; did you mean `\($0)`?" } ?? ""
         throw invalid("`\(word)` is not one of \(names.joined(separator: ", "))\(hint)")
     }

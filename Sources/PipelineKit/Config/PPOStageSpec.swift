@@ -1,38 +1,28 @@
 import Foundation
+import TrainKit
 
 // The ppo stage's settings beyond `PPOSpec` itself: its failure-mode monitors and its decoding
 // (shared by pipelines and `precept train ppo`).
 
-/// Thresholds of the RL failure-mode monitors (`monitors:` on a ppo stage).
-public struct MonitorSpec: Sendable, Equatable {
-    public var rewardDriftSD = 2.0
-    public var rewardVarianceFloor = 0.1
-    public var maxKL = 10.0
-    public var lengthGrowth = 1.5
-    public var distinctDrop = 0.5
-    /// The `truncation` monitor's bound on the fraction of responses cut at `max_tokens`.
-    public var maxTruncationRate = 0.5
-    public var stopOn: [String] = []
-
-    static let kinds = ["reward_drift", "reward_collapse", "kl", "length_growth", "distinct_drop", "truncation"]
-
-    static func decode(_ r: NodeReader?) throws -> MonitorSpec {
-        var spec = MonitorSpec()
+/// `monitors:` on a ppo stage: the RL failure-mode monitors' thresholds.
+extension MonitorConfig {
+    static func decode(_ r: NodeReader?) throws -> MonitorConfig {
+        var spec = MonitorConfig()
         guard let r else { return spec }
         let m = try r.mapping(allowed: ["reward_drift_sd", "reward_variance_floor", "max_kl", "length_growth", "distinct_drop",
                                         "max_truncation_rate", "stop_on"])
         spec.maxTruncationRate = try m["max_truncation_rate"]?.double(in: 0...1) ?? spec.maxTruncationRate
         spec.rewardDriftSD = try m["reward_drift_sd"]?.double(in: 0.1...100) ?? spec.rewardDriftSD
-        spec.rewardVarianceFloor = try m["reward_variance_floor"]?.double(in: 0...1) ?? spec.rewardVarianceFloor
+        spec.varianceFloor = try m["reward_variance_floor"]?.double(in: 0...1) ?? spec.varianceFloor
         spec.maxKL = try m["max_kl"]?.double(in: 0...100_000) ?? spec.maxKL
         spec.lengthGrowth = try m["length_growth"]?.double(in: 1...100) ?? spec.lengthGrowth
         spec.distinctDrop = try m["distinct_drop"]?.double(in: 0...1) ?? spec.distinctDrop
-        if let list = m["stop_on"] {
-            for item in try list.list() {
-                let name = try item.text()
-                guard kinds.contains(name) else { throw item.invalid("unknown monitor `\(name)`; expected one of \(kinds.joined(separator: ", "))") }
-                spec.stopOn.append(name)
+        for item in try m["stop_on"]?.list() ?? [] {
+            let name = try item.text()
+            guard let kind = MonitorKind(rawValue: name) else {
+                throw item.invalid("unknown monitor `\(name)`; expected one of \(MonitorKind.allCases.map(\.rawValue).joined(separator: ", "))")
             }
+            spec.stopOn.append(kind)
         }
         return spec
     }
@@ -48,8 +38,8 @@ extension PPOSpec {
         PPOSpec(
             policy: try policy ?? m.require("policy").text(),
             rewardModel: try rewardModel ?? m.require("reward_model").text(),
-            algorithm: try m["algorithm"]?.oneOf(PolicyAlgorithm.self) ?? .ppo,
-            lora: try LoRASpec.decode(m["lora"]),
+            algorithm: try m["algorithm"]?.oneOf(RLAlgorithm.self) ?? .ppo,
+            lora: try LoRAConfig.decode(m["lora"]),
             steps: try m["steps"]?.int(in: 1...1_000_000) ?? 20,
             batchSize: try m["batch_size"]?.int(in: 1...4096) ?? 8,
             ppoEpochs: try m["ppo_epochs"]?.int(in: 1...100) ?? 2,
@@ -63,10 +53,10 @@ extension PPOSpec {
             clipRangeValue: try m["cliprange_value"]?.double(in: 0.001...10) ?? 0.2,
             rlooK: try m["rloo_k"]?.int(in: 2...64) ?? 4,
             valueCoef: try m["vf_coef"]?.double(in: 0...100) ?? 0.1,
-            klEstimator: try m["kl_estimator"]?.oneOf(KLName.self).rawValue ?? "k1",
+            klEstimator: try m["kl_estimator"]?.oneOf(KLEstimator.self) ?? .k1,
             checkpointEvery: try m["checkpoint_every"]?.int(in: 0...1_000_000) ?? 5,
-            merge: try m["merge"]?.oneOf(TrainingSpec.MergeName.self).rawValue ?? "f16",
-            monitors: try MonitorSpec.decode(m["monitors"]),
+            merge: try TrainingSpec.decodeMerge(m["merge"]),
+            monitors: try MonitorConfig.decode(m["monitors"]),
             sampling: try .decode(m, defaultTemperature: 1.0, defaultMaxTokens: 64),
             missingEOSPenalty: try m["missing_eos_penalty"]?.double(in: 0...1000))
     }

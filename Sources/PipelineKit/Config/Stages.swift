@@ -1,4 +1,5 @@
 import Foundation
+import TrainKit
 
 /// Sampling settings shared by every stage that generates text.
 public struct SamplingSpec: Sendable, Equatable, Codable {
@@ -40,11 +41,8 @@ public enum JudgeOrders: String, Sendable, Codable, CaseIterable { case both, si
 /// responses; the default, measured better for the 0.5B default judge) or `options` (the CAI
 /// paper's "… question Options: (A) … (B) …"). docs/judge.md has the measurements.
 public enum JudgeLayout: String, Sendable, Codable, CaseIterable { case dialogue, options }
-public enum DPOLoss: String, Sendable, Codable, CaseIterable { case sigmoid, ipo, robust, hinge }
 public enum LabelKind: String, Sendable, Codable, CaseIterable { case soft, hard }
-public enum PolicyAlgorithm: String, Sendable, Codable, CaseIterable { case ppo, rloo }
 public enum ExportFormat: String, Sendable, Codable, CaseIterable { case sft, trl, openrlhf }
-public enum LoRATarget: String, Sendable, Codable, CaseIterable { case q, k, v, o, gate, up, down }
 
 /// Critique/revise settings (SL-CAI): generate → critique → revise.
 public struct CritiqueSpec: Sendable, Equatable {
@@ -146,24 +144,19 @@ public struct JudgeSpec: Sendable, Equatable {
     }
 }
 
-public struct LoRASpec: Sendable, Equatable {
-    public var rank: Int
-    public var alpha: Double
-    public var dropout: Double
-    public var targets: [LoRATarget]
-    public var rsLoRA: Bool
-
+/// `lora:` on a training stage.
+extension LoRAConfig {
     static let keys = ["rank", "alpha", "dropout", "targets", "rslora"]
 
-    static func decode(_ r: NodeReader?) throws -> LoRASpec {
-        guard let r else { return LoRASpec(rank: 16, alpha: 32, dropout: 0, targets: LoRATarget.allCases, rsLoRA: false) }
+    static func decode(_ r: NodeReader?) throws -> LoRAConfig {
+        guard let r else { return LoRAConfig() }
         let m = try r.mapping(allowed: keys)
         let rank = try m["rank"]?.int(in: 1...1024) ?? 16
-        return LoRASpec(
+        return LoRAConfig(
             rank: rank,
             alpha: try m["alpha"]?.double(in: 0.001...100_000) ?? Double(2 * rank),
             dropout: try m["dropout"]?.double(in: 0...0.9) ?? 0,
-            targets: try m["targets"]?.list().map { try $0.oneOf(LoRATarget.self) } ?? LoRATarget.allCases,
+            targets: try m["targets"]?.list().map { try $0.oneOf(LoRATargetModule.self) } ?? LoRATargetModule.allCases,
             rsLoRA: try m["rslora"]?.bool() ?? false)
     }
 }
@@ -172,22 +165,22 @@ public struct LoRASpec: Sendable, Equatable {
 public struct TrainingSpec: Sendable, Equatable {
     public var base: String
     public var input: String
-    public var lora: LoRASpec
+    public var lora: LoRAConfig
     public var epochs: Int
     public var learningRate: Double
     public var batchSize: Int
     public var gradientAccumulation: Int
     public var maxLength: Int
     public var evalFraction: Double
-    public var schedule: String
+    public var schedule: LearningRateSchedule
     public var warmupRatio: Double
     public var weightDecay: Double
     public var maxGradNorm: Double
     public var maxSteps: Int?
     public var checkpointEvery: Int
     public var microBatchTokens: Int
-    /// Precision of the merged GGUF (`f16`, `q8_0`, `f32`), or `none` to skip writing it.
-    public var merge: String
+    /// Precision of the merged GGUF (`f16`, `q8_0`, `f32`), or nil (`none`) to skip writing it.
+    public var merge: MergedModel.Precision?
     /// `sft` only: the judge stage whose endorsement a revision needs (`RevisionGate`).
     public var gate: String? = nil
 
@@ -195,28 +188,31 @@ public struct TrainingSpec: Sendable, Equatable {
                        "max_length", "eval_fraction", "schedule", "warmup_ratio", "weight_decay", "max_grad_norm",
                        "max_steps", "checkpoint_every", "micro_batch_tokens", "merge"]
 
-    enum ScheduleName: String, CaseIterable { case linear, cosine, constant }
-    enum MergeName: String, CaseIterable { case f16, q8_0, f32, none }
+    /// `merge:` (f16 when absent), its words in the order errors list them.
+    static func decodeMerge(_ r: NodeReader?) throws -> MergedModel.Precision? {
+        guard let r else { return .f16 }
+        return try r.oneOf([("f16", .f16), ("q8_0", .q8_0), ("f32", .f32), ("none", nil)])
+    }
 
     static func decode(_ m: MappingReader, defaultLearningRate: Double, inputRequired: Bool = true) throws -> TrainingSpec {
         TrainingSpec(
             base: try m.require("base").text(),
             input: inputRequired ? try m.require("input").text() : try m["input"]?.text() ?? "",
-            lora: try LoRASpec.decode(m["lora"]),
+            lora: try LoRAConfig.decode(m["lora"]),
             epochs: try m["epochs"]?.int(in: 1...1000) ?? 1,
             learningRate: try m["learning_rate"]?.double(in: 1e-9...1) ?? defaultLearningRate,
             batchSize: try m["batch_size"]?.int(in: 1...4096) ?? 4,
             gradientAccumulation: try m["gradient_accumulation"]?.int(in: 1...4096) ?? 1,
             maxLength: try m["max_length"]?.int(in: 16...32_768) ?? 512,
             evalFraction: try m["eval_fraction"]?.double(in: 0...0.9) ?? 0.1,
-            schedule: try m["schedule"]?.oneOf(ScheduleName.self).rawValue ?? "linear",
+            schedule: try m["schedule"]?.oneOf(LearningRateSchedule.self) ?? .linear,
             warmupRatio: try m["warmup_ratio"]?.double(in: 0...1) ?? 0.1,
             weightDecay: try m["weight_decay"]?.double(in: 0...1) ?? 0,
             maxGradNorm: try m["max_grad_norm"]?.double(in: 0...1000) ?? 1,
             maxSteps: try m["max_steps"]?.int(in: 1...10_000_000),
             checkpointEvery: try m["checkpoint_every"]?.int(in: 0...1_000_000) ?? 10,
             microBatchTokens: try m["micro_batch_tokens"]?.int(in: 16...1_000_000) ?? 2048,
-            merge: try m["merge"]?.oneOf(MergeName.self).rawValue ?? "f16")
+            merge: try decodeMerge(m["merge"]))
     }
 }
 
@@ -230,7 +226,7 @@ public struct RewardModelSpec: Sendable, Equatable {
 public struct DPOSpec: Sendable, Equatable {
     public var training: TrainingSpec
     public var beta: Double
-    public var loss: DPOLoss
+    public var loss: DPOLossKind
     public var labelSmoothing: Double
     /// Weight of the chosen responses' mean token NLL added to the DPO loss (TRL's `rpo_alpha`,
     /// Pang et al. 2024); 0 is plain DPO.
@@ -240,8 +236,8 @@ public struct DPOSpec: Sendable, Equatable {
 public struct PPOSpec: Sendable, Equatable {
     public var policy: String
     public var rewardModel: String
-    public var algorithm: PolicyAlgorithm
-    public var lora: LoRASpec
+    public var algorithm: RLAlgorithm
+    public var lora: LoRAConfig
     public var steps: Int
     public var batchSize: Int
     public var ppoEpochs: Int
@@ -256,17 +252,15 @@ public struct PPOSpec: Sendable, Equatable {
     /// Samples per prompt for RLOO's leave-one-out baseline.
     public var rlooK: Int
     public var valueCoef: Double
-    public var klEstimator: String
+    public var klEstimator: KLEstimator
     public var checkpointEvery: Int
-    /// Precision of the merged GGUF (`f16`, `q8_0`, `f32`) or `none`.
-    public var merge: String
-    public var monitors: MonitorSpec
+    /// Precision of the merged GGUF (`f16`, `q8_0`, `f32`) or nil (`none`).
+    public var merge: MergedModel.Precision?
+    public var monitors: MonitorConfig
     public var sampling: SamplingSpec
     /// Subtracted from the reward of a response cut at `max_tokens` (TRL's `missing_eos_penalty`).
     public var missingEOSPenalty: Double? = nil
 }
-
-enum KLName: String, CaseIterable { case k1, k2, k3 }
 
 public struct EvaluateSpec: Sendable, Equatable {
     /// A training stage id or a model name.
@@ -469,7 +463,7 @@ public struct Stage: Sendable, Equatable {
             return .dpo(DPOSpec(
                 training: try .decode(m, defaultLearningRate: 5e-5),
                 beta: try m["beta"]?.double(in: 0.0001...100) ?? 0.1,
-                loss: try m["loss"]?.oneOf(DPOLoss.self) ?? .sigmoid,
+                loss: try m["loss"]?.oneOf(DPOLossKind.self) ?? .sigmoid,
                 labelSmoothing: try m["label_smoothing"]?.double(in: 0...0.5) ?? 0,
                 rpoAlpha: try m["rpo_alpha"]?.double(in: 0...100) ?? 0))
         case "ppo":

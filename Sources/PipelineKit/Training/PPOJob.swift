@@ -38,7 +38,7 @@ public struct PPOJob {
 
     var config: PPOConfig {
         var c = PPOConfig()
-        c.algorithm = RLAlgorithm(rawValue: spec.algorithm.rawValue) ?? .ppo
+        c.algorithm = spec.algorithm
         c.steps = spec.steps
         c.batchSize = spec.batchSize
         c.ppoEpochs = spec.ppoEpochs
@@ -46,7 +46,7 @@ public struct PPOJob {
         c.klCoef = spec.klCoef
         c.adaptiveKL = spec.adaptiveKL
         c.targetKL = spec.targetKL
-        c.klEstimator = KLEstimator(rawValue: spec.klEstimator) ?? .k1
+        c.klEstimator = spec.klEstimator
         c.gamma = spec.gamma
         c.lambda = spec.lambda
         c.clipRange = spec.clipRange
@@ -58,16 +58,8 @@ public struct PPOJob {
         c.sampling = SamplingParameters(temperature: Float(spec.sampling.temperature), topK: spec.sampling.topK,
                                         topP: Float(spec.sampling.topP), seed: seed, maxTokens: spec.sampling.maxTokens,
                                         stop: spec.sampling.stop + CAIPrompts.responseStops)
-        var m = MonitorConfig()
-        m.rewardDriftSD = spec.monitors.rewardDriftSD
-        m.varianceFloor = spec.monitors.rewardVarianceFloor
-        m.maxKL = spec.monitors.maxKL
-        m.lengthGrowth = spec.monitors.lengthGrowth
-        m.distinctDrop = spec.monitors.distinctDrop
-        m.maxTruncationRate = spec.monitors.maxTruncationRate
         c.missingEOSPenalty = spec.missingEOSPenalty
-        m.stopOn = spec.monitors.stopOn.compactMap(MonitorKind.init(rawValue:))
-        c.monitors = m
+        c.monitors = spec.monitors
         return c
     }
 
@@ -86,8 +78,7 @@ public struct PPOJob {
         let tokenizer = TrainingTokenizer(model: model, style: promptStyle, system: system, maxLength: 4096)
         let tokens = prompts.map { tokenizer.prompt($0.text) }
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-        let lora = spec.lora.config
-        let adapter = LoRAAdapter(config: lora, model: model.config, seed: seed)
+        let adapter = LoRAAdapter(config: spec.lora, model: model.config, seed: seed)
         let texts = prompts.map(\.text)
         let trainer = PPOTrainer(model: model, adapter: adapter, config: config) { rollouts in
             // The reward model reads the text as it was trained on it: prompt and response, no stop strings.
@@ -115,7 +106,7 @@ public struct PPOJob {
         if let head = trainer.valueHead {
             try Safetensors.write([("v_head.summary.weight", head.weight)], to: directory.appendingPathComponent("value_head.safetensors"))
         }
-        if let precision = MergedModel.Precision(rawValue: spec.merge) {
+        if let precision = spec.merge {
             progress?("writing merged.gguf (\(precision.rawValue))")
             try MergedModel.write(base: model.file, adapter: adapter, precision: precision, to: directory.appendingPathComponent("merged.gguf"))
         }
@@ -124,7 +115,7 @@ public struct PPOJob {
             "trainer": spec.algorithm.rawValue, "name": name, "fingerprint": fingerprint, "train_examples": prompts.count,
             "eval_examples": 0, "train": last.filter { $0.value.isFinite }, "eval": [String: Double](), "seconds": seconds,
             "warnings": warnings, "reward_model": rewardModel.path,
-            "lora": ["rank": spec.lora.rank, "alpha": spec.lora.alpha, "targets": lora.targets.map(\.huggingFaceName),
+            "lora": ["rank": spec.lora.rank, "alpha": spec.lora.alpha, "targets": spec.lora.targets.map(\.huggingFaceName),
                      "trainable_parameters": adapter.parameterCount],
         ]
         let training: [String: Any] = [

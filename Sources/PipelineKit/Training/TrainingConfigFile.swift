@@ -1,5 +1,6 @@
 import Foundation
 import ModelKit
+import TrainKit
 
 /// The configuration file of `precept train sft|rm|dpo`: the keys of the matching pipeline stage
 /// (without `input`; the data comes from `--data`), plus `version`, `prompt_style`, `system` and
@@ -43,7 +44,7 @@ public struct TrainingConfigFile: Sendable {
         let reader = NodeReader(node: root, path: "", file: path)
         let extra: [String]
         switch kind {
-        case .sft: extra = []
+        case .sft, .ppo: extra = []
         case .rm: extra = ["labels", "margin", "center_rewards"]
         case .dpo: extra = ["beta", "loss", "label_smoothing", "rpo_alpha"]
         }
@@ -57,14 +58,14 @@ public struct TrainingConfigFile: Sendable {
         var config = TrainingConfigFile(kind: kind, spec: spec, model: model, system: try m["system"]?.text(),
                                         seed: UInt64(try m["seed"]?.int(in: 0...Int(Int32.max)) ?? 1234))
         switch kind {
-        case .sft: break
+        case .sft, .ppo: break
         case .rm:
             config.rewardModel = RewardModelSpec(training: spec, labels: try m["labels"]?.oneOf(LabelKind.self) ?? .soft,
                                                  margin: try m["margin"]?.double(in: 0...100) ?? 0,
                                                  centerRewards: try m["center_rewards"]?.double(in: 0...1) ?? 0)
         case .dpo:
             config.dpo = DPOSpec(training: spec, beta: try m["beta"]?.double(in: 0.0001...100) ?? 0.1,
-                                 loss: try m["loss"]?.oneOf(DPOLoss.self) ?? .sigmoid,
+                                 loss: try m["loss"]?.oneOf(DPOLossKind.self) ?? .sigmoid,
                                  labelSmoothing: try m["label_smoothing"]?.double(in: 0...0.5) ?? 0,
                                  rpoAlpha: try m["rpo_alpha"]?.double(in: 0...100) ?? 0)
         }

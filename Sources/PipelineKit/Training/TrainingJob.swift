@@ -5,10 +5,7 @@ import TrainKit
 
 /// Which trainer a job runs.
 public enum TrainerKind: String, Sendable, CaseIterable {
-    case sft, rm, dpo
-
-    /// The stage keyword of this trainer.
-    public var stageKeyword: String { self == .rm ? "reward_model" : rawValue }
+    case sft, rm, dpo, ppo
 }
 
 /// The training data of a job.
@@ -71,7 +68,7 @@ public struct TrainingJob {
         c.epochs = spec.epochs
         c.maxSteps = spec.maxSteps
         c.learningRate = spec.learningRate
-        c.schedule = LearningRateSchedule(rawValue: spec.schedule) ?? .linear
+        c.schedule = spec.schedule
         c.warmupRatio = spec.warmupRatio
         c.weightDecay = spec.weightDecay
         c.maxGradNorm = spec.maxGradNorm
@@ -81,16 +78,6 @@ public struct TrainingJob {
         c.checkpointEvery = spec.checkpointEvery
         c.seed = seed
         return c
-    }
-
-    var loraConfig: LoRAConfig { spec.lora.config }
-}
-
-extension LoRASpec {
-    /// The adapter configuration these pipeline keys describe.
-    var config: LoRAConfig {
-        LoRAConfig(rank: rank, alpha: alpha, dropout: dropout, targets: targets.compactMap { LoRATargetModule(rawValue: $0.rawValue) },
-                   rsLoRA: rsLoRA)
     }
 }
 
@@ -116,7 +103,7 @@ extension TrainingJob {
         let tokenizer = TrainingTokenizer(model: model, style: promptStyle, system: system, maxLength: spec.maxLength)
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         let config = trainingConfig
-        let adapter = LoRAAdapter(config: loraConfig, model: model.config, seed: seed)
+        let adapter = LoRAAdapter(config: spec.lora, model: model.config, seed: seed)
         let network = TrainableTransformer(base: model.transformer, adapter: adapter)
         var warnings: [String] = []
 
@@ -150,10 +137,7 @@ extension TrainingJob {
             if let done = try finished(fields) { return done }
             if kind == .dpo {
                 var c = DPOConfig()
-                c.beta = dpo?.beta ?? 0.1
-                c.loss = DPOLossKind(rawValue: dpo?.loss.rawValue ?? "sigmoid") ?? .sigmoid
-                c.labelSmoothing = dpo?.labelSmoothing ?? 0
-                c.rpoAlpha = dpo?.rpoAlpha ?? 0
+                if let dpo { (c.beta, c.loss, c.labelSmoothing, c.rpoAlpha) = (dpo.beta, dpo.loss, dpo.labelSmoothing, dpo.rpoAlpha) }
                 let trainer = DPOTrainer(model: network, config: c)
                 progress?("reference log-probabilities for \(examples.count) pairs")
                 trainer.precomputeReference(&examples)
@@ -163,9 +147,7 @@ extension TrainingJob {
                 outcome = try loop(trainer, fields: fields, progress: progress, stop: stop, config: config).run(train: train, eval: eval)
             } else {
                 var c = RewardModelConfig()
-                c.softLabels = (rewardModel?.labels ?? .soft) == .soft
-                c.margin = rewardModel?.margin ?? 0
-                c.centerRewards = rewardModel?.centerRewards ?? 0
+                if let r = rewardModel { (c.softLabels, c.margin, c.centerRewards) = (r.labels == .soft, r.margin, r.centerRewards) }
                 let head = RewardHead(hidden: model.config.hidden, seed: seed ^ 0x5C0E)
                 scoreHead = head
                 let trainer = RewardTrainer(model: network, scoreHead: head, config: c)
@@ -182,7 +164,7 @@ extension TrainingJob {
         }
 
         try PEFTAdapter.save(adapter, scoreHead: scoreHead, baseModel: huggingFaceBase, to: directory.appendingPathComponent("adapter"))
-        if kind != .rm, let precision = MergedModel.Precision(rawValue: spec.merge) {
+        if kind != .rm, let precision = spec.merge {
             progress?("writing merged.gguf (\(precision.rawValue))")
             try MergedModel.write(base: model.file, adapter: adapter, precision: precision,
                                   to: directory.appendingPathComponent("merged.gguf"))
@@ -193,7 +175,7 @@ extension TrainingJob {
             "train_examples": trainCount, "eval_examples": evalCount,
             "eval": outcome.eval.filter { $0.value.isFinite }, "train": outcome.train.filter { $0.value.isFinite },
             "seconds": seconds, "warnings": warnings,
-            "lora": ["rank": spec.lora.rank, "alpha": spec.lora.alpha, "targets": loraConfig.targets.map(\.huggingFaceName),
+            "lora": ["rank": spec.lora.rank, "alpha": spec.lora.alpha, "targets": spec.lora.targets.map(\.huggingFaceName),
                      "trainable_parameters": adapter.parameterCount],
         ]
         let training: [String: Any] = [
@@ -239,11 +221,21 @@ extension TrainingJob {
     }
 }
 
-/// A training spec as its fingerprint reads it: the printed settings without the fields added on
-/// 2026-12-02 while they hold their defaults, so a run finished before they existed stays up to
-/// date (the training data, which a `gate` changes, is fingerprinted separately).
+/// A training spec as its fingerprint reads it, so a run finished before a change here stays up to
+/// date: TrainKit's types written as the PipelineKit copies they replaced printed (issue 18), and
+/// the fields added on 2026-12-02 left out while they hold their defaults (the training data,
+/// which a `gate` changes, is fingerprinted separately).
 func settingsText(_ printed: String) -> String {
+    func words<T: RawRepresentable & CaseIterable>(_: T.Type, _ prefix: String, _ suffix: String = "") -> [(String, String)]
+        where T.RawValue == String { T.allCases.map { ("\(prefix)\($0)\(suffix)", "\"\($0.rawValue)\"") } }
+    let mirrors = [("TrainKit.LoRAConfig(", "PipelineKit.LoRASpec("), ("TrainKit.LoRATargetModule.", "PipelineKit.LoRATarget."),
+                   ("TrainKit.DPOLossKind.", "PipelineKit.DPOLoss."), ("TrainKit.RLAlgorithm.", "PipelineKit.PolicyAlgorithm."),
+                   ("TrainKit.MonitorConfig(rewardDriftSD: ", "PipelineKit.MonitorSpec(rewardDriftSD: "),
+                   (", varianceFloor: ", ", rewardVarianceFloor: "), ("merge: nil, ", "merge: \"none\", ")]
+        + words(LearningRateSchedule.self, "TrainKit.LearningRateSchedule.") + words(KLEstimator.self, "TrainKit.KLEstimator.")
+        + words(MergedModel.Precision.self, "Optional(TrainKit.MergedModel.Precision.", ")") + words(MonitorKind.self, "TrainKit.MonitorKind.")
     var text = printed
+    for (new, old) in mirrors { text = text.replacingOccurrences(of: new, with: old) }
     for unchanged in [", gate: nil", ", rpoAlpha: 0.0", ", missingEOSPenalty: nil", ", maxTruncationRate: 0.5"] {
         text = text.replacingOccurrences(of: unchanged, with: "")
     }

@@ -51,7 +51,7 @@ enum TrainingStage {
             }
             if texts.isEmpty { throw RunError.training(stage: stage.id, message: "no non-empty revisions in `\(spec.input)` to train on") }
             input = .sft(texts)
-        case .rm, .dpo:
+        case .rm, .dpo, .ppo:  // ppo stages run through runPPO
             guard case .judge(let judgeSpec)? = context.pipeline.stage(id: spec.input)?.kind else {
                 throw RunError.unknownStage(spec.input, suggestion: nil)
             }

@@ -4,9 +4,6 @@ import TensorKit
 
 /// Configuration of DPO (TRL's DPOConfig, trimmed).
 public struct DPOConfig: Sendable, Equatable {
-    public var training = TrainingConfig()
-    public var lora = LoRAConfig()
-    public var maxLength = 512
     public var beta = 0.1
     public var loss = DPOLossKind.sigmoid
     public var labelSmoothing = 0.0

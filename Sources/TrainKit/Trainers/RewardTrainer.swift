@@ -4,9 +4,6 @@ import TensorKit
 
 /// Configuration of reward-model training (TRL's RewardConfig, with soft labels).
 public struct RewardModelConfig: Sendable, Equatable {
-    public var training = TrainingConfig()
-    public var lora = LoRAConfig()
-    public var maxLength = 512
     /// Use the judge's probabilities as targets (true) or round them to hard labels.
     public var softLabels = true
     public var margin = 0.0

@@ -2,15 +2,6 @@ import Foundation
 import ModelKit
 import TensorKit
 
-/// Configuration of supervised fine-tuning on revisions (SL-CAI).
-public struct SFTConfig: Sendable, Equatable {
-    public var training = TrainingConfig()
-    public var lora = LoRAConfig()
-    public var maxLength = 512
-
-    public init() {}
-}
-
 /// Supervised fine-tuning with LoRA: mean negative log-likelihood of the response tokens (the
 /// prompt is context only, TRL's completion-only loss).
 public final class SFTTrainer: TrainingObjective {
