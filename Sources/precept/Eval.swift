@@ -46,8 +46,7 @@ extension Precept {
             if isDirectory.boolValue {
                 path = URL(fileURLWithPath: path).appendingPathComponent("merged.gguf").path
                 guard FileManager.default.fileExists(atPath: path) else { throw ValidationError("--\(role) \(name): the directory has no merged.gguf") }
-                let info = try? JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: name).appendingPathComponent("training.json"))) as? [String: Any]
-                style = (info?["prompt_style"] as? String).flatMap(PromptStyle.init(rawValue:))
+                style = try? TrainedDirectory(URL(fileURLWithPath: name)).setup().promptStyle
             }
             return ModelSpec(name: role, source: .file(path), promptStyle: style, location: location)
         }

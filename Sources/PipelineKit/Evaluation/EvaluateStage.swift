@@ -42,7 +42,7 @@ enum EvaluateStage {
                 throw RunError.training(stage: stage.id, message: "reward_model `\(rm)` is not a reward_model stage of this pipeline")
             }
             let url = directory.appendingPathComponent(rm)
-            guard FileManager.default.fileExists(atPath: url.appendingPathComponent("adapter/adapter_model.safetensors").path) else {
+            guard TrainedDirectory(url).hasAdapter else {
                 throw RunError.missingInput(stage: stage.id, input: rm)
             }
             rewardModel = { try RewardModelScorer(directory: url) }

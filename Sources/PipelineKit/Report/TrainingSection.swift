@@ -73,9 +73,7 @@ enum TrainingSection {
                 } else if case .ppo = stage.kind {
                     html += "<p class=\"note\">No monitor raised a warning (reward drift, reward collapse, KL bound, length growth, distinct-2 drop).</p>"
                 }
-                if let data = try? Data(contentsOf: dir.appendingPathComponent("summary.json")),
-                   let s = try? JSONSerialization.jsonObject(with: data) as? [String: Any], let ws = s["warnings"] as? [String],
-                   case .rewardModel = stage.kind, !ws.isEmpty {
+                if case .rewardModel = stage.kind, let ws = TrainedDirectory(dir).summary()?.warnings, !ws.isEmpty {
                     html += "<ul class=\"flagged\">" + ws.map { "<li>\(HTMLReport.escape($0))</li>" }.joined() + "</ul>"
                 }
                 html += "</section>\n"

@@ -72,7 +72,7 @@ public struct PPOJob {
         let fields = ["ppo", settingsText("\(spec)"), modelFingerprint, promptStyle.rawValue, system ?? "", "\(seed)",
                       RewardModelScorer.fingerprint(of: rewardModel)] + prompts.map { "\($0.id)|\($0.text)" }
         let fingerprint = SHA256.hex(fields.joined(separator: "\u{1E}"))
-        if let done = finished(fingerprint) { return done }
+        if let done = TrainedDirectory(directory).finished(fingerprint) { return done }
         let model = try LanguageModel(path: modelURL.path)
         let scorer = try RewardModelScorer(directory: rewardModel, sharing: model)
         let tokenizer = TrainingTokenizer(model: model, style: promptStyle, system: system, maxLength: 4096)
@@ -111,32 +111,12 @@ public struct PPOJob {
             try MergedModel.write(base: model.file, adapter: adapter, precision: precision, to: directory.appendingPathComponent("merged.gguf"))
         }
         let seconds = Date().timeIntervalSince(started)
-        let summary: [String: Any] = [
-            "trainer": spec.algorithm.rawValue, "name": name, "fingerprint": fingerprint, "train_examples": prompts.count,
-            "eval_examples": 0, "train": last.filter { $0.value.isFinite }, "eval": [String: Double](), "seconds": seconds,
-            "warnings": warnings, "reward_model": rewardModel.path,
-            "lora": ["rank": spec.lora.rank, "alpha": spec.lora.alpha, "targets": spec.lora.targets.map(\.huggingFaceName),
-                     "trainable_parameters": adapter.parameterCount],
-        ]
-        let training: [String: Any] = [
-            "trainer": spec.algorithm.rawValue, "base_model_path": modelURL.path, "base_model_fingerprint": modelFingerprint,
-            "base_model": huggingFaceBase, "prompt_style": promptStyle.rawValue, "system": system ?? NSNull(), "max_length": 4096,
-        ]
-        try JSONSerialization.data(withJSONObject: training, options: [.prettyPrinted, .sortedKeys])
-            .write(to: directory.appendingPathComponent("training.json"), options: .atomic)
-        try JSONSerialization.data(withJSONObject: summary, options: [.prettyPrinted, .sortedKeys])
-            .write(to: directory.appendingPathComponent("summary.json"), options: .atomic)
+        try TrainedDirectory(directory).write(
+            TrainingSetup(trainer: spec.algorithm.rawValue, baseModelPath: modelURL.path, baseModelFingerprint: modelFingerprint,
+                          baseModel: huggingFaceBase, promptStyle: promptStyle, system: system, maxLength: 4096),
+            TrainingSummary(trainer: spec.algorithm.rawValue, name: name, fingerprint: fingerprint, trainExamples: prompts.count, evalExamples: 0,
+                            train: last, eval: [:], seconds: seconds, warnings: warnings, adapter: adapter, rewardModel: rewardModel.path))
         return TrainingOutcome(directory: directory, trainExamples: prompts.count, evalExamples: 0, eval: [:], train: last,
                                seconds: seconds, warnings: warnings, upToDate: false)
-    }
-
-    private func finished(_ fingerprint: String) -> TrainingOutcome? {
-        guard let data = try? Data(contentsOf: directory.appendingPathComponent("summary.json")),
-              let s = try? JSONSerialization.jsonObject(with: data) as? [String: Any], s["fingerprint"] as? String == fingerprint,
-              FileManager.default.fileExists(atPath: directory.appendingPathComponent("adapter/adapter_model.safetensors").path)
-        else { return nil }
-        let train = ((s["train"] as? [String: Any]) ?? [:]).compactMapValues { ($0 as? NSNumber)?.doubleValue }
-        return TrainingOutcome(directory: directory, trainExamples: s["train_examples"] as? Int ?? 0, evalExamples: 0, eval: [:],
-                               train: train, seconds: 0, warnings: s["warnings"] as? [String] ?? [], upToDate: true)
     }
 }

@@ -23,16 +23,14 @@ public final class RewardModelScorer {
     /// `sharing`: an already loaded model, used instead of loading the base again when it is
     /// the reward model's base file.
     public init(directory: URL, sharing: LanguageModel? = nil) throws {
-        let url = directory.appendingPathComponent("training.json")
-        guard let data = try? Data(contentsOf: url),
-              let info = try? JSONSerialization.jsonObject(with: data) as? [String: Any],
-              let path = info["base_model_path"] as? String, info["trainer"] as? String == "rm" else {
-            throw TrainingDataError.cannotRead(path: url.path, reason: "not a reward model directory (expected training.json from a reward_model stage or `precept train rm`)")
+        let trained = TrainedDirectory(directory)
+        guard let setup = try? trained.setup(), setup.trainer == "rm" else {
+            throw TrainingDataError.cannotRead(path: trained.setupURL.path, reason: "not a reward model directory (expected training.json from a reward_model stage or `precept train rm`)")
         }
-        if let sharing, URL(fileURLWithPath: sharing.path).standardizedFileURL == URL(fileURLWithPath: path).standardizedFileURL {
+        if let sharing, URL(fileURLWithPath: sharing.path).standardizedFileURL == URL(fileURLWithPath: setup.baseModelPath).standardizedFileURL {
             model = sharing
         } else {
-            model = try LanguageModel(path: path)
+            model = try LanguageModel(path: setup.baseModelPath)
         }
         fingerprint = Self.fingerprint(of: directory)
         self.directory = directory
@@ -43,14 +41,12 @@ public final class RewardModelScorer {
         self.head = head
         network = TrainableTransformer(base: model.transformer, adapter: adapter)
         network.training = false
-        tokenizer = TrainingTokenizer(model: model, style: PromptStyle(rawValue: info["prompt_style"] as? String ?? "") ?? .completion,
-                                      system: info["system"] as? String, maxLength: info["max_length"] as? Int ?? 512)
+        tokenizer = TrainingTokenizer(model: model, style: setup.promptStyle, system: setup.system, maxLength: setup.maxLength)
     }
 
     /// The fingerprint of the training run that wrote a reward model directory ("" if unknown).
     public static func fingerprint(of directory: URL) -> String {
-        let summary = try? JSONSerialization.jsonObject(with: Data(contentsOf: directory.appendingPathComponent("summary.json"))) as? [String: Any]
-        return summary?["fingerprint"] as? String ?? ""
+        TrainedDirectory(directory).summary()?.fingerprint ?? ""
     }
 
     /// Scores of each row's responses, in one forward pass for the batch.

@@ -93,7 +93,7 @@ public struct PPOConfigFile: Sendable {
         let rmReader = try m.require("reward_model")
         let rmPath = try rmReader.text()
         let rm = rmPath.hasPrefix("/") ? URL(fileURLWithPath: rmPath) : directory.appendingPathComponent(rmPath)
-        guard FileManager.default.fileExists(atPath: rm.appendingPathComponent("training.json").path) else {
+        guard FileManager.default.fileExists(atPath: TrainedDirectory(rm).setupURL.path) else {
             throw rmReader.invalid("no reward model at \(rm.path) (expected the directory of a reward_model stage or `precept train rm`)")
         }
         let baseReader = try m.require("base")

@@ -118,6 +118,7 @@ extension TrainingJob {
             }
             return (train, eval)
         }
+        var fingerprint: String { SHA256.hex(fields.joined(separator: "\u{1E}")) }
         let outcome: (eval: [String: Double], train: [String: Double])
         var trainCount = 0, evalCount = 0
         var scoreHead: RewardHead?
@@ -128,13 +129,13 @@ extension TrainingJob {
             let (train, eval) = split(examples) { $0.id }
             trainCount = train.count
             evalCount = eval.count
-            if let done = try finished(fields) { return done }
+            if let done = TrainedDirectory(directory).finished(fingerprint) { return done }
             let trainer = SFTTrainer(model: network)
-            outcome = try loop(trainer, fields: fields, progress: progress, stop: stop, config: config).run(train: train, eval: eval)
+            outcome = try loop(trainer, fingerprint: fingerprint, progress: progress, stop: stop, config: config).run(train: train, eval: eval)
         case .preferences(let texts):
             var examples = texts.map(tokenizer.preference)
             fields += examples.map { "\($0.id)|\($0.prompt)|\($0.chosen)|\($0.rejected)|\($0.probability)" }
-            if let done = try finished(fields) { return done }
+            if let done = TrainedDirectory(directory).finished(fingerprint) { return done }
             if kind == .dpo {
                 var c = DPOConfig()
                 if let dpo { (c.beta, c.loss, c.labelSmoothing, c.rpoAlpha) = (dpo.beta, dpo.loss, dpo.labelSmoothing, dpo.rpoAlpha) }
@@ -144,7 +145,7 @@ extension TrainingJob {
                 let (train, eval) = split(examples) { $0.id }
                 trainCount = train.count
                 evalCount = eval.count
-                outcome = try loop(trainer, fields: fields, progress: progress, stop: stop, config: config).run(train: train, eval: eval)
+                outcome = try loop(trainer, fingerprint: fingerprint, progress: progress, stop: stop, config: config).run(train: train, eval: eval)
             } else {
                 var c = RewardModelConfig()
                 if let r = rewardModel { (c.softLabels, c.margin, c.centerRewards) = (r.labels == .soft, r.margin, r.centerRewards) }
@@ -154,7 +155,7 @@ extension TrainingJob {
                 let (train, eval) = split(examples) { $0.id }
                 trainCount = train.count
                 evalCount = eval.count
-                outcome = try loop(trainer, fields: fields, progress: progress, stop: stop, config: config).run(train: train, eval: eval)
+                outcome = try loop(trainer, fingerprint: fingerprint, progress: progress, stop: stop, config: config).run(train: train, eval: eval)
                 if let accuracy = outcome.eval["accuracy"], accuracy < 0.70 {
                     warnings.append(String(format: "held-out accuracy %.2f is below 0.70 on %d pairs: this reward model is unreliable", accuracy, evalCount))
                 } else if evalCount == 0 {
@@ -170,31 +171,19 @@ extension TrainingJob {
                                   to: directory.appendingPathComponent("merged.gguf"))
         }
         let seconds = Date().timeIntervalSince(started)
-        let summary: [String: Any] = [
-            "trainer": kind.rawValue, "name": name, "fingerprint": SHA256.hex(fields.joined(separator: "\u{1E}")),
-            "train_examples": trainCount, "eval_examples": evalCount,
-            "eval": outcome.eval.filter { $0.value.isFinite }, "train": outcome.train.filter { $0.value.isFinite },
-            "seconds": seconds, "warnings": warnings,
-            "lora": ["rank": spec.lora.rank, "alpha": spec.lora.alpha, "targets": spec.lora.targets.map(\.huggingFaceName),
-                     "trainable_parameters": adapter.parameterCount],
-        ]
-        let training: [String: Any] = [
-            "trainer": kind.rawValue, "base_model_path": modelURL.path, "base_model_fingerprint": modelFingerprint,
-            "base_model": huggingFaceBase, "prompt_style": promptStyle.rawValue, "system": system ?? NSNull(),
-            "max_length": spec.maxLength,
-        ]
-        try JSONSerialization.data(withJSONObject: training, options: [.prettyPrinted, .sortedKeys])
-            .write(to: directory.appendingPathComponent("training.json"), options: .atomic)
-        try JSONSerialization.data(withJSONObject: summary, options: [.prettyPrinted, .sortedKeys])
-            .write(to: directory.appendingPathComponent("summary.json"), options: .atomic)
+        try TrainedDirectory(directory).write(
+            TrainingSetup(trainer: kind.rawValue, baseModelPath: modelURL.path, baseModelFingerprint: modelFingerprint, baseModel: huggingFaceBase,
+                          promptStyle: promptStyle, system: system, maxLength: spec.maxLength),
+            TrainingSummary(trainer: kind.rawValue, name: name, fingerprint: fingerprint,
+                            trainExamples: trainCount, evalExamples: evalCount, train: outcome.train, eval: outcome.eval, seconds: seconds,
+                            warnings: warnings, adapter: adapter))
         return TrainingOutcome(directory: directory, trainExamples: trainCount, evalExamples: evalCount, eval: outcome.eval,
                                train: outcome.train, seconds: seconds, warnings: warnings, upToDate: false)
     }
 
-    private func loop<O: TrainingObjective>(_ objective: O, fields: [String], progress: ((String) -> Void)?, stop: (() -> Bool)?,
+    private func loop<O: TrainingObjective>(_ objective: O, fingerprint: String, progress: ((String) -> Void)?, stop: (() -> Bool)?,
                                             config: TrainingConfig) -> TrainingLoop<O> {
-        let loop = TrainingLoop(config: config, objective: objective, directory: directory,
-                                fingerprint: SHA256.hex(fields.joined(separator: "\u{1E}")))
+        let loop = TrainingLoop(config: config, objective: objective, directory: directory, fingerprint: fingerprint)
         let keys = kind == .dpo ? ["loss", "rewards/accuracies", "rewards/margins"] : kind == .rm ? ["loss", "accuracy"] : ["loss"]
         loop.onProgress = { p in
             let metrics = keys.compactMap { k in p.metrics[k].map { String(format: "%@ %.4f", k, $0) } }.joined(separator: "  ")
@@ -202,22 +191,6 @@ extension TrainingJob {
         }
         loop.shouldStop = stop
         return loop
-    }
-
-    /// The stored outcome when summary.json was written for exactly these inputs.
-    private func finished(_ fields: [String]) throws -> TrainingOutcome? {
-        let url = directory.appendingPathComponent("summary.json")
-        guard let data = try? Data(contentsOf: url),
-              let s = try? JSONSerialization.jsonObject(with: data) as? [String: Any],
-              s["fingerprint"] as? String == SHA256.hex(fields.joined(separator: "\u{1E}")),
-              FileManager.default.fileExists(atPath: directory.appendingPathComponent("adapter/adapter_model.safetensors").path)
-        else { return nil }
-        func metrics(_ key: String) -> [String: Double] {
-            ((s[key] as? [String: Any]) ?? [:]).compactMapValues { ($0 as? NSNumber)?.doubleValue }
-        }
-        return TrainingOutcome(directory: directory, trainExamples: s["train_examples"] as? Int ?? 0,
-                               evalExamples: s["eval_examples"] as? Int ?? 0, eval: metrics("eval"), train: metrics("train"),
-                               seconds: 0, warnings: s["warnings"] as? [String] ?? [], upToDate: true)
     }
 }
 

@@ -106,7 +106,7 @@ extension TrainingStage {
         } else {
             rewardModel = URL(fileURLWithPath: spec.rewardModel, relativeTo: URL(fileURLWithPath: context.pipeline.file).deletingLastPathComponent())
         }
-        guard FileManager.default.fileExists(atPath: rewardModel.appendingPathComponent("adapter/adapter_model.safetensors").path) else {
+        guard TrainedDirectory(rewardModel).hasAdapter else {
             throw RunError.missingInput(stage: stage.id, input: spec.rewardModel)
         }
         context.releaseBackends()
