@@ -52,6 +52,14 @@ public enum PipelineValidator {
             }
         }
         let constitution = try Constitution.merged(paths: pipeline.constitutions)
+        // Stage and prompt-set `tags` must each name a tag some principle carries.
+        func checkTags(_ tags: [String], at location: SourceLocation, keyPath: String) throws {
+            for tag in tags where !constitution.tags.contains(tag) {
+                let hint = closestMatch(to: tag, in: constitution.tags).map { "; did you mean `\($0)`?" } ?? ""
+                throw ConfigError.invalidValue(location, keyPath: keyPath,
+                                               message: "no principle of constitution `\(constitution.name)` has tag `\(tag)`\(hint)")
+            }
+        }
         for (index, stage) in pipeline.stages.enumerated() {
             let tags: [String]
             switch stage.kind {
@@ -59,19 +67,11 @@ public enum PipelineValidator {
             default: tags = []
             }
             if case .judge(let j) = stage.kind, !j.constitutions.isEmpty { _ = try Constitution.merged(paths: j.constitutions) }
-            for tag in tags where !constitution.tags.contains(tag) {
-                let hint = closestMatch(to: tag, in: constitution.tags).map { "; did you mean `\($0)`?" } ?? ""
-                throw ConfigError.invalidValue(stage.location, keyPath: "stages[\(index)].\(stage.kind.keyword).tags",
-                                               message: "no principle of constitution `\(constitution.name)` has tag `\(tag)`\(hint)")
-            }
+            try checkTags(tags, at: stage.location, keyPath: "stages[\(index)].\(stage.kind.keyword).tags")
         }
         for source in pipeline.prompts {
-            for tag in source.tags where !constitution.tags.contains(tag) {
-                let hint = closestMatch(to: tag, in: constitution.tags).map { "; did you mean `\($0)`?" } ?? ""
-                throw ConfigError.invalidValue(source.tagsLocation ?? SourceLocation(file: pipeline.file, line: 1, column: 1),
-                                               keyPath: source.tagsKeyPath,
-                                               message: "no principle of constitution `\(constitution.name)` has tag `\(tag)`\(hint)")
-            }
+            try checkTags(source.tags, at: source.tagsLocation ?? SourceLocation(file: pipeline.file, line: 1, column: 1),
+                          keyPath: source.tagsKeyPath)
         }
         let prompts = try pipeline.readPrompts()
         for source in pipeline.prompts where try PromptFile.read(path: source.file, field: source.field, idField: source.idField, limit: 1).isEmpty {

@@ -14,9 +14,8 @@ public enum RefusalDetector {
         "cannot assist", "can't assist", "cannot provide", "can't provide",
     ]
 
-    /// Phrases that contain a marker without refusing.
-    public static let sympathy = ["i'm sorry to hear", "i am sorry to hear", "sorry to hear", "i'm sorry for your loss",
-                                  "i am sorry for your loss", "i'm so sorry for your loss"]
+    /// Phrases that contain a marker without refusing ("i'm sorry to hear" leaves "i'm" behind).
+    public static let sympathy = ["sorry to hear", "sorry for your loss"]
 
     public static func isRefusal(_ text: String) -> Bool {
         var head = String(text.lowercased().replacingOccurrences(of: "’", with: "'").prefix(200))
