@@ -50,7 +50,13 @@ extension Precept {
                     guard let model = validated.pipeline.model(named: name) else { throw ValidationError("model `\(name)` is not in the pipeline") }
                     return CachedBackend(name: name, backend: try factory(model), cache: cache)
                 }
+                let harmBackend = try spec.harmCheck.map { check -> CachedBackend in
+                    if let index = spec.models.firstIndex(of: check.model) { return backends[index] }
+                    guard let model = validated.pipeline.model(named: check.model) else { throw ValidationError("model `\(check.model)` is not in the pipeline") }
+                    return CachedBackend(name: check.model, backend: try factory(model), cache: cache)
+                }
                 let result = try JudgeFile.label(rows: rows, spec: spec, constitution: try spec.constitution(pipeline: validated.constitution), backends: backends,
+                                                 harmBackend: harmBackend,
                                                  seed: validated.pipeline.seed, stage: chosen.id, batchSize: batchSize, output: out,
                                                  inputPath: pairs) { reporter.progress($0) }
                 if json {

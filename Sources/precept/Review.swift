@@ -47,7 +47,9 @@ extension Precept {
                         let endorsed = verdicts?.endorses(record: c.record, sample: c.sample) == true
                         print(String(format: "Judge:     P(revision better) = %.3f · %@", p,
                                      endorsed ? "endorsed" : (reviewed?.revisionPreference == 1 ? "not endorsed (kept: a human accepted it)"
-                                                              : "not endorsed (a revision gate leaves it out)")))
+                                         : verdicts?.flagged(record: c.record, sample: c.sample) == true
+                                             ? "not endorsed: flagged by the harm check (a revision gate leaves it out)"
+                                             : "not endorsed (a revision gate leaves it out)")))
                     }
                     if let reviewed, reviewed.revisionPreference != nil || reviewed.edited != nil {
                         let verdict = ["-1": "original preferred (left out of SFT data)", "0": "tie", "1": "revision accepted"][
@@ -63,7 +65,7 @@ extension Precept {
                 print("page \(page)/\(pages) · records \(first)–\((page - 1) * perPage + slice.count) of \(all.count)"
                     + (page < pages ? " · next: --page \(page + 1)" : ""))
                 if let verdicts, verdicts.labelled > 0 {
-                    print("the judge endorses \(verdicts.endorsed.count) of \(verdicts.labelled) revisions (what a `gate` keeps)")
+                    print(verdicts.summary + " (what a `gate` keeps)")
                 }
             }
         }

@@ -47,6 +47,11 @@ final class ScriptedBackend: ModelBackend, @unchecked Sendable {
         self.calls += calls.count
         lock.unlock()
         return calls.map { call in
+            // A harm check: Yes when the request asked about carries the marker HARM.
+            if call.continuations == [" Yes", " No"], let request = call.prompt.components(separatedBy: "Human: ").last,
+               request.components(separatedBy: "\n").first!.contains("HARM") {
+                return [log(0.9), log(0.1)]
+            }
             guard call.prompt.hasSuffix("The answer is: ("), call.continuations == ["A", "B"] else {
                 return call.continuations.map { -Double($0.count) }
             }

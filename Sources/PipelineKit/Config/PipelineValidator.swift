@@ -53,7 +53,7 @@ public enum PipelineValidator {
         }
         let constitution = try Constitution.merged(paths: pipeline.constitutions)
         // Stage and prompt-set `tags` must each name a tag some principle carries.
-        func checkTags(_ tags: [String], at location: SourceLocation, keyPath: String) throws {
+        func checkTags(_ tags: [String], at location: SourceLocation, keyPath: String, in constitution: Constitution = constitution) throws {
             for tag in tags where !constitution.tags.contains(tag) {
                 let hint = closestMatch(to: tag, in: constitution.tags).map { "; did you mean `\($0)`?" } ?? ""
                 throw ConfigError.invalidValue(location, keyPath: keyPath,
@@ -66,7 +66,10 @@ public enum PipelineValidator {
             case .critique(let s), .revise(let s), .critiqueRevise(let s): tags = s.tags
             default: tags = []
             }
-            if case .judge(let j) = stage.kind, !j.constitutions.isEmpty { _ = try Constitution.merged(paths: j.constitutions) }
+            if case .judge(let j) = stage.kind {
+                let own = j.constitutions.isEmpty ? constitution : try Constitution.merged(paths: j.constitutions)
+                try checkTags(j.harmCheck?.tags ?? [], at: stage.location, keyPath: "stages[\(index)].judge.harm_check.tags", in: own)
+            }
             try checkTags(tags, at: stage.location, keyPath: "stages[\(index)].\(stage.kind.keyword).tags")
         }
         for source in pipeline.prompts {

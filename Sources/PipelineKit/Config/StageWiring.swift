@@ -31,6 +31,7 @@ enum StageWiring {
                     Reference(key: "input", value: s.input, target: .stage(s.critique ? ["critique"] : responseStages))]
         case .judge(let s):
             return s.models.map { Reference(key: "model", value: $0, target: .model(localOnly: false)) }
+                + (s.harmCheck.map { [Reference(key: "harm_check.model", value: $0.model, target: .model(localOnly: false))] } ?? [])
                 + [Reference(key: "input", value: s.input,
                               target: .stage(s.pairs == .sampled ? ["generate"] : revisionStages))]
         case .rewardModel(let s):
@@ -76,7 +77,8 @@ enum StageWiring {
             let earlier = pipeline.stages[..<index]
             let body = stageReaders[index].child(stage.kind.keyword) ?? stageReaders[index]
             for ref in references(of: stage.kind) {
-                let at = body.child(ref.key) ?? body
+                // A dotted key ("harm_check.model") names a nested entry.
+                let at = ref.key.split(separator: ".").reduce(Optional(body)) { $0?.child(String($1)) } ?? body
                 func fail(_ message: String) -> ConfigError { at.invalid(message) }
                 let stageTarget = pipeline.stages.first { $0.id == ref.value }
                 switch ref.target {

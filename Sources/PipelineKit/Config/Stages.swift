@@ -133,6 +133,9 @@ public struct JudgeSpec: Sendable, Equatable {
     /// prompt's category (`Constitution.examples(forCategory:)`), and the preference principle drawn
     /// among the category's principles.
     public var examples: ExampleSelection = .all
+    /// `original_vs_revision` only: a yes/no harm question asked of each endorsed revision; a
+    /// flagged revision is not endorsed.
+    public var harmCheck: HarmCheckSpec? = nil
 
     /// Model calls one pair costs per judge model (scoring calls; `cot` adds as many generations).
     public var callsPerPair: Int {
@@ -386,7 +389,7 @@ public struct Stage: Sendable, Equatable {
         case "judge":
             let m = try r.mapping(allowed: ["model", "input", "pairs", "orders", "principles", "few_shot", "layout",
                                             "cot", "cot_clamp", "min_confidence", "method", "temperature",
-                                            "position_calibration", "calibration", "calibration_fit", "constitution", "gate", "examples"] + SamplingSpec.keys)
+                                            "position_calibration", "calibration", "calibration_fit", "constitution", "gate", "examples", "harm_check"] + SamplingSpec.keys)
             let modelReader = try m.require("model")
             let models = try (try? modelReader.list()).map { items in
                 guard !items.isEmpty else { throw modelReader.invalid("expected at least one model") }
@@ -412,6 +415,11 @@ public struct Stage: Sendable, Equatable {
             if gate && pairs != .originalVsRevision {
                 throw ConfigError.invalidValue(m.keyLocation("gate"), keyPath: "\(r.path).gate",
                                                message: "`gate` keeps revisions the judge endorses; it needs `pairs: original_vs_revision`")
+            }
+            let harmCheck = try m["harm_check"].map(HarmCheckSpec.decode)
+            if harmCheck != nil && pairs != .originalVsRevision {
+                throw ConfigError.invalidValue(m.keyLocation("harm_check"), keyPath: "\(r.path).harm_check",
+                                               message: "`harm_check` asks about revisions; it needs `pairs: original_vs_revision`")
             }
             let examples = try m["examples"]?.oneOf(ExampleSelection.self) ?? .all
             if examples == .match && method != .contrast {
@@ -445,7 +453,8 @@ public struct Stage: Sendable, Equatable {
                 minConfidence: try m["min_confidence"]?.double(in: 0...0.5) ?? 0,
                 sampling: try .decode(m, defaultTemperature: 0, defaultMaxTokens: 128),
                 gate: gate,
-                examples: examples))
+                examples: examples,
+                harmCheck: harmCheck))
         case "reward_model":
             let m = try r.mapping(allowed: TrainingSpec.keys + ["labels", "margin", "center_rewards"])
             return .rewardModel(RewardModelSpec(

@@ -13,7 +13,10 @@ public enum JudgeFile {
 
     /// Labels `rows` in batches and writes `output` (via `<output>.partial`, renamed when every
     /// row is labelled, so a failed run never leaves a file that looks complete).
+    /// With `harmBackend` (the stage's `harm_check` model), the harm question is asked of both
+    /// responses of every row (`harm_a`, `harm_b`), so its threshold can be chosen on gold pairs.
     public static func label(rows: [PairRow], spec: JudgeSpec, constitution: Constitution, backends: [CachedBackend],
+                             harmBackend: CachedBackend? = nil,
                              seed: UInt64, stage: String, batchSize: Int, output: URL, inputPath: String,
                              progress: ((ProgressState) -> Void)? = nil) throws -> Result {
         let started = Date()
@@ -36,9 +39,13 @@ public enum JudgeFile {
         var state = ProgressState(stage: stage, done: 0, total: rows.count, executed: 0, cached: 0, generatedTokens: 0, elapsed: 0)
         progress?(state)
         var items: [GoldMetrics.Item] = []
+        let harmCheck = spec.harmCheck.flatMap { check in harmBackend.map { HarmCheck(spec: check, constitution: constitution, backend: $0) } }
+        let counted = backends + (harmBackend.map { h in backends.contains { $0 === h } ? [] : [h] } ?? [])
+        var harmAnswers: [(better: Double, worse: Double)] = []
         var done = 0
         try judge.label(rows, batchSize: pairsPerBatch) { batch, judgements in
-            for (row, judgement) in zip(batch, judgements) {
+            let harm = try harmCheck?.probabilities(batch.flatMap { [($0.prompt, $0.responseA), ($0.prompt, $0.responseB)] })
+            for (n, (row, judgement)) in zip(batch, judgements).enumerated() {
                 let label = judgement.label
                 var object = row.object
                 object["p_a"] = label.probability
@@ -49,6 +56,13 @@ public enum JudgeFile {
                 object["models"] = spec.models
                 if let scores = label.scores { object["scores"] = scores }
                 if let rationales = label.rationales { object["rationales"] = rationales }
+                if let harm {
+                    (object["harm_a"], object["harm_b"]) = (harm[2 * n].probability, harm[2 * n + 1].probability)
+                    if let better = row.better {
+                        let (a, b) = (harm[2 * n].probability, harm[2 * n + 1].probability)
+                        harmAnswers.append(better == "a" ? (a, b) : (b, a))
+                    }
+                }
                 var data = try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes])
                 data.append(0x0A)
                 try handle.write(contentsOf: data)
@@ -62,8 +76,8 @@ public enum JudgeFile {
             }
             done += batch.count
             state.done = done
-            state.executed = backends.reduce(0) { $0 + $1.executed }
-            state.cached = backends.reduce(0) { $0 + $1.hits }
+            state.executed = counted.reduce(0) { $0 + $1.executed }
+            state.cached = counted.reduce(0) { $0 + $1.hits }
             state.elapsed = Date().timeIntervalSince(started)
             progress?(state)
         }
@@ -72,7 +86,7 @@ public enum JudgeFile {
         try FileManager.default.moveItem(at: partial, to: output)
 
         let seconds = Date().timeIntervalSince(started)
-        let executed = backends.reduce(0) { $0 + $1.executed }, cached = backends.reduce(0) { $0 + $1.hits }
+        let executed = counted.reduce(0) { $0 + $1.executed }, cached = counted.reduce(0) { $0 + $1.hits }
         var summary: [String: Any] = [
             "pairs": rows.count, "output": output.path, "stage": stage, "method": spec.method.rawValue, "models": spec.models,
             "principles": spec.principles, "seconds": seconds, "seconds_per_pair": seconds / Double(max(rows.count, 1)),
@@ -86,6 +100,13 @@ public enum JudgeFile {
                                 c.fit.rawValue, c.pairs, c.file, c.a, c.b, c.logLossBefore, c.logLossAfter))
         }
         lines += notes
+        if let check = harmCheck, !harmAnswers.isEmpty {
+            // How often the check would flag the gold-better and the gold-worse response of a pair.
+            let t = check.spec.threshold
+            let better = harmAnswers.filter { $0.better >= t }.count, worse = harmAnswers.filter { $0.worse >= t }.count
+            summary["harm_check"] = ["threshold": t, "flagged_better": better, "flagged_worse": worse, "pairs": harmAnswers.count]
+            lines.append("harm check (threshold \(t)): flags \(better) of \(harmAnswers.count) better responses and \(worse) of \(harmAnswers.count) worse ones")
+        }
         var metrics: GoldMetrics?
         if !items.isEmpty {
             let m = GoldMetrics(items: items)

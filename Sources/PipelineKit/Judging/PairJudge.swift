@@ -41,6 +41,8 @@ public final class PairJudge {
     let stage: String
     /// Applied to every label (nil: the raw label is final).
     public var calibration: FittedCalibration?
+    /// Asked of every revision the label endorses (`harm_check`).
+    public var harmCheck: HarmCheck?
     /// The worked-example block every prompt starts with (prefilled once by the engine); for
     /// `contrast`, the examples its two contexts are built from (part of the fingerprint).
     let examples: String
@@ -76,6 +78,7 @@ public final class PairJudge {
         if spec.examples == .match { fields += ["examples", "match"] }
         // The gate reads `belowConfidence`, which depends on it: a changed margin relabels (from the call cache).
         if spec.minConfidence != 0 { fields += ["min_confidence", "\(spec.minConfidence)"] }
+        if let harmCheck { fields += harmCheck.fingerprint }
         return fields
     }
 
@@ -139,6 +142,16 @@ public final class PairJudge {
                 judgements.append(Judgement(label: finish(pairs[i], principles[i], probabilities: differences.map { [sigmoid($0)] },
                                                           raw: raw, rationales: nil, scores: scores),
                                             firstPrompt: firstPrompts[i], cached: cached[i]))
+            }
+        }
+        if let harmCheck {
+            // Only what the gate would keep is asked about: candidate 0, the revision.
+            let asked = judgements.indices.filter { RevisionGate.endorses(judgements[$0].label) }
+            let answers = try harmCheck.probabilities(asked.map { (pairs[$0].prompt, pairs[$0].candidates[0]) })
+            for (i, answer) in zip(asked, answers) {
+                judgements[i].label.harm = answer.probability
+                judgements[i].label.harmful = answer.probability >= harmCheck.spec.threshold
+                judgements[i].cached = judgements[i].cached && answer.cached
             }
         }
         return judgements

@@ -73,7 +73,7 @@ public enum HTMLReport {
             var revisionStage: String?
             if case .judge(let spec) = judge.kind, spec.pairs == .originalVsRevision { revisionStage = spec.input }
             let diagnostics = try LabelDiagnostics.load(stage: judge.id, store: view.store, revisionStage: revisionStage)
-            let gate = try view.gateVerdicts().map { ["the judge endorses \($0.endorsed.count) of \($0.labelled) revisions (what a `gate` keeps)"] } ?? []
+            let gate = try view.gateVerdicts().map { [$0.summary + " (what a `gate` keeps)"] } ?? []
             html += "<section><h2>Judge labels (\(escape(judge.id)))</h2><ul>"
                 + (diagnostics.text + gate).map { "<li>\(escape($0))</li>" }.joined() + "</ul></section>\n"
         }
@@ -144,7 +144,8 @@ public enum HTMLReport {
             s += "<header><b>\(escape(c.record))</b> · sample \(c.sample) · principle <code>\(escape(c.principle ?? "none"))</code>"
                 + " · rounds \(c.rounds)"
                 + (probabilities["\(c.record)\u{1F}\(c.sample)"].map { String(format: " · judge P(revision better) %.3f", $0) } ?? "")
-                + (verdicts.map { $0.endorses(record: c.record, sample: c.sample) ? " · endorsed" : " · not endorsed" } ?? "")
+                + (verdicts.map { v in v.endorses(record: c.record, sample: c.sample) ? " · endorsed"
+                    : v.flagged(record: c.record, sample: c.sample) ? " · not endorsed (flagged by the harm check)" : " · not endorsed" } ?? "")
                 + (c.flags.isEmpty ? "" : " · <span class=\"flags\">\(escape(c.flags.joined(separator: ", ")))</span>")
                 + "</header>"
             s += "<div class=\"prompt\"><h4>Prompt</h4><p>\(escape(c.prompt))</p></div><div class=\"grid\">"

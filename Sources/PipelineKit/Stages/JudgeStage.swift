@@ -23,6 +23,10 @@ public struct PairLabel: Sendable, Equatable, Codable {
     public var models: [String]?
     /// Methods that score each response alone: per principle, the score of candidate 0 and of candidate 1.
     public var scores: [[Double]]?
+    /// `harm_check`: P(Yes) of its question about candidate 0 (asked only of endorsed revisions).
+    public var harm: Double?
+    /// Whether `harm` reached the check's threshold (the gate then leaves the revision out).
+    public var harmful: Bool?
 
     public init(candidates: [String], principles: [String], probabilities: [[Double]], rationales: [[String]]?,
                 probability: Double, belowConfidence: Bool) {
@@ -150,6 +154,9 @@ public enum JudgeStage {
     static func run(_ spec: JudgeSpec, stage: Stage, context: RunContext) throws {
         let judge = PairJudge(spec: spec, constitution: try spec.constitution(pipeline: context.constitution), backends: try spec.models.map { try context.backend($0) },
                               seed: context.pipeline.seed, stage: stage.id)
+        if let check = spec.harmCheck {
+            judge.harmCheck = HarmCheck(spec: check, constitution: judge.constitution, backend: try context.backend(check.model))
+        }
         let perBatch = max(1, context.options.batchSize / max(1, spec.callsPerPair))
         if let file = spec.calibration {
             context.reporter?.message("\(stage.id): fitting \(spec.calibrationFit.rawValue) calibration on \(file)")
@@ -245,6 +252,7 @@ extension PairLabel {
         if !valid(probability) { return "has probability \(probability) (expected 0 to 1)" }
         if let bad = probabilities.joined().first(where: { !valid($0) }) { return "has a per-principle probability \(bad) (expected 0 to 1)" }
         if let raw = rawProbability, !valid(raw) { return "has raw probability \(raw) (expected 0 to 1)" }
+        if let harm, !valid(harm) { return "has harm probability \(harm) (expected 0 to 1)" }
         return nil
     }
 }

@@ -7,9 +7,10 @@ import Foundation
 /// preference-export data.
 public enum RevisionGate {
     /// Whether a label of an `original_vs_revision` judge endorses its revision (candidate 0):
-    /// P(revision better) ≥ 0.5 + min_confidence (the label's `belowConfidence` carries the margin).
+    /// P(revision better) ≥ 0.5 + min_confidence (the label's `belowConfidence` carries the margin),
+    /// and the stage's `harm_check`, if any, did not flag the revision.
     public static func endorses(_ label: PairLabel) -> Bool {
-        label.probability > 0.5 && !label.belowConfidence
+        label.probability > 0.5 && !label.belowConfidence && label.harmful != true
     }
 
     /// What a judge stage says of the revisions it compared.
@@ -18,15 +19,25 @@ public enum RevisionGate {
         public var endorsed: Set<String>
         /// Revisions the judge labelled.
         public var labelled: Int
+        /// "record␟sample" of the revisions the judge preferred but the harm check flagged (not endorsed).
+        public var harmFlagged: Set<String> = []
+
+        /// "the judge endorses N of M revisions", with the harm check's share when it flagged any.
+        public var summary: String {
+            "the judge endorses \(endorsed.count) of \(labelled) revisions"
+                + (harmFlagged.isEmpty ? "" : " (\(harmFlagged.count) more it preferred were flagged by the harm check)")
+        }
 
         public func endorses(record: String, sample: Int) -> Bool { endorsed.contains("\(record)\u{1F}\(sample)") }
+        public func flagged(record: String, sample: Int) -> Bool { harmFlagged.contains("\(record)\u{1F}\(sample)") }
     }
 
     /// The verdicts of judge stage `judge` (which must compare original and revision).
     public static func verdicts(judge: String, store: RunStore) throws -> Verdicts {
         let labels = try JudgeStage.labels(stage: judge, store: store)
         let endorsed = labels.filter { endorses($0.label) }.map { "\($0.row.record)\u{1F}\($0.row.sample)" }
-        return Verdicts(endorsed: Set(endorsed), labelled: labels.count)
+        return Verdicts(endorsed: Set(endorsed), labelled: labels.count, 
+                        harmFlagged: Set(labels.filter { $0.label.harmful == true }.map { "\($0.row.record)\u{1F}\($0.row.sample)" }))
     }
 
     /// What the SFT data keeps of a revise stage's chains: human labels first (edits applied,
@@ -35,6 +46,8 @@ public enum RevisionGate {
         public var kept: [RevisionChain]
         /// Left out by the gate alone.
         public var gatedOut: Int
+        /// Of those, revisions the judge preferred but the harm check flagged.
+        public var harmFlagged: Int = 0
         public var humanRejected: Int
         public var humanEdited: Int
         /// Human labels about a revision that has changed since (not applied).
@@ -55,7 +68,8 @@ public enum RevisionGate {
         let kept = human.kept.filter {
             human.accepted.contains("\($0.record)\u{1F}\($0.sample)") || verdicts.endorses(record: $0.record, sample: $0.sample)
         }
-        return Selection(kept: kept, gatedOut: human.kept.count - kept.count, humanRejected: human.rejected, humanEdited: human.edited,
-                         humanStale: human.stale)
+        let flagged = human.kept.filter { verdicts.flagged(record: $0.record, sample: $0.sample) && !kept.contains($0) }.count
+        return Selection(kept: kept, gatedOut: human.kept.count - kept.count, harmFlagged: flagged, humanRejected: human.rejected,
+                         humanEdited: human.edited, humanStale: human.stale)
     }
 }

@@ -43,7 +43,8 @@ enum TrainingStage {
             let selection = try RevisionGate.apply(chains, gate: spec.gate, store: context.store, stage: spec.input, pipeline: context.pipeline)
             let texts = TrainingData.revisions(selection.kept)
             if let gate = spec.gate {
-                context.reporter?.message("\(stage.id): gate `\(gate)` endorses \(selection.kept.count) of \(chains.count - selection.humanRejected) revisions; the rest are left out")
+                context.reporter?.message("\(stage.id): gate `\(gate)` endorses \(selection.kept.count) of \(chains.count - selection.humanRejected) revisions; the rest are left out"
+                    + (selection.harmFlagged > 0 ? " (\(selection.harmFlagged) of them flagged by the harm check)" : ""))
                 if texts.isEmpty { throw RunError.training(stage: stage.id, message: "judge `\(gate)` endorses none of the \(chains.count) revisions") }
             }
             if selection.humanRejected + selection.humanEdited > 0 {
