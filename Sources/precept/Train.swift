@@ -25,8 +25,11 @@ extension Precept {
 
         func run() throws {
             try running {
-                if trainer == .ppo { return try runPPO() }
                 let file = try TrainingConfigFile.load(path: config, kind: trainer)
+                guard case let (_, spec, rewardModel, dpo)? = file.method.supervised else {
+                    if case .ppo(let spec) = file.method, let rewardModel = file.rewardModel { try runPPO(file, spec: spec, rewardModel: rewardModel) }
+                    return
+                }
                 let input: TrainingInput = trainer == .sft ? .sft(try TrainingData.readSFT(path: data))
                     : .preferences(try TrainingData.readPreferences(path: data))
                 let reporter = TerminalReporter()
@@ -34,8 +37,8 @@ extension Precept {
                 var hfName = url.lastPathComponent
                 if case .catalog(let name) = file.model.source { hfName = TrainingJob.huggingFaceName(catalog: name) }
                 let directory = URL(fileURLWithPath: output ?? "outputs/train-\(trainer.rawValue)")
-                let job = TrainingJob(name: "train-\(trainer.rawValue)", kind: trainer, spec: file.spec, rewardModel: file.rewardModel,
-                                      dpo: file.dpo, modelURL: url, modelFingerprint: fingerprint, huggingFaceBase: hfName,
+                let job = TrainingJob(name: "train-\(trainer.rawValue)", kind: trainer, spec: spec, rewardModel: rewardModel,
+                                      dpo: dpo, modelURL: url, modelFingerprint: fingerprint, huggingFaceBase: hfName,
                                       promptStyle: file.model.effectivePromptStyle, system: file.system, seed: file.seed,
                                       directory: directory)
                 let stop = StopFlag()
@@ -59,18 +62,17 @@ extension Precept {
             }
         }
 
-        func runPPO() throws {
-            let file = try PPOConfigFile.load(path: config)
+        func runPPO(_ file: TrainingConfigFile, spec: PPOSpec, rewardModel: URL) throws {
             let hasIDs = (try? String(contentsOfFile: data, encoding: .utf8))?.split(separator: "\n").first?.contains("\"id\"") ?? false
             let prompts = try PromptFile.read(path: data, field: "prompt", idField: hasIDs ? "id" : nil).map { (id: $0.id, text: $0.text) }
             let reporter = TerminalReporter()
             let (url, fingerprint) = try PipelineRunner.localModel(file.model, reporter: reporter)
             var hfName = url.lastPathComponent
             if case .catalog(let name) = file.model.source { hfName = TrainingJob.huggingFaceName(catalog: name) }
-            let directory = URL(fileURLWithPath: output ?? "outputs/train-\(file.spec.algorithm.rawValue)")
-            let job = PPOJob(name: "train-\(file.spec.algorithm.rawValue)", spec: file.spec, modelURL: url, modelFingerprint: fingerprint,
+            let directory = URL(fileURLWithPath: output ?? "outputs/train-\(spec.algorithm.rawValue)")
+            let job = PPOJob(name: "train-\(spec.algorithm.rawValue)", spec: spec, modelURL: url, modelFingerprint: fingerprint,
                              huggingFaceBase: hfName, promptStyle: file.model.effectivePromptStyle, system: file.system,
-                             rewardModel: file.rewardModel, seed: file.seed, directory: directory, prompts: prompts)
+                             rewardModel: rewardModel, seed: file.seed, directory: directory, prompts: prompts)
             let stop = StopFlag()
             let signals = installInterruptHandler(stop)
             defer { withExtendedLifetime(signals) {} }

@@ -147,23 +147,6 @@ public struct JudgeSpec: Sendable, Equatable {
     }
 }
 
-/// `lora:` on a training stage.
-extension LoRAConfig {
-    static let keys = ["rank", "alpha", "dropout", "targets", "rslora"]
-
-    static func decode(_ r: NodeReader?) throws -> LoRAConfig {
-        guard let r else { return LoRAConfig() }
-        let m = try r.mapping(allowed: keys)
-        let rank = try m["rank"]?.int(in: 1...1024) ?? 16
-        return LoRAConfig(
-            rank: rank,
-            alpha: try m["alpha"]?.double(in: 0.001...100_000) ?? Double(2 * rank),
-            dropout: try m["dropout"]?.double(in: 0...0.9) ?? 0,
-            targets: try m["targets"]?.list().map { try $0.oneOf(LoRATargetModule.self) } ?? LoRATargetModule.allCases,
-            rsLoRA: try m["rslora"]?.bool() ?? false)
-    }
-}
-
 /// Settings every trainer shares (TRL's TrainingArguments, trimmed).
 public struct TrainingSpec: Sendable, Equatable {
     public var base: String
@@ -186,37 +169,6 @@ public struct TrainingSpec: Sendable, Equatable {
     public var merge: MergedModel.Precision?
     /// `sft` only: the judge stage whose endorsement a revision needs (`RevisionGate`).
     public var gate: String? = nil
-
-    static let keys = ["base", "input", "lora", "epochs", "learning_rate", "batch_size", "gradient_accumulation",
-                       "max_length", "eval_fraction", "schedule", "warmup_ratio", "weight_decay", "max_grad_norm",
-                       "max_steps", "checkpoint_every", "micro_batch_tokens", "merge"]
-
-    /// `merge:` (f16 when absent), its words in the order errors list them.
-    static func decodeMerge(_ r: NodeReader?) throws -> MergedModel.Precision? {
-        guard let r else { return .f16 }
-        return try r.oneOf([("f16", .f16), ("q8_0", .q8_0), ("f32", .f32), ("none", nil)])
-    }
-
-    static func decode(_ m: MappingReader, defaultLearningRate: Double, inputRequired: Bool = true) throws -> TrainingSpec {
-        TrainingSpec(
-            base: try m.require("base").text(),
-            input: inputRequired ? try m.require("input").text() : try m["input"]?.text() ?? "",
-            lora: try LoRAConfig.decode(m["lora"]),
-            epochs: try m["epochs"]?.int(in: 1...1000) ?? 1,
-            learningRate: try m["learning_rate"]?.double(in: 1e-9...1) ?? defaultLearningRate,
-            batchSize: try m["batch_size"]?.int(in: 1...4096) ?? 4,
-            gradientAccumulation: try m["gradient_accumulation"]?.int(in: 1...4096) ?? 1,
-            maxLength: try m["max_length"]?.int(in: 16...32_768) ?? 512,
-            evalFraction: try m["eval_fraction"]?.double(in: 0...0.9) ?? 0.1,
-            schedule: try m["schedule"]?.oneOf(LearningRateSchedule.self) ?? .linear,
-            warmupRatio: try m["warmup_ratio"]?.double(in: 0...1) ?? 0.1,
-            weightDecay: try m["weight_decay"]?.double(in: 0...1) ?? 0,
-            maxGradNorm: try m["max_grad_norm"]?.double(in: 0...1000) ?? 1,
-            maxSteps: try m["max_steps"]?.int(in: 1...10_000_000),
-            checkpointEvery: try m["checkpoint_every"]?.int(in: 0...1_000_000) ?? 10,
-            microBatchTokens: try m["micro_batch_tokens"]?.int(in: 16...1_000_000) ?? 2048,
-            merge: try decodeMerge(m["merge"]))
-    }
 }
 
 public struct RewardModelSpec: Sendable, Equatable {
@@ -455,28 +407,14 @@ public struct Stage: Sendable, Equatable {
                 gate: gate,
                 examples: examples,
                 harmCheck: harmCheck))
-        case "reward_model":
-            let m = try r.mapping(allowed: TrainingSpec.keys + ["labels", "margin", "center_rewards"])
-            return .rewardModel(RewardModelSpec(
-                training: try .decode(m, defaultLearningRate: 1e-4),
-                labels: try m["labels"]?.oneOf(LabelKind.self) ?? .soft,
-                margin: try m["margin"]?.double(in: 0...100) ?? 0,
-                centerRewards: try m["center_rewards"]?.double(in: 0...1) ?? 0))
-        case "sft":
-            let m = try r.mapping(allowed: TrainingSpec.keys + ["gate"])
-            var spec = try TrainingSpec.decode(m, defaultLearningRate: 1e-4)
-            spec.gate = try m["gate"]?.text()
-            return .sft(spec)
-        case "dpo":
-            let m = try r.mapping(allowed: TrainingSpec.keys + ["beta", "loss", "label_smoothing", "rpo_alpha"])
-            return .dpo(DPOSpec(
-                training: try .decode(m, defaultLearningRate: 5e-5),
-                beta: try m["beta"]?.double(in: 0.0001...100) ?? 0.1,
-                loss: try m["loss"]?.oneOf(DPOLossKind.self) ?? .sigmoid,
-                labelSmoothing: try m["label_smoothing"]?.double(in: 0...0.5) ?? 0,
-                rpoAlpha: try m["rpo_alpha"]?.double(in: 0...100) ?? 0))
-        case "ppo":
-            return .ppo(try PPOSpec.decode(try r.mapping(allowed: PPOSpec.keys)))
+        case "reward_model", "sft", "dpo", "ppo":
+            let kind: TrainerKind = ["reward_model": .rm, "sft": .sft, "dpo": .dpo][keyword] ?? .ppo
+            switch try TrainingMethod.decode(kind, r.mapping(allowed: TrainingMethod.keys(kind, file: false))) {
+            case .sft(let spec): return .sft(spec)
+            case .rewardModel(let spec): return .rewardModel(spec)
+            case .dpo(let spec): return .dpo(spec)
+            case .ppo(let spec): return .ppo(spec)
+            }
         case "evaluate":
             let m = try r.mapping(allowed: ["policy", "baseline", "judge", "reward_model", "prompts", "benign_prompts",
                                             "sycophancy_prompts", "limit", "judge_layout", "judge_method", "judge_examples"] + SamplingSpec.keys)

@@ -143,14 +143,10 @@ public final class PipelineRunner {
             case .judge(let spec): try JudgeStage.run(spec, stage: stage, context: context)
             case .export(let spec):
                 exports.append(try export(spec, stage: stage, context: context, directory: directory))
-            case .sft(let spec):
-                try TrainingStage.run(.sft, spec: spec, stage: stage, context: context, directory: directory)
-            case .rewardModel(let spec):
-                try TrainingStage.run(.rm, spec: spec.training, rewardModel: spec, stage: stage, context: context, directory: directory)
-            case .dpo(let spec):
-                try TrainingStage.run(.dpo, spec: spec.training, dpo: spec, stage: stage, context: context, directory: directory)
-            case .ppo(let spec):
-                try TrainingStage.runPPO(spec, stage: stage, context: context, directory: directory)
+            case .sft(let spec): try TrainingStage.run(.sft(spec), stage: stage, context: context, directory: directory)
+            case .rewardModel(let spec): try TrainingStage.run(.rewardModel(spec), stage: stage, context: context, directory: directory)
+            case .dpo(let spec): try TrainingStage.run(.dpo(spec), stage: stage, context: context, directory: directory)
+            case .ppo(let spec): try TrainingStage.run(.ppo(spec), stage: stage, context: context, directory: directory)
             case .evaluate(let spec):
                 try EvaluateStage.run(spec, stage: stage, context: context, directory: directory)
             }

@@ -28,16 +28,19 @@ enum TrainingStage {
         return context.pipeline.model(named: name)
     }
 
-    static func run(_ kind: TrainerKind, spec: TrainingSpec, rewardModel: RewardModelSpec? = nil, dpo: DPOSpec? = nil,
-                    stage: Stage, context: RunContext, directory: URL) throws {
+    /// A training stage; ppo runs in `runPPO`.
+    static func run(_ method: TrainingMethod, stage: Stage, context: RunContext, directory: URL) throws {
+        guard case let (kind, spec, rewardModel, dpo)? = method.supervised else {
+            if case .ppo(let spec) = method { try runPPO(spec, stage: stage, context: context, directory: directory) }
+            return
+        }
         // dpo and reward_model may start from an earlier sft stage's merged model, which is then
         // also DPO's reference (SL-CAI before preference training, as in the CAI paper §4).
         guard let model = try startingModel(spec.base, stage: stage, context: context, directory: directory) else {
             throw RunError.training(stage: stage.id, message: "base model `\(spec.base)` is not in `models:`")
         }
         let input: TrainingInput
-        switch kind {
-        case .sft:
+        if kind == .sft {
             let chains = try RevisionChain.load(stage: spec.input, store: context.store, constitution: nil)
             if chains.isEmpty { throw RunError.missingInput(stage: stage.id, input: spec.input) }
             let selection = try RevisionGate.apply(chains, gate: spec.gate, store: context.store, stage: spec.input, pipeline: context.pipeline)
@@ -52,7 +55,7 @@ enum TrainingStage {
             }
             if texts.isEmpty { throw RunError.training(stage: stage.id, message: "no non-empty revisions in `\(spec.input)` to train on") }
             input = .sft(texts)
-        case .rm, .dpo, .ppo:  // ppo stages run through runPPO
+        } else {
             guard case .judge(let judgeSpec)? = context.pipeline.stage(id: spec.input)?.kind else {
                 throw RunError.unknownStage(spec.input, suggestion: nil)
             }
