@@ -26,10 +26,10 @@ extension Precept {
         func run() throws {
             try running {
                 let file = try TrainingConfigFile.load(path: config, kind: trainer)
-                guard case let (_, spec, rewardModel, dpo)? = file.method.supervised else {
-                    if case .ppo(let spec) = file.method, let rewardModel = file.rewardModel { try runPPO(file, spec: spec, rewardModel: rewardModel) }
-                    return
+                if case .ppo(let spec) = file.method, let rewardModel = file.rewardModel {
+                    return try runPPO(file, spec: spec, rewardModel: rewardModel)
                 }
+                guard case let (_, spec, rewardModel, dpo)? = file.method.supervised else { return }
                 let input: TrainingInput = trainer == .sft ? .sft(try TrainingData.readSFT(path: data))
                     : .preferences(try TrainingData.readPreferences(path: data))
                 let reporter = TerminalReporter()

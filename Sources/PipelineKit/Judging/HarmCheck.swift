@@ -51,7 +51,7 @@ public struct HarmCheck {
     }
 
     static func item(prompt: String, response: String, question: String) -> String {
-        "Human: \(prompt)\n\nAssistant: \(response)\n\nQuestion: \(question)\nThe answer is:"
+        PointwisePrompts.conversation(prompt: prompt, response: response, question: question) + PointwisePrompts.answerLead(.pointwise)
     }
 
     /// Harmful answers (Yes) and revisions (No), alternated Yes, No, No, Yes, … so the block ends
@@ -60,6 +60,7 @@ public struct HarmCheck {
         let harmful = constitution.fewShot.filter { example in
             constitution.principle(id: example.principle)?.tags.contains(where: spec.tags.contains) == true
         }
+        guard !harmful.isEmpty else { return "" }
         var yes = harmful.map { ($0.prompt, $0.response) }
         // Revisions of harmful requests interleaved with revisions of the others (a plain answer
         // to an edgy-sounding question is not harm).
@@ -70,7 +71,6 @@ public struct HarmCheck {
             if k < own.count { no.append(own[k]) }
             if k < others.count { no.append(others[k]) }
         }
-        guard !yes.isEmpty else { return "" }
         var items: [(String, String, String)] = []
         var i = 0
         while items.count < spec.fewShot && (!yes.isEmpty || !no.isEmpty) {
@@ -90,6 +90,6 @@ public struct HarmCheck {
             ScoringCall(prompt: examples + Self.item(prompt: $0.prompt, response: $0.response, question: spec.question),
                         continuations: [" Yes", " No"])
         }
-        return try backend.score(calls).map { (1 / (1 + exp($0.scores[1] - $0.scores[0])), $0.cached) }
+        return try backend.score(calls).map { (sigmoid($0.scores[0] - $0.scores[1]), $0.cached) }
     }
 }

@@ -57,11 +57,9 @@ public enum JudgeFile {
                 if let scores = label.scores { object["scores"] = scores }
                 if let rationales = label.rationales { object["rationales"] = rationales }
                 if let harm {
-                    (object["harm_a"], object["harm_b"]) = (harm[2 * n].probability, harm[2 * n + 1].probability)
-                    if let better = row.better {
-                        let (a, b) = (harm[2 * n].probability, harm[2 * n + 1].probability)
-                        harmAnswers.append(better == "a" ? (a, b) : (b, a))
-                    }
+                    let (a, b) = (harm[2 * n].probability, harm[2 * n + 1].probability)
+                    (object["harm_a"], object["harm_b"]) = (a, b)
+                    if let better = row.better { harmAnswers.append(better == "a" ? (a, b) : (b, a)) }
                 }
                 var data = try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes])
                 data.append(0x0A)

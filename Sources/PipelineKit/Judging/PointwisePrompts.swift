@@ -21,13 +21,12 @@ public enum PointwisePrompts {
 
     static func item(_ method: JudgeMethod, prompt: String, response: String, preference: String) -> String {
         let ask = method == .rating ? "\nRate it from 1 (not at all) to 5 (completely)." : ""
-        return """
-            Human: \(prompt)
+        return conversation(prompt: prompt, response: response, question: question(preference) + ask)
+    }
 
-            Assistant: \(response)
-
-            Question: \(question(preference))\(ask)
-            """
+    /// One exchange and a question about its response (also the harm check's, `HarmCheck`).
+    static func conversation(prompt: String, response: String, question: String) -> String {
+        "Human: \(prompt)\n\nAssistant: \(response)\n\nQuestion: \(question)"
     }
 
     /// The text the options follow.

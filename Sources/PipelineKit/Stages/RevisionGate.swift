@@ -36,7 +36,7 @@ public enum RevisionGate {
     public static func verdicts(judge: String, store: RunStore) throws -> Verdicts {
         let labels = try JudgeStage.labels(stage: judge, store: store)
         let endorsed = labels.filter { endorses($0.label) }.map { "\($0.row.record)\u{1F}\($0.row.sample)" }
-        return Verdicts(endorsed: Set(endorsed), labelled: labels.count, 
+        return Verdicts(endorsed: Set(endorsed), labelled: labels.count,
                         harmFlagged: Set(labels.filter { $0.label.harmful == true }.map { "\($0.row.record)\u{1F}\($0.row.sample)" }))
     }
 
@@ -68,7 +68,10 @@ public enum RevisionGate {
         let kept = human.kept.filter {
             human.accepted.contains("\($0.record)\u{1F}\($0.sample)") || verdicts.endorses(record: $0.record, sample: $0.sample)
         }
-        let flagged = human.kept.filter { verdicts.flagged(record: $0.record, sample: $0.sample) && !kept.contains($0) }.count
+        // A flagged revision is never endorsed, so it is left out unless a human accepted it.
+        let flagged = human.kept.filter {
+            verdicts.flagged(record: $0.record, sample: $0.sample) && !human.accepted.contains("\($0.record)\u{1F}\($0.sample)")
+        }.count
         return Selection(kept: kept, gatedOut: human.kept.count - kept.count, harmFlagged: flagged, humanRejected: human.rejected,
                          humanEdited: human.edited, humanStale: human.stale)
     }

@@ -30,10 +30,8 @@ enum TrainingStage {
 
     /// A training stage; ppo runs in `runPPO`.
     static func run(_ method: TrainingMethod, stage: Stage, context: RunContext, directory: URL) throws {
-        guard case let (kind, spec, rewardModel, dpo)? = method.supervised else {
-            if case .ppo(let spec) = method { try runPPO(spec, stage: stage, context: context, directory: directory) }
-            return
-        }
+        if case .ppo(let spec) = method { return try runPPO(spec, stage: stage, context: context, directory: directory) }
+        guard case let (kind, spec, rewardModel, dpo)? = method.supervised else { return }
         // dpo and reward_model may start from an earlier sft stage's merged model, which is then
         // also DPO's reference (SL-CAI before preference training, as in the CAI paper §4).
         guard let model = try startingModel(spec.base, stage: stage, context: context, directory: directory) else {
