@@ -26,21 +26,22 @@ extension Precept {
         func run() throws {
             try running {
                 let file = try TrainingConfigFile.load(path: config, kind: trainer)
-                if case .ppo(let spec) = file.method, let rewardModel = file.rewardModel {
-                    return try runPPO(file, spec: spec, rewardModel: rewardModel)
+                let input: TrainingInput
+                switch trainer {
+                case .sft: input = .sft(try TrainingData.readSFT(path: data))
+                case .rm, .dpo: input = .preferences(try TrainingData.readPreferences(path: data))
+                case .ppo:
+                    let hasIDs = (try? String(contentsOfFile: data, encoding: .utf8))?.split(separator: "\n").first?.contains("\"id\"") ?? false
+                    let prompts = try PromptFile.read(path: data, field: "prompt", idField: hasIDs ? "id" : nil).map { (id: $0.id, text: $0.text) }
+                    guard let rewardModel = file.rewardModel else { throw ValidationError("\(config): ppo needs `reward_model`") }
+                    input = .prompts(prompts, rewardModel: rewardModel)
                 }
-                guard case let (_, spec, rewardModel, dpo)? = file.method.supervised else { return }
-                let input: TrainingInput = trainer == .sft ? .sft(try TrainingData.readSFT(path: data))
-                    : .preferences(try TrainingData.readPreferences(path: data))
                 let reporter = TerminalReporter()
-                let (url, fingerprint) = try PipelineRunner.localModel(file.model, reporter: reporter)
-                var hfName = url.lastPathComponent
-                if case .catalog(let name) = file.model.source { hfName = TrainingJob.huggingFaceName(catalog: name) }
-                let directory = URL(fileURLWithPath: output ?? "outputs/train-\(trainer.rawValue)")
-                let job = TrainingJob(name: "train-\(trainer.rawValue)", kind: trainer, spec: spec, rewardModel: rewardModel,
-                                      dpo: dpo, modelURL: url, modelFingerprint: fingerprint, huggingFaceBase: hfName,
-                                      promptStyle: file.model.effectivePromptStyle, system: file.system, seed: file.seed,
-                                      directory: directory)
+                var name = trainer.rawValue
+                if case .ppo(let spec) = file.method { name = spec.algorithm.rawValue }
+                let directory = URL(fileURLWithPath: output ?? "outputs/train-\(name)")
+                let job = TrainingJob(name: "train-\(name)", method: file.method, base: try TrainingBase(file.model, reporter: reporter),
+                                      system: file.system, seed: file.seed, directory: directory)
                 let stop = StopFlag()
                 let signals = installInterruptHandler(stop)
                 defer { withExtendedLifetime(signals) {} }
@@ -51,44 +52,22 @@ extension Precept {
                     note("interrupted after step \(step); checkpoint saved in \(directory.path)/checkpoint, rerun to resume")
                     throw ExitCode(interruptedStatus)
                 }
-                let metrics = (outcome.eval.isEmpty ? outcome.train : outcome.eval)
-                    .filter { !["epoch", "learning_rate", "grad_norm", "tokens_per_second"].contains($0.key) }
-                    .sorted { $0.key < $1.key }.map { String(format: "%@ %.4f", $0.key, $0.value) }.joined(separator: ", ")
-                print("\(outcome.upToDate ? "up to date" : String(format: "trained in %.0f s", outcome.seconds)): "
-                      + "\(outcome.trainExamples) train / \(outcome.evalExamples) held-out examples")
-                print("\(outcome.eval.isEmpty ? "train" : "held-out"): \(metrics)")
+                let done = outcome.upToDate ? "up to date" : String(format: "trained in %.0f s", outcome.seconds)
+                if case .prompts(let prompts, _) = input {
+                    let keys = ["objective/scores", "objective/kl", "objective/rlhf_reward", "objective/entropy", "policy/clipfrac", "loss/policy",
+                                "loss/value", "response_length"]
+                    print("\(done): \(prompts.count) prompts")
+                    print("last step: " + keys.compactMap { k in outcome.train[k].map { String(format: "%@ %.4f", k, $0) } }.joined(separator: ", "))
+                } else {
+                    let metrics = (outcome.eval.isEmpty ? outcome.train : outcome.eval)
+                        .filter { !["epoch", "learning_rate", "grad_norm", "tokens_per_second"].contains($0.key) }
+                        .sorted { $0.key < $1.key }.map { String(format: "%@ %.4f", $0.key, $0.value) }.joined(separator: ", ")
+                    print("\(done): \(outcome.trainExamples) train / \(outcome.evalExamples) held-out examples")
+                    print("\(outcome.eval.isEmpty ? "train" : "held-out"): \(metrics)")
+                }
                 for w in outcome.warnings { print("warning: \(w)") }
                 print("outputs: \(directory.path)")
             }
-        }
-
-        func runPPO(_ file: TrainingConfigFile, spec: PPOSpec, rewardModel: URL) throws {
-            let hasIDs = (try? String(contentsOfFile: data, encoding: .utf8))?.split(separator: "\n").first?.contains("\"id\"") ?? false
-            let prompts = try PromptFile.read(path: data, field: "prompt", idField: hasIDs ? "id" : nil).map { (id: $0.id, text: $0.text) }
-            let reporter = TerminalReporter()
-            let (url, fingerprint) = try PipelineRunner.localModel(file.model, reporter: reporter)
-            var hfName = url.lastPathComponent
-            if case .catalog(let name) = file.model.source { hfName = TrainingJob.huggingFaceName(catalog: name) }
-            let directory = URL(fileURLWithPath: output ?? "outputs/train-\(spec.algorithm.rawValue)")
-            let job = PPOJob(name: "train-\(spec.algorithm.rawValue)", spec: spec, modelURL: url, modelFingerprint: fingerprint,
-                             huggingFaceBase: hfName, promptStyle: file.model.effectivePromptStyle, system: file.system,
-                             rewardModel: rewardModel, seed: file.seed, directory: directory, prompts: prompts)
-            let stop = StopFlag()
-            let signals = installInterruptHandler(stop)
-            defer { withExtendedLifetime(signals) {} }
-            let outcome: TrainingOutcome
-            do {
-                outcome = try job.run(progress: { reporter.message($0) }, stop: { stop.isRequested })
-            } catch TrainingError.interrupted(let step) {
-                note("interrupted after step \(step); checkpoint saved in \(directory.path)/checkpoint, rerun to resume")
-                throw ExitCode(interruptedStatus)
-            }
-            let keys = ["objective/scores", "objective/kl", "objective/rlhf_reward", "objective/entropy", "policy/clipfrac", "loss/policy",
-                        "loss/value", "response_length"]
-            print("\(outcome.upToDate ? "up to date" : String(format: "trained in %.0f s", outcome.seconds)): \(prompts.count) prompts")
-            print("last step: " + keys.compactMap { k in outcome.train[k].map { String(format: "%@ %.4f", k, $0) } }.joined(separator: ", "))
-            for w in outcome.warnings { print("warning: \(w)") }
-            print("outputs: \(directory.path)")
         }
     }
 

@@ -124,6 +124,35 @@ import TrainKit
         let bad = try CLI.run(["eval", "--policy", file("missing.gguf"), "--prompts", file("heldout.jsonl"), "--output", out.path])
         #expect(bad.status != 0 && bad.stderr.contains("missing.gguf"), "\(bad.stderr)")
     }
+
+    /// `precept train ppo` trains against the reward model a run wrote, finds itself up to date on a
+    /// rerun, and names the file, line and key of a bad config.
+    @Test func trainPPOCommandRunsAndRejectsBadConfigs() throws {
+        let f = try fixture()
+        _ = try f.run(ScriptedBackend())
+        let file = { (name: String) in f.directory.appendingPathComponent(name) }
+        let config = file("ppo.yaml"), out = file("ppo-out")
+        try Data("version: 1\nbase: tiny.gguf\nreward_model: run/rm\nsteps: 2\nbatch_size: 2\nmax_tokens: 6\nlora: { rank: 2 }\nmerge: none\n".utf8)
+            .write(to: config)
+        let args = ["train", "ppo", "--config", config.path, "--data", file("heldout.jsonl").path, "--output", out.path]
+        let r = try CLI.run(args)
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(r.stdout.contains("trained in") && r.stdout.contains("4 prompts") && r.stdout.contains("objective/scores"), "\(r.stdout)")
+        let summary = try JSONSerialization.jsonObject(with: Data(contentsOf: out.appendingPathComponent("summary.json"))) as! [String: Any]
+        #expect(summary["trainer"] as? String == "ppo" && summary["reward_model"] as? String == file("run/rm").path)
+        #expect(try jsonLines(out.appendingPathComponent("metrics.jsonl")).count == 2)
+        let again = try CLI.run(args)
+        #expect(again.status == 0 && again.stdout.contains("up to date"), "\(again.stdout)\(again.stderr)")
+
+        for (text, expected) in [("reward_model: nowhere\n", ["ppo.yaml:3", "reward_model", "no reward model"]),
+                                 ("reward_model: run/rm\nkl_coef: -1\n", ["ppo.yaml:4", "kl_coef", "out of range"]),
+                                 ("reward_model: run/rm\npolicy: x\n", ["ppo.yaml:4", "unknown key `policy`"])] {
+            try Data("version: 1\nbase: tiny.gguf\n\(text)".utf8).write(to: config)
+            let bad = try CLI.run(args)
+            #expect(bad.status != 0, "\(text)")
+            for part in expected { #expect(bad.stderr.contains(part), "\(text): \(bad.stderr)") }
+        }
+    }
 }
 
 /// RL after SL-CAI: a ppo stage whose policy is an earlier sft stage starts from (and is held

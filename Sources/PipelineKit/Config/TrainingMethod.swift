@@ -5,7 +5,7 @@ import TrainKit
 public enum TrainingMethod: Sendable, Equatable {
     case sft(TrainingSpec), rewardModel(RewardModelSpec), dpo(DPOSpec), ppo(PPOSpec)
 
-    /// sft, rm and dpo: the trainer and the settings a `TrainingJob` takes; nil for ppo (a `PPOJob`).
+    /// sft, rm and dpo: the trainer and its settings; nil for ppo.
     public var supervised: (kind: TrainerKind, spec: TrainingSpec, rewardModel: RewardModelSpec?, dpo: DPOSpec?)? {
         switch self {
         case .sft(let spec): (.sft, spec, nil, nil)
