@@ -162,7 +162,7 @@ import Testing
         let stored = try labels(f)
         #expect(stored.count == 9)
         #expect(Set(stored.map { "\($0.row.record)/\($0.row.sample)" }).count == 9)
-        #expect(stored.allSatisfy { SLCAIStages.extraValue($0.row, "candidate_0")?.hasPrefix("sample") == true })
+        #expect(stored.allSatisfy { $0.row.candidateName(0)?.hasPrefix("sample") == true })
         #expect(LabelDiagnostics(labels: stored).revisionWinRate == nil)
     }
 

@@ -85,7 +85,7 @@ public struct LabelDiagnostics: Sendable, Equatable, Codable {
                     agreements.append((orders[0] - 0.5) * (orders[1] - 0.5) > 0 ? 1 : 0)
                 }
             }
-            if SLCAIStages.extraValue(row, "candidate_0") == "revision" { revisionPairs.append(label.probability) }
+            if row.candidateName(0) == "revision" { revisionPairs.append(label.probability) }
         }
         pairs = labels.count
         orderAgreement = agreements.isEmpty ? nil : mean(agreements)

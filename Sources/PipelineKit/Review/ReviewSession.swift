@@ -151,7 +151,7 @@ public final class ReviewSession: @unchecked Sendable {
                 let pair = comparing.flatMap { judgeLabels[$0]?[key] }
                 let stage = pair != nil ? comparing! : revisionStage
                 // Candidate index of the revision in the judged pair; A is the revision.
-                let ri = pair.flatMap { p in (0..<2).first { SLCAIStages.extraValue(p.row, "candidate_\($0)") == "revision" } } ?? 0
+                let ri = pair?.row.revisionCandidate ?? 0
                 let subject = pair.map { HumanLabel.subject($0.label.candidates[0], $0.label.candidates[1]) }
                     ?? HumanLabel.subject(chain.original, chain.revision)
                 // The judge-stage label first, else one given on the revise stage (the order
@@ -180,7 +180,7 @@ public final class ReviewSession: @unchecked Sendable {
             for (row, label) in labels.values.sorted(by: { ($0.row.record, $0.row.sample) < ($1.row.record, $1.row.sample) })
             where label.candidates.count == 2 {
                 let key = "\(row.record)\u{1F}\(row.sample)"
-                let ri = (0..<2).first { SLCAIStages.extraValue(row, "candidate_\($0)") == "revision" }
+                let ri = row.revisionCandidate
                 let subject = HumanLabel.subject(label.candidates[0], label.candidates[1])
                 let human = humanLabels[stage.id]?[key]
                 var item: [String: Any] = [

@@ -32,9 +32,9 @@ public struct RevisionChain: Sendable, Equatable {
             let principle = row.principle.flatMap { constitution?.principle(id: $0) }
             return RevisionChain(
                 record: row.record, sample: row.sample, prompt: prompt,
-                original: SLCAIStages.extraValue(row, "original") ?? "",
+                original: row.chainOriginal ?? "",
                 principle: row.principle,
-                critiqueRequest: principle?.critique ?? "", critique: SLCAIStages.extraValue(row, "critique") ?? "",
+                critiqueRequest: principle?.critique ?? "", critique: row.chainCritique ?? "",
                 revisionRequest: principle?.revision ?? "", revision: row.output,
                 rounds: roundsSeen["\(row.record)\u{1F}\(row.sample)"] ?? 1, flags: row.flagList)
         }.sorted { (position[$0.record]!.0, $0.sample) < (position[$1.record]!.0, $1.sample) }
@@ -186,7 +186,7 @@ public enum Exporter {
                        "chosen": [["role": "assistant", "content": chosen]],
                        "rejected": [["role": "assistant", "content": rejected]],
                        "messages": [user, ["role": "assistant", "content": chosen]]]
-                if let chain = chainByKey["\(row.record)\u{1F}\(row.sample)"], SLCAIStages.extraValue(row, "candidate_0") == "revision" {
+                if let chain = chainByKey["\(row.record)\u{1F}\(row.sample)"], row.candidateName(0) == "revision" {
                     out["init_prompt"] = chain.prompt
                     out["init_response"] = chain.original
                     out["critic_prompt"] = chain.critiqueRequest
@@ -198,7 +198,7 @@ public enum Exporter {
             }
             out["judge_probability"] = probability
             out["principle"] = label.principles.joined(separator: ",")
-            out["chosen_is"] = SLCAIStages.extraValue(row, "candidate_\(index)") ?? "candidate \(index)"
+            out["chosen_is"] = row.candidateName(index) ?? "candidate \(index)"
             out["record_id"] = row.record
             out["pair"] = row.sample
             if testSet.contains(row.record) { test.append(out) } else { train.append(out) }

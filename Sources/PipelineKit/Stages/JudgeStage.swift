@@ -193,7 +193,7 @@ public enum JudgeStage {
                     output: String(format: "%.4f", p), raw: label.probabilities.flatMap { $0 }.map { String(format: "%.4f", $0) }.joined(separator: " "),
                     flags: label.belowConfidence ? "low-confidence" : "", finish: "scored", promptTokens: 0, completionTokens: 0,
                     seconds: judgement.cached ? 0 : seconds, cached: judgement.cached,
-                    extra: String(decoding: try JSONSerialization.data(withJSONObject: extra, options: [.sortedKeys]), as: UTF8.self)))
+                    extra: OutputRow.extraText(extra)))
             }
             try context.store.save(rows)
             start += batch.count
@@ -228,7 +228,7 @@ public enum JudgeStage {
             func bad(_ message: String) -> RunError {
                 .badStoredRow(stage: stage, record: row.record, sample: row.sample, message: message)
             }
-            guard let json = SLCAIStages.extraValue(row, "label") else { throw bad("the judge label is missing") }
+            guard let json = row.labelJSON else { throw bad("the judge label is missing") }
             let label: PairLabel
             do { label = try JSONDecoder().decode(PairLabel.self, from: Data(json.utf8)) } catch {
                 throw bad("the judge label does not decode")

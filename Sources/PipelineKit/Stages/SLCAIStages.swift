@@ -35,14 +35,12 @@ enum SLCAIStages {
                 if text.isEmpty { flags.append("empty") }
                 if output.finishReason == .length { flags.append("truncated") }
                 if let original = item.original, normalized(original) == normalized(text) { flags.append("unchanged") }
-                let extra = item.extra.isEmpty ? nil
-                    : String(decoding: try! JSONSerialization.data(withJSONObject: item.extra, options: [.sortedKeys]), as: UTF8.self)
                 return OutputRow(stage: stage.id, record: item.key.record, sample: item.key.sample, round: item.key.round,
                                  kind: item.kind, principle: item.principle, input: item.prompt.display,
                                  inputHash: SHA256.hex(item.prompt.canonical), output: text, raw: output.text,
                                  flags: flags.joined(separator: ","), finish: output.finishReason.rawValue,
                                  promptTokens: output.promptTokens, completionTokens: output.completionTokens,
-                                 seconds: cached ? 0 : seconds, cached: cached, extra: extra)
+                                 seconds: cached ? 0 : seconds, cached: cached, extra: OutputRow.extraText(item.extra))
             }
             try context.store.save(rows)
             start += batch.count
@@ -120,17 +118,11 @@ enum SLCAIStages {
         return context.records.flatMap { record in
             latest.values.filter { $0.record == record.id }.sorted { $0.sample < $1.sample }.map { row in
                 let original: String
-                if case .generate = input.kind { original = row.output } else { original = extraValue(row, "original") ?? row.output }
+                if case .generate = input.kind { original = row.output } else { original = row.chainOriginal ?? row.output }
                 return Subject(key: OutputKey(record: row.record, sample: row.sample, round: 0), prompt: record.prompt,
                                original: original, current: row.output)
             }
         }
-    }
-
-    static func extraValue(_ row: OutputRow, _ key: String) -> String? {
-        guard let extra = row.extra, let data = extra.data(using: .utf8),
-              let object = try? JSONSerialization.jsonObject(with: data) as? [String: String] else { return nil }
-        return object[key]
     }
 
     /// The principle sampler of each record: one for all under `sample`, one per category under
@@ -185,7 +177,7 @@ enum SLCAIStages {
             if inputCritiques.isEmpty && !context.records.isEmpty { throw RunError.missingInput(stage: stage.id, input: spec.input) }
             for (key, row) in inputCritiques {
                 let prompt = context.recordsByID[key.record]!.prompt
-                previous[key] = (extraValue(row, "response") ?? "", extraValue(row, "original") ?? "", prompt)
+                previous[key] = (row.chainSubject ?? "", row.chainOriginal ?? "", prompt)
             }
         } else {
             for s in try subjects(from: spec.input, context: context) { previous[s.key] = (s.current, s.original, s.prompt) }

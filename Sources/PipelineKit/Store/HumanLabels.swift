@@ -162,7 +162,7 @@ public enum HumanOverride {
             if !labels.isEmpty {
                 for (row, label) in try JudgeStage.labels(stage: judge, store: store) {
                     let key = "\(row.record)\u{1F}\(row.sample)"
-                    let ri = (0..<2).first { SLCAIStages.extraValue(row, "candidate_\($0)") == "revision" }
+                    let ri = row.revisionCandidate
                     if let ri { revisionIndex[key] = ri }
                     guard let human = labels[key], label.candidates.count == 2 else { continue }
                     guard human.subject == HumanLabel.subject(label.candidates[0], label.candidates[1]) else { stale += 1; continue }
@@ -216,7 +216,7 @@ public enum HumanOverride {
                 human += 1
             }
             if let edited = r.edited, label.candidates.count == 2,
-               let ri = (0..<2).first(where: { SLCAIStages.extraValue(item.row, "candidate_\($0)") == "revision" }) {
+               let ri = item.row.revisionCandidate {
                 label.candidates[ri] = edited
             }
             return (item.row, label)

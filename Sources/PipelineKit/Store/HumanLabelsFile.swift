@@ -97,7 +97,7 @@ public enum HumanLabelsFile {
             let subject: String
             if let (row, pairSubject) = judges[stage]?[key] {
                 subject = pairSubject
-                let revisionIndex = (0..<2).first { SLCAIStages.extraValue(row, "candidate_\($0)") == "revision" }
+                let revisionIndex = row.revisionCandidate
                 if let text = verdictText {
                     switch text {
                     case "candidate_0": verdict = .candidate0
@@ -166,7 +166,7 @@ public enum HumanLabelsFile {
                 let stored = item.row, candidates = item.label.candidates
                 current = HumanLabel.subject(candidates[0], candidates[1])
                 var c = candidates
-                if let e = label.edited, let i = (0..<2).first(where: { SLCAIStages.extraValue(stored, "candidate_\($0)") == "revision" }) { c[i] = e }
+                if let e = label.edited, let i = stored.revisionCandidate { c[i] = e }
                 pair = (c[0], c[1])
             } else if let chain = try chains(label.stage)[key] {
                 current = HumanLabel.subject(chain.original, chain.revision)
