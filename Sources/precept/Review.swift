@@ -109,7 +109,7 @@ extension Precept {
                     guard let id = stage ?? view.revisionStage?.id else {
                         throw ValidationError("this run has no revise or critique_revise stage to export")
                     }
-                    let provenance = try PipelineRunner.provenance(store: view.store, pipeline: view.pipeline, constitution: view.constitution)
+                    let provenance = try Exporter.provenance(store: view.store, pipeline: view.pipeline, constitution: view.constitution)
                     if let gate {
                         guard case .judge(let judge)? = view.pipeline.stage(id: gate)?.kind else {
                             throw ValidationError("--gate: `\(gate)` is not a judge stage of this run")
@@ -129,7 +129,7 @@ extension Precept {
                     guard let judge = stage ?? view.judgeStage?.id else {
                         throw ValidationError("\(format.rawValue) exports preference pairs from judge labels; this run has no judge stage")
                     }
-                    let summary = try PipelineRunner.exportPreferences(
+                    let summary = try Exporter.exportPreferences(
                         format: format, judge: judge, store: view.store, pipeline: view.pipeline,
                         constitution: view.constitution, testFraction: testFraction, to: URL(fileURLWithPath: out))
                     print("\(format.rawValue): \(summary.counts) → \(summary.directory)" + (summary.note.map { "\n  note: " + $0 } ?? ""))

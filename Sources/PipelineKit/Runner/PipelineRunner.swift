@@ -182,7 +182,7 @@ public final class PipelineRunner {
 
     private func export(_ spec: ExportSpec, stage: Stage, context: RunContext, directory: URL) throws -> ExportSummary {
         let out = directory.appendingPathComponent(stage.id)
-        let provenance = try Self.provenance(store: context.store, pipeline: context.pipeline, constitution: context.constitution)
+        let provenance = try Exporter.provenance(store: context.store, pipeline: context.pipeline, constitution: context.constitution)
         switch spec.format {
         case .sft:
             let chains = try RevisionChain.load(stage: spec.input, store: context.store, constitution: context.constitution)
@@ -193,59 +193,8 @@ public final class PipelineRunner {
             return try Exporter.exportSFT(chains: selection.kept, seed: context.pipeline.seed, testFraction: spec.testFraction, to: out,
                                           provenance: p, gatedOut: selection.gatedOut)
         case .trl, .openrlhf:
-            return try Self.exportPreferences(format: spec.format, judge: spec.input, store: context.store, pipeline: context.pipeline,
+            return try Exporter.exportPreferences(format: spec.format, judge: spec.input, store: context.store, pipeline: context.pipeline,
                                               constitution: context.constitution, testFraction: spec.testFraction, to: out)
         }
-    }
-
-    /// Preference export of a judge stage (shared by the export stage and `precept export`).
-    public static func exportPreferences(format: ExportFormat, judge: String, store: RunStore, pipeline: Pipeline,
-                                         constitution: Constitution, testFraction: Double, to out: URL) throws -> ExportSummary {
-        guard case .judge(let spec)? = pipeline.stage(id: judge)?.kind else { throw RunError.unknownStage(judge, suggestion: nil) }
-        // A human verdict, where one exists, replaces the judge's label; the exported revision
-        // columns show a human's edit, as the chosen side does. Resolved once for both.
-        let revisionStage = spec.pairs == .originalVsRevision ? spec.input : nil
-        let resolved = try HumanOverride.resolve(store: store, judge: judge, revisionStage: revisionStage).byKey
-        let (labels, human) = HumanOverride.apply(resolved, to: try JudgeStage.labels(stage: judge, store: store))
-        let hasRecords = try !store.records().isEmpty
-        if labels.isEmpty && hasRecords { throw RunError.missingInput(stage: judge, input: judge) }
-        var chains = try revisionStage.map { try RevisionChain.load(stage: $0, store: store, constitution: constitution) } ?? []
-        for i in chains.indices { if let edited = resolved["\(chains[i].record)\u{1F}\(chains[i].sample)"]?.edited { chains[i].revision = edited } }
-        let prompts = Dictionary(uniqueKeysWithValues: try store.records().map { ($0.id, $0.prompt) })
-        return try Exporter.exportPreferences(format: format, labels: labels, chains: chains, prompts: prompts, seed: pipeline.seed,
-                                              testFraction: testFraction, gate: spec.gate, to: out,
-                                              provenance: try provenance(store: store, pipeline: pipeline, constitution: constitution)
-                                                .merging(["label_sources": ["human": human, "judge": labels.count - human]]) { $1 })
-    }
-
-    /// Where a dataset came from: pipeline, constitution and its hash, models, seed.
-    public static func provenance(store: RunStore, pipeline: Pipeline, constitution: Constitution) throws -> [String: Any] {
-        var models: [String: String] = [:]
-        for m in pipeline.models {
-            switch m.source {
-            case .catalog(let name):
-                models[m.name] = "\(name) (sha256 \(ModelCatalog.entry(named: name)?.sha256 ?? "?"))"
-            case .file(let path): models[m.name] = path
-            case .openAI(let e): models[m.name] = "openai:\(e.model)@\(Secrets.redact(e.baseURLs.joined(separator: ",")))"
-            }
-        }
-        // Fitted judge calibration, per judge stage that used one (`calibration:`).
-        var calibration: [String: Any] = [:]
-        for stage in pipeline.stages {
-            guard case .judge = stage.kind, let fitted = try JudgeStage.calibration(stage: stage.id, store: store) else { continue }
-            calibration[stage.id] = try JSONSerialization.jsonObject(with: Data(try fitted.json().utf8))
-        }
-        var provenance: [String: Any] = [
-            "pipeline": pipeline.name,
-            "pipeline_file": try store.meta("pipeline_path") ?? pipeline.file,
-            "constitution": constitution.name,
-            "constitution_sha256": try store.meta("constitution_sha256") ?? "",
-            "models": models,
-            "seed": pipeline.seed,
-            "records": try store.meta("records").flatMap(Int.init) ?? 0,
-            "precept_version": PreceptVersion.string,
-        ]
-        if !calibration.isEmpty { provenance["judge_calibration"] = calibration }
-        return provenance
     }
 }

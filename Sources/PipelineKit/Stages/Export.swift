@@ -152,28 +152,19 @@ public enum Exporter {
     /// Preference pairs from judge labels: the judge's preferred response is `chosen`, with
     /// `judge_probability` its probability of being better. TRL rows are conversational
     /// (`prompt` as the user turn, `chosen`/`rejected` as assistant turns) plus the CAI dataset
-    /// columns; OpenRLHF rows hold whole conversations under `chosen` and `rejected`. Pairs below
-    /// the stage's `min_confidence`, or with an empty side, are left out and counted.
+    /// columns; OpenRLHF rows hold whole conversations under `chosen` and `rejected`. The pairs are
+    /// chosen as for training (`PreferencePair.select`, identical sides kept); the rest are counted
+    /// as skipped.
     public static func exportPreferences(format: ExportFormat, labels: [(row: OutputRow, label: PairLabel)],
                                          chains: [RevisionChain], prompts: [String: String], seed: UInt64,
                                          testFraction: Double, gate: Bool = false, to directory: URL, provenance: [String: Any]) throws -> ExportSummary {
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         let chainByKey = Dictionary(chains.map { ("\($0.record)\u{1F}\($0.sample)", $0) }, uniquingKeysWith: { a, _ in a })
         var train: [[String: Any]] = [], test: [[String: Any]] = []
-        var skipped = 0
-        func exported(_ item: (row: OutputRow, label: PairLabel)) -> Bool {
-            let (index, _) = item.label.chosen
-            return !item.label.belowConfidence && (!gate || RevisionGate.endorses(item.label)) && !item.label.candidates[index].isEmpty && !item.label.candidates[1 - index].isEmpty
-                && prompts[item.row.record] != nil
-        }
-        let testSet = testRecords(labels.filter(exported).map(\.row.record), seed: seed, fraction: testFraction)
-        for (row, label) in labels {
-            let (index, probability) = label.chosen
-            let chosen = label.candidates[index], rejected = label.candidates[1 - index]
-            guard exported((row, label)), let prompt = prompts[row.record] else {
-                skipped += 1
-                continue
-            }
+        let (pairs, skipped) = PreferencePair.select(labels, prompts: prompts, gate: gate, forTraining: false)
+        let testSet = testRecords(pairs.map(\.row.record), seed: seed, fraction: testFraction)
+        for pair in pairs {
+            let (row, label, prompt, chosen, rejected) = (pair.row, pair.label, pair.prompt, pair.chosen, pair.rejected)
             let user: [String: String] = ["role": "user", "content": prompt]
             var out: [String: Any]
             switch format {
@@ -196,9 +187,9 @@ public enum Exporter {
                     out["rounds"] = chain.rounds
                 }
             }
-            out["judge_probability"] = probability
+            out["judge_probability"] = pair.probability
             out["principle"] = label.principles.joined(separator: ",")
-            out["chosen_is"] = row.candidateName(index) ?? "candidate \(index)"
+            out["chosen_is"] = row.candidateName(pair.chosenIndex) ?? "candidate \(pair.chosenIndex)"
             out["record_id"] = row.record
             out["pair"] = row.sample
             if testSet.contains(row.record) { test.append(out) } else { train.append(out) }

@@ -38,27 +38,18 @@ public enum TrainingDataError: LocalizedError, Equatable {
 
 /// Training examples from a run store or from JSONL files, and their tokenisation.
 public enum TrainingData {
-    /// Preference pairs of a judge stage: the judge's preferred response is `chosen`, with its soft
-    /// label; pairs below the stage's `min_confidence` or with an empty side are left out (as the
-    /// export does). Ids are record ids, so every pair of a record lands in the same split.
-    /// With `gate`, only pairs that endorse their revision (`RevisionGate`) are kept.
-    /// Human verdicts replace the judge's labels where they exist (`HumanOverride`).
+    /// Preference pairs of a judge stage, chosen as its export chooses them (`PreferencePair.select`)
+    /// but without pairs of two identical sides: the preferred response is `chosen`, with its soft
+    /// label; with `gate`, only pairs that endorse their revision. Human verdicts replace the judge's labels where they exist (`HumanOverride`).
+    /// Ids are record ids, so every pair of a record lands in the same split.
     public static func preferences(judge: String, store: RunStore, gate: Bool = false,
                                    revisionStage: String? = nil) throws -> (pairs: [PreferenceText], skipped: Int) {
         let prompts = Dictionary(uniqueKeysWithValues: try store.records().map { ($0.id, $0.prompt) })
-        var out: [PreferenceText] = [], skipped = 0
         let labels = try HumanOverride.labels(try JudgeStage.labels(stage: judge, store: store), judge: judge,
                                               revisionStage: revisionStage, store: store).labels
-        for (row, label) in labels {
-            let (index, p) = label.chosen
-            let chosen = label.candidates[index], rejected = label.candidates[1 - index]
-            guard !label.belowConfidence, !gate || RevisionGate.endorses(label), !chosen.isEmpty, !rejected.isEmpty, chosen != rejected, let prompt = prompts[row.record] else {
-                skipped += 1
-                continue
-            }
-            out.append(PreferenceText(id: row.record, prompt: prompt, chosen: chosen, rejected: rejected, probability: p))
-        }
-        return (out, skipped)
+        let (pairs, skipped) = PreferencePair.select(labels, prompts: prompts, gate: gate, forTraining: true)
+        return (pairs.map { PreferenceText(id: $0.row.record, prompt: $0.prompt, chosen: $0.chosen, rejected: $0.rejected, probability: $0.probability) },
+                skipped)
     }
 
     /// Final revisions of a revise/critique_revise stage (SL-CAI's SFT data).
