@@ -54,7 +54,7 @@ extension Precept {
         func run() throws {
             try running {
                 let reporter = TerminalReporter()
-                let factory = PipelineRunner.localBackend(reporter: reporter)
+                let factory = PipelineRunner.backends(reporter: reporter)
                 let out = URL(fileURLWithPath: output)
                 let cache = try CallCache(directory: CallCache.defaultDirectory(forRun: out))
                 func backend(_ spec: ModelSpec) throws -> CachedBackend { CachedBackend(name: spec.name, backend: try factory(spec), cache: cache) }

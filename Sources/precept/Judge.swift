@@ -45,7 +45,7 @@ extension Precept {
                 let out = URL(fileURLWithPath: output)
                 let cacheDirectory = (cacheDir ?? ProcessInfo.processInfo.environment["PRECEPT_CACHE_DIR"]).map { URL(fileURLWithPath: $0) }
                 let cache = try CallCache(directory: cacheDirectory ?? CallCache.defaultDirectory(forRun: out))
-                let factory = PipelineRunner.localBackend(reporter: reporter)
+                let factory = PipelineRunner.backends(reporter: reporter)
                 let backends = try spec.models.map { name -> CachedBackend in
                     guard let model = validated.pipeline.model(named: name) else { throw ValidationError("model `\(name)` is not in the pipeline") }
                     return CachedBackend(name: name, backend: try factory(model), cache: cache)

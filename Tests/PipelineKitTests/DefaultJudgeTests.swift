@@ -60,7 +60,7 @@ struct DefaultJudgeTests {
 
         """
         try Data(pipeline.utf8).write(to: dir.appendingPathComponent("p.yaml"))
-        let local = PipelineRunner.localBackend(reporter: nil)
+        let local = PipelineRunner.backends(reporter: nil)
         let options = RunOptions(output: dir.appendingPathComponent("run"), cacheDirectory: dir.appendingPathComponent("cache"), batchSize: 8)
         _ = try PipelineRunner(pipelinePath: dir.appendingPathComponent("p.yaml").path, options: options) { spec in
             spec.name == "judge" ? try local(spec) : FixturePolicy(pairs: pairs)

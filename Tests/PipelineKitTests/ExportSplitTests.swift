@@ -7,17 +7,17 @@ import Testing
     @Test func smallRunsGetATestRecordAndKeepATrainRecord() {
         let records = (0..<8).map { "rt-\($0)" }
         for seed in UInt64(0)..<50 {
-            let test = Exporter.testRecords(records, seed: seed, fraction: 0.05)
+            let test = RecordSplit.heldOutRecords(records, seed: seed, fraction: 0.05)
             #expect(!test.isEmpty && test.count < records.count, "seed \(seed): \(test)")
             // Records the plain hash split already put in test stay there.
-            #expect(records.filter { Exporter.isTest(record: $0, seed: seed, fraction: 0.05) }.allSatisfy(test.contains))
-            let most = Exporter.testRecords(records, seed: seed, fraction: 0.999)
+            #expect(records.filter { RecordSplit.isHeldOut(record: $0, seed: seed, fraction: 0.05) }.allSatisfy(test.contains))
+            let most = RecordSplit.heldOutRecords(records, seed: seed, fraction: 0.999)
             #expect(most.count == records.count - 1, "seed \(seed): never every record in test")
         }
-        #expect(Exporter.testRecords(records, seed: 1, fraction: 0).isEmpty, "a zero fraction asks for no test split")
-        #expect(Exporter.testRecords(["only"], seed: 1, fraction: 0.5).count <= 1)
+        #expect(RecordSplit.heldOutRecords(records, seed: 1, fraction: 0).isEmpty, "a zero fraction asks for no test split")
+        #expect(RecordSplit.heldOutRecords(["only"], seed: 1, fraction: 0.5).count <= 1)
         // The same record lands on the same side however often it appears (samples stay together).
-        #expect(Exporter.testRecords(records + records, seed: 3, fraction: 0.05) == Exporter.testRecords(records, seed: 3, fraction: 0.05))
+        #expect(RecordSplit.heldOutRecords(records + records, seed: 3, fraction: 0.05) == RecordSplit.heldOutRecords(records, seed: 3, fraction: 0.05))
     }
 
     @Test func exportsSayWhenASplitIsEmpty() throws {

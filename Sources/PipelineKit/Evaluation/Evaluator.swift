@@ -87,7 +87,7 @@ public struct Evaluator {
         for start in stride(from: 0, to: prompts.count, by: batchSize) {
             let calls = prompts[start..<min(prompts.count, start + batchSize)].map { p in
                 GenerationCall(prompt: CAIPrompts.response(prompt: p.text, system: system, style: backend.backend.promptStyle),
-                               parameters: SLCAIStages.parameters(sampling, seed: derivedSeed(seed, record: p.id, stage: "evaluate/\(set)",
+                               parameters: GenerationStages.parameters(sampling, seed: derivedSeed(seed, record: p.id, stage: "evaluate/\(set)",
                                                                                               sample: 0, round: 0),
                                                                   stops: CAIPrompts.responseStops))
             }

@@ -205,7 +205,7 @@ public final class PairJudge {
                     prompt: .text(JudgePrompts.rationalePrompt(examples: examples, layout: spec.layout, prompt: pair.prompt,
                                                                preference: principles[slot.pair][slot.principle].preference,
                                                                a: slot.a, b: slot.b)),
-                    parameters: SLCAIStages.parameters(spec.sampling, seed: seed, stops: ["\nThe answer is", "\n\n"]))
+                    parameters: GenerationStages.parameters(spec.sampling, seed: seed, stops: ["\nThe answer is", "\n\n"]))
             }
             for (n, result) in try backend.generate(calls).enumerated() {
                 rationales[n] = CAIPrompts.clean(result.0.text)

@@ -137,7 +137,7 @@ public enum HTMLReport {
 
         """
         for c in chains {
-            let changed = SLCAIStages.normalized(c.original) != SLCAIStages.normalized(c.revision)
+            let changed = GenerationStages.normalized(c.original) != GenerationStages.normalized(c.revision)
             let tags = c.principle.flatMap { view.constitution.principle(id: $0) }?.tags ?? []
             s += "<article class=\"item\" data-principle=\"\(escape(c.principle ?? ""))\" data-tags=\"\(escape(tags.joined(separator: " ")))\" "
                 + "data-changed=\"\(changed)\" data-flagged=\"\(!c.flags.isEmpty)\">"

@@ -23,7 +23,7 @@ public struct RunComparison: Sendable {
             guard let a = probabilityA, let b = probabilityB else { return false }
             return RunComparison.verdict(a) != RunComparison.verdict(b)
         }
-        public var revisionsDiffer: Bool { SLCAIStages.normalized(revisionA) != SLCAIStages.normalized(revisionB) }
+        public var revisionsDiffer: Bool { GenerationStages.normalized(revisionA) != GenerationStages.normalized(revisionB) }
     }
 
     /// Per principle (the one that drove each revision): revision win rate and mean judge

@@ -98,7 +98,7 @@ public struct RunView {
             if let p = f.principle, c.principle != p { return false }
             if let t = f.tag, !(c.principle.flatMap { constitution.principle(id: $0) }?.tags.contains(t) ?? false) { return false }
             if let r = f.record, c.record != r { return false }
-            if f.changedOnly && (c.flags.contains("unchanged") || SLCAIStages.normalized(c.original) == SLCAIStages.normalized(c.revision)) {
+            if f.changedOnly && (c.flags.contains("unchanged") || GenerationStages.normalized(c.original) == GenerationStages.normalized(c.revision)) {
                 return false
             }
             return true

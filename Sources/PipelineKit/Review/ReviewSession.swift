@@ -156,10 +156,10 @@ public final class ReviewSession: @unchecked Sendable {
                     ?? HumanLabel.subject(chain.original, chain.revision)
                 // The judge-stage label first, else one given on the revise stage (the order
                 // `HumanOverride.resolve` applies them in).
-                let chainSubject = HumanLabel.subject(chain.original, chain.revision)
+                let critiquedText = HumanLabel.subject(chain.original, chain.revision)
                 var human = humanLabels[stage]?[key], humanSubject = subject, humanOnJudge = pair != nil
                 if human == nil, stage != revisionStage, let earlier = humanLabels[revisionStage]?[key] {
-                    (human, humanSubject, humanOnJudge) = (earlier, chainSubject, false)
+                    (human, humanSubject, humanOnJudge) = (earlier, critiquedText, false)
                 }
                 let revision = human?.subject == humanSubject ? (human?.edited ?? chain.revision) : chain.revision
                 var item: [String: Any] = [

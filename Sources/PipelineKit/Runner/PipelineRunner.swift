@@ -37,12 +37,12 @@ public final class PipelineRunner {
         self.options = options
         self.reporter = reporter
         self.stop = stop
-        self.backendFactory = backendFactory ?? PipelineRunner.localBackend(reporter: reporter)
+        self.backendFactory = backendFactory ?? PipelineRunner.backends(reporter: reporter)
     }
 
     /// Loads local models with the engine (catalog models are fetched on first use); remote
     /// models get an OpenAI-compatible client.
-    public static func localBackend(reporter: RunReporter?) -> (ModelSpec) throws -> ModelBackend {
+    public static func backends(reporter: RunReporter?) -> (ModelSpec) throws -> ModelBackend {
         { spec in
             if case .openAI(let endpoint) = spec.source {
                 return try OpenAIBackend(endpoint: endpoint, promptStyle: spec.effectivePromptStyle, modelName: spec.name)
@@ -134,12 +134,12 @@ public final class PipelineRunner {
         for stage in try selectedStages(pipeline) {
             reporter?.message("stage \(stage.id) [\(stage.kind.keyword)]")
             switch stage.kind {
-            case .generate(let spec): try SLCAIStages.generate(spec, stage: stage, context: context)
-            case .critique(let spec): try SLCAIStages.critique(spec, stage: stage, context: context)
+            case .generate(let spec): try GenerationStages.generate(spec, stage: stage, context: context)
+            case .critique(let spec): try GenerationStages.critique(spec, stage: stage, context: context)
             case .revise(let spec):
-                try SLCAIStages.revise(spec, stage: stage, context: context, critiquesFromInput: spec.critique)
+                try GenerationStages.revise(spec, stage: stage, context: context, critiquesFromInput: spec.critique)
             case .critiqueRevise(let spec):
-                try SLCAIStages.revise(spec, stage: stage, context: context, critiquesFromInput: false)
+                try GenerationStages.revise(spec, stage: stage, context: context, critiquesFromInput: false)
             case .judge(let spec): try JudgeStage.run(spec, stage: stage, context: context)
             case .export(let spec):
                 exports.append(try export(spec, stage: stage, context: context, directory: directory))

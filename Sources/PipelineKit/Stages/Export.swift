@@ -65,12 +65,11 @@ public struct ExportSummary: Sendable, Equatable, Codable {
     }
 }
 
-/// Writes datasets Hugging Face `datasets` loads as they are: `train.jsonl`, `test.jsonl`,
-/// `provenance.json`. SFT rows carry the columns of the public CAI datasets (made by the
-/// Hugging Face CAI recipe) so recipes written for those consume ours unchanged.
-public enum Exporter {
-    /// Deterministic split by record: a record's samples stay together.
-    static func isTest(record: String, seed: UInt64, fraction: Double) -> Bool {
+/// Which records are held out, by record id and seed: an export's test split and a training
+/// stage's held-out examples follow the same rule, so every pair of a record lands on one side.
+enum RecordSplit {
+    /// Deterministic by record: a record's samples stay together.
+    static func isHeldOut(record: String, seed: UInt64, fraction: Double) -> Bool {
         guard fraction > 0 else { return false }
         return draw(record: record, seed: seed) < fraction
     }
@@ -79,11 +78,11 @@ public enum Exporter {
         Double(SHA256.uint64(fields: ["split", "\(seed)", record]) >> 11) / Double(1 << 53)
     }
 
-    /// The test records of an export: those whose draw is below `fraction`, but with a positive
-    /// fraction and two or more records never none and never all (the record with the lowest draw
+    /// The held-out (test) records of an export: those whose draw is below `fraction`, but with a
+    /// positive fraction and two or more records never none and never all (the lowest draw
     /// goes to test, or the one with the highest stays in train), so small runs still give
     /// `datasets` two loadable splits. Deterministic by record.
-    static func testRecords(_ records: [String], seed: UInt64, fraction: Double) -> Set<String> {
+    static func heldOutRecords(_ records: [String], seed: UInt64, fraction: Double) -> Set<String> {
         let unique = Array(Set(records))
         guard fraction > 0 else { return [] }
         let draws = unique.map { ($0, draw(record: $0, seed: seed)) }.sorted { $0.1 < $1.1 }
@@ -94,14 +93,19 @@ public enum Exporter {
         }
         return test
     }
+}
 
+/// Writes datasets Hugging Face `datasets` loads as they are: `train.jsonl`, `test.jsonl`,
+/// `provenance.json`. SFT rows carry the columns of the public CAI datasets (made by the
+/// Hugging Face CAI recipe) so recipes written for those consume ours unchanged.
+public enum Exporter {
     public static func exportSFT(chains: [RevisionChain], seed: UInt64, testFraction: Double, to directory: URL,
                                  provenance: [String: Any], gatedOut: Int = 0) throws -> ExportSummary {
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         var train: [[String: Any]] = [], test: [[String: Any]] = []
         var skipped = 0
         let kept = chains.filter { !($0.flags.contains("empty") || $0.flags.contains("truncated") || $0.revision.isEmpty) }
-        let testSet = testRecords(kept.map(\.record), seed: seed, fraction: testFraction)
+        let testSet = RecordSplit.heldOutRecords(kept.map(\.record), seed: seed, fraction: testFraction)
         for chain in chains {
             if chain.flags.contains("empty") || chain.flags.contains("truncated") || chain.revision.isEmpty {
                 skipped += 1
@@ -162,7 +166,7 @@ public enum Exporter {
         let chainByKey = Dictionary(chains.map { ("\($0.record)\u{1F}\($0.sample)", $0) }, uniquingKeysWith: { a, _ in a })
         var train: [[String: Any]] = [], test: [[String: Any]] = []
         let (pairs, skipped) = PreferencePair.select(labels, prompts: prompts, gate: gate, forTraining: false)
-        let testSet = testRecords(pairs.map(\.row.record), seed: seed, fraction: testFraction)
+        let testSet = RecordSplit.heldOutRecords(pairs.map(\.row.record), seed: seed, fraction: testFraction)
         for pair in pairs {
             let (row, label, prompt, chosen, rejected) = (pair.row, pair.label, pair.prompt, pair.chosen, pair.rejected)
             let user: [String: String] = ["role": "user", "content": prompt]

@@ -128,7 +128,7 @@ public enum JudgeStage {
     static func pairs(_ spec: JudgeSpec, context: RunContext) throws -> [Pair] {
         switch spec.pairs {
         case .originalVsRevision:
-            return try SLCAIStages.subjects(from: spec.input, context: context).map { s in
+            return try GenerationStages.chainTips(from: spec.input, context: context).map { s in
                 Pair(key: s.key, prompt: s.prompt, candidates: [s.current, s.original], extra: ["candidate_0": "revision", "candidate_1": "original"])
             }
         case .sampled:

@@ -110,8 +110,8 @@ public enum HumanLabelsFile {
                     }
                 }
                 if edited != nil && revisionIndex == nil { throw Problem("at key `edited_revision`: judge `\(stage)` does not compare original and revision") }
-            } else if let chainSubject = revisers[stage]?[key] {
-                subject = chainSubject
+            } else if let critiquedText = revisers[stage]?[key] {
+                subject = critiquedText
                 if let text = verdictText {
                     switch text {
                     case "accept", "revision": verdict = .accept

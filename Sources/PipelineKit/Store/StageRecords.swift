@@ -19,7 +19,7 @@ extension OutputRow {
     /// Critique and revision rows: the response the chain started from.
     public var chainOriginal: String? { extraFields["original"] }
     /// Critique and revision rows: the text this round critiqued or revised.
-    public var chainSubject: String? { extraFields["response"] }
+    public var critiquedText: String? { extraFields["response"] }
     /// Revision rows: the critique the revision answers.
     public var chainCritique: String? { extraFields["critique"] }
 

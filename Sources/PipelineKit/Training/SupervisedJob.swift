@@ -4,7 +4,7 @@ import TensorKit
 import TrainKit
 
 /// sft, rm and dpo: a `TrainingLoop` over tokenised texts or pairs, with held-out examples chosen
-/// by id (`Exporter.isTest`, as exports choose their test split).
+/// by id (`RecordSplit`, as exports choose their test split).
 extension TrainingJob {
     func runSupervised(_ input: TrainingInput, progress: ((String) -> Void)?, stop: (() -> Bool)?) throws -> TrainingOutcome {
         guard case let (kind, spec, rewardModel, dpo)? = method.supervised else {
@@ -25,7 +25,7 @@ extension TrainingJob {
         func split<T>(_ items: [T], id: (T) -> String) -> (train: [T], eval: [T]) {
             var train: [T] = [], eval: [T] = []
             for item in items {
-                if Exporter.isTest(record: id(item), seed: seed, fraction: spec.evalFraction) { eval.append(item) } else { train.append(item) }
+                if RecordSplit.isHeldOut(record: id(item), seed: seed, fraction: spec.evalFraction) { eval.append(item) } else { train.append(item) }
             }
             return (train, eval)
         }

@@ -2,7 +2,7 @@ import Foundation
 import ModelKit
 
 /// One model call a stage wants, with what its output row needs besides the model's text.
-struct WorkItem {
+struct TextCall {
     var key: OutputKey
     var kind: String
     var principle: String?
@@ -15,11 +15,11 @@ struct WorkItem {
 }
 
 /// The generate → critique → revise stages (SL-CAI, as in the CAI paper §3): each turns its
-/// input rows into work items, skips the ones already stored with the same prompt, and runs
+/// input rows into model calls, skips the ones already stored with the same prompt, and runs
 /// the rest in batches, one transaction per batch.
-enum SLCAIStages {
+enum GenerationStages {
     /// Runs items (already filtered to the missing ones) and stores their rows.
-    static func execute(_ items: [WorkItem], stage: Stage, model: String, context: RunContext, started: Date,
+    static func execute(_ items: [TextCall], stage: Stage, model: String, context: RunContext, started: Date,
                         progress: inout ProgressState) throws {
         let backend = try context.backend(model)
         var start = 0
@@ -56,7 +56,7 @@ enum SLCAIStages {
     }
 
     /// Items whose stored row has a different (or no) prompt.
-    static func missing(_ items: [WorkItem], stage: Stage, context: RunContext) throws -> [WorkItem] {
+    static func missing(_ items: [TextCall], stage: Stage, context: RunContext) throws -> [TextCall] {
         let stored = try context.store.inputHashes(stage: stage.id)
         return items.filter { stored[$0.key] != SHA256.hex($0.prompt.canonical) }
     }
@@ -74,11 +74,11 @@ enum SLCAIStages {
 
     static func generate(_ spec: GenerateSpec, stage: Stage, context: RunContext) throws {
         let style = try context.backend(spec.model).backend.promptStyle
-        var items: [WorkItem] = []
+        var items: [TextCall] = []
         for record in context.records {
             for sample in 0..<spec.samples {
                 let seed = derivedSeed(context.pipeline.seed, record: record.id, stage: stage.id, sample: sample, round: 0)
-                items.append(WorkItem(key: OutputKey(record: record.id, sample: sample, round: 0), kind: "response", principle: nil,
+                items.append(TextCall(key: OutputKey(record: record.id, sample: sample, round: 0), kind: "response", principle: nil,
                                       prompt: CAIPrompts.response(prompt: record.prompt, system: spec.system, style: style),
                                       parameters: parameters(spec.sampling, seed: seed, stops: CAIPrompts.responseStops),
                                       extra: [:], original: nil))
@@ -87,7 +87,7 @@ enum SLCAIStages {
         try run(items, stage: stage, model: spec.model, context: context)
     }
 
-    static func run(_ items: [WorkItem], stage: Stage, model: String, context: RunContext) throws {
+    static func run(_ items: [TextCall], stage: Stage, model: String, context: RunContext) throws {
         let todo = try missing(items, stage: stage, context: context)
         var progress = ProgressState(stage: stage.id, done: items.count - todo.count, total: items.count, executed: 0,
                                      cached: 0, generatedTokens: 0, elapsed: 0)
@@ -98,15 +98,15 @@ enum SLCAIStages {
     // MARK: critique and revise
 
     /// The text being critiqued for each (record, sample): a response or the latest revision.
-    struct Subject {
+    struct ChainTip {
         var key: OutputKey
         var prompt: String
         var original: String
         var current: String
     }
 
-    /// Subjects from an input stage: the final round of each (record, sample).
-    static func subjects(from inputID: String, context: RunContext) throws -> [Subject] {
+    /// The chain tips of an input stage: the final round of each (record, sample).
+    static func chainTips(from inputID: String, context: RunContext) throws -> [ChainTip] {
         guard let input = context.pipeline.stage(id: inputID) else { throw RunError.unknownStage(inputID, suggestion: nil) }
         let rows = try context.store.outputs(stage: inputID).filter { context.recordsByID[$0.record] != nil }
         if rows.isEmpty && !context.records.isEmpty { throw RunError.missingInput(stage: inputID, input: inputID) }
@@ -119,7 +119,7 @@ enum SLCAIStages {
             latest.values.filter { $0.record == record.id }.sorted { $0.sample < $1.sample }.map { row in
                 let original: String
                 if case .generate = input.kind { original = row.output } else { original = row.chainOriginal ?? row.output }
-                return Subject(key: OutputKey(record: row.record, sample: row.sample, round: 0), prompt: record.prompt,
+                return ChainTip(key: OutputKey(record: row.record, sample: row.sample, round: 0), prompt: record.prompt,
                                original: original, current: row.output)
             }
         }
@@ -146,11 +146,11 @@ enum SLCAIStages {
         let style = try context.backend(spec.model).backend.promptStyle
         let sampler = samplers(spec, context: context)
         let examples = Array(context.constitution.fewShot.prefix(spec.fewShot))
-        let items = try subjects(from: spec.input, context: context).map { subject -> WorkItem in
+        let items = try chainTips(from: spec.input, context: context).map { subject -> TextCall in
             let principle = sampler(subject.key.record).pick(seed: context.pipeline.seed, record: subject.key.record, stage: stage.id,
                                          sample: subject.key.sample, round: 0)
             let seed = derivedSeed(context.pipeline.seed, record: subject.key.record, stage: stage.id, sample: subject.key.sample, round: 0)
-            return WorkItem(key: subject.key, kind: "critique", principle: principle.id,
+            return TextCall(key: subject.key, kind: "critique", principle: principle.id,
                             prompt: CAIPrompts.critiqueOrRevision(prompt: subject.prompt, response: subject.current, principle: principle,
                                                                   critique: nil, withCritique: true, examples: examples,
                                                                   constitution: context.constitution, style: style),
@@ -177,10 +177,10 @@ enum SLCAIStages {
             if inputCritiques.isEmpty && !context.records.isEmpty { throw RunError.missingInput(stage: stage.id, input: spec.input) }
             for (key, row) in inputCritiques {
                 let prompt = context.recordsByID[key.record]!.prompt
-                previous[key] = (row.chainSubject ?? "", row.chainOriginal ?? "", prompt)
+                previous[key] = (row.critiquedText ?? "", row.chainOriginal ?? "", prompt)
             }
         } else {
-            for s in try subjects(from: spec.input, context: context) { previous[s.key] = (s.current, s.original, s.prompt) }
+            for s in try chainTips(from: spec.input, context: context) { previous[s.key] = (s.current, s.original, s.prompt) }
         }
         let keys = previous.keys.sorted { ($0.record, $0.sample) < ($1.record, $1.sample) }
         for round in 0..<spec.rounds {
@@ -193,13 +193,13 @@ enum SLCAIStages {
                 }
             } else {
                 // Critique the latest text first (none when `critique: false`).
-                var critiqueItems: [WorkItem] = []
+                var critiqueItems: [TextCall] = []
                 for key in keys {
                     let principle = sampler(key.record).pick(seed: seedBase, record: key.record, stage: stage.id, sample: key.sample, round: round)
                     critiques[key] = (principle, nil)
                     guard spec.critique, let p = previous[key] else { continue }
                     let seed = derivedSeed(seedBase, record: key.record, stage: stage.id + "/critique", sample: key.sample, round: round)
-                    critiqueItems.append(WorkItem(
+                    critiqueItems.append(TextCall(
                         key: OutputKey(record: key.record, sample: key.sample, round: round), kind: "critique", principle: principle.id,
                         prompt: CAIPrompts.critiqueOrRevision(prompt: p.prompt, response: p.text, principle: principle, critique: nil,
                                                               withCritique: true, examples: examples,
@@ -216,11 +216,11 @@ enum SLCAIStages {
                     }
                 }
             }
-            var items: [WorkItem] = []
+            var items: [TextCall] = []
             for key in keys {
                 guard let p = previous[key], let c = critiques[key] else { continue }
                 let seed = derivedSeed(seedBase, record: key.record, stage: stage.id, sample: key.sample, round: round)
-                items.append(WorkItem(
+                items.append(TextCall(
                     key: OutputKey(record: key.record, sample: key.sample, round: round), kind: "revision", principle: c.principle.id,
                     prompt: CAIPrompts.critiqueOrRevision(prompt: p.prompt, response: p.text, principle: c.principle,
                                                           critique: spec.critique ? (c.text ?? "") : nil,
