@@ -47,11 +47,11 @@ extension Exporter {
         let revisionStage = spec.pairs == .originalVsRevision ? spec.input : nil
         let resolved = try HumanOverride.resolve(store: store, judge: judge, revisionStage: revisionStage).byKey
         let (labels, human) = HumanOverride.apply(resolved, to: try JudgeStage.labels(stage: judge, store: store))
-        let hasRecords = try !store.records().isEmpty
-        if labels.isEmpty && hasRecords { throw RunError.missingInput(stage: judge, input: judge) }
+        let records = try store.records()
+        if labels.isEmpty && !records.isEmpty { throw RunError.missingInput(stage: judge, input: judge) }
         var chains = try revisionStage.map { try RevisionChain.load(stage: $0, store: store, constitution: constitution) } ?? []
         for i in chains.indices { if let edited = resolved["\(chains[i].record)\u{1F}\(chains[i].sample)"]?.edited { chains[i].revision = edited } }
-        let prompts = Dictionary(uniqueKeysWithValues: try store.records().map { ($0.id, $0.prompt) })
+        let prompts = Dictionary(uniqueKeysWithValues: records.map { ($0.id, $0.prompt) })
         return try exportPreferences(format: format, labels: labels, chains: chains, prompts: prompts, seed: pipeline.seed,
                                      testFraction: testFraction, gate: spec.gate, to: out,
                                      provenance: try provenance(store: store, pipeline: pipeline, constitution: constitution)

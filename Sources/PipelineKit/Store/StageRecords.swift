@@ -26,7 +26,10 @@ extension OutputRow {
     /// Judge rows: what candidate `index` is ("revision", "original" or "sample N").
     public func candidateName(_ index: Int) -> String? { extraFields["candidate_\(index)"] }
     /// Judge rows of an original-vs-revision pair: the index of the revision's candidate.
-    public var revisionCandidate: Int? { (0..<2).first { candidateName($0) == "revision" } }
+    public var revisionCandidate: Int? {
+        let fields = extraFields
+        return (0..<2).first { fields["candidate_\($0)"] == "revision" }
+    }
     /// Judge rows: the `PairLabel`, as JSON.
     var labelJSON: String? { extraFields["label"] }
 }
