@@ -54,7 +54,7 @@ extension Precept {
                         let (sequences, rows, targets) = trainer.layout(pair)
                         let acts = network.forward(sequences)
                         let t1 = Date()
-                        let (lp, lse) = trainer.sequenceLogProbs(acts.hidden, rows: rows, targets: targets)
+                        let (lp, _, lse) = trainer.sequenceLogProbs(acts.hidden, rows: rows, targets: targets)
                         let loss = dpoLoss(.sigmoid, beta: 0.1, policyChosen: lp[0], policyRejected: lp[1],
                                            referenceChosen: pair[0].referenceChosen!, referenceRejected: pair[0].referenceRejected!)
                         let weights = rows[0].map { _ in Float(loss.dChosen) } + rows[1].map { _ in Float(loss.dRejected) }

@@ -186,6 +186,9 @@ public struct DPOSpec: Sendable, Equatable {
     /// Weight of the chosen responses' mean token NLL added to the DPO loss (TRL's `rpo_alpha`,
     /// Pang et al. 2024); 0 is plain DPO.
     public var rpoAlpha: Double = 0
+    /// Weight of the longer response's tokens past the shorter one's length (TRL's `ld_alpha`,
+    /// LD-DPO); 1 is plain DPO.
+    public var ldAlpha: Double = 1
 }
 
 public struct PPOSpec: Sendable, Equatable {

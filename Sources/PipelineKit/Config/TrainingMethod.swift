@@ -21,7 +21,7 @@ public enum TrainingMethod: Sendable, Equatable {
         switch kind {
         case .sft: TrainingSpec.keys + (file ? [] : ["gate"])
         case .rm: TrainingSpec.keys + ["labels", "margin", "center_rewards"]
-        case .dpo: TrainingSpec.keys + ["beta", "loss", "label_smoothing", "rpo_alpha"]
+        case .dpo: TrainingSpec.keys + ["beta", "loss", "label_smoothing", "rpo_alpha", "ld_alpha"]
         case .ppo: file ? ["base"] + PPOSpec.keys.filter { $0 != "policy" } : PPOSpec.keys
         }
     }
@@ -51,7 +51,8 @@ public enum TrainingMethod: Sendable, Equatable {
                 beta: try m["beta"]?.double(in: 0.0001...100) ?? 0.1,
                 loss: try m["loss"]?.oneOf(DPOLossKind.self) ?? .sigmoid,
                 labelSmoothing: try m["label_smoothing"]?.double(in: 0...0.5) ?? 0,
-                rpoAlpha: try m["rpo_alpha"]?.double(in: 0...100) ?? 0))
+                rpoAlpha: try m["rpo_alpha"]?.double(in: 0...100) ?? 0,
+                ldAlpha: try m["ld_alpha"]?.double(in: 0...1) ?? 1))
         case .ppo:
             return .ppo(try PPOSpec.decode(m))
         }

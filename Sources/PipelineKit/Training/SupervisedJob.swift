@@ -57,7 +57,7 @@ extension TrainingJob {
             if let done = TrainedDirectory(directory).finished(fingerprint) { return done }
             if let dpo {
                 var c = DPOConfig()
-                (c.beta, c.loss, c.labelSmoothing, c.rpoAlpha) = (dpo.beta, dpo.loss, dpo.labelSmoothing, dpo.rpoAlpha)
+                (c.beta, c.loss, c.labelSmoothing, c.rpoAlpha, c.ldAlpha) = (dpo.beta, dpo.loss, dpo.labelSmoothing, dpo.rpoAlpha, dpo.ldAlpha)
                 let trainer = DPOTrainer(model: network, config: c)
                 progress?("reference log-probabilities for \(examples.count) pairs")
                 trainer.precomputeReference(&examples)
@@ -120,7 +120,7 @@ func settingsText(_ printed: String) -> String {
         + words(MergedModel.Precision.self, "Optional(TrainKit.MergedModel.Precision.", ")") + words(MonitorKind.self, "TrainKit.MonitorKind.")
     var text = printed
     for (new, old) in mirrors { text = text.replacingOccurrences(of: new, with: old) }
-    for unchanged in [", gate: nil", ", rpoAlpha: 0.0", ", missingEOSPenalty: nil", ", maxTruncationRate: 0.5"] {
+    for unchanged in [", gate: nil", ", rpoAlpha: 0.0", ", ldAlpha: 1.0", ", missingEOSPenalty: nil", ", maxTruncationRate: 0.5"] {
         text = text.replacingOccurrences(of: unchanged, with: "")
     }
     return text

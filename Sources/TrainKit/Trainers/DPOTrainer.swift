@@ -11,6 +11,11 @@ public struct DPOConfig: Sendable, Equatable {
     /// loss = DPO + α · (−mean over the chosen response's tokens of log π). Here the mean is taken
     /// per pair, then averaged over the batch like the DPO term.
     public var rpoAlpha = 0.0
+    /// Length desensitization (TRL's `ld_alpha`; LD-DPO, Liu et al. 2024, arXiv 2409.06411 §4): of the
+    /// longer response of a pair, the tokens past the shorter one's length count α times in its
+    /// log-probability, for the policy and the reference alike, so DPO's implicit reward stops paying
+    /// for length. 1 is plain DPO.
+    public var ldAlpha = 1.0
 
     public init() {}
 }
@@ -49,17 +54,34 @@ public final class DPOTrainer: TrainingObjective {
         return (sequences, rows, targets)
     }
 
-    /// Summed (IPO: per-token mean, as TRL feeds IPO) response log-probabilities per sequence, and the
-    /// per-row logsumexp the LM-head backward pass reuses.
-    public func sequenceLogProbs(_ hidden: Tensor, rows: [[Int]], targets: [[Int32]]) -> (perSequence: [Double], logSumExp: [Float]) {
+    /// Each scored token's weight in its sequence's log-probability: 1, or `ldAlpha` for the tokens of
+    /// the longer response of a pair past the shorter one's length (LD-DPO §4: log π̂(y) =
+    /// Σ_{t ≤ l_p} log π(y_t) + α Σ_{t > l_p} log π(y_t), l_p = min(|y_c|, |y_r|)). Rows come in pairs.
+    func tokenWeights(_ rows: [[Int]]) -> [[Double]] {
+        rows.indices.map { s in
+            let n = rows[s].count, shared = min(n, rows[s ^ 1].count)
+            return (0..<n).map { $0 < shared ? 1 : config.ldAlpha }
+        }
+    }
+
+    /// Summed (IPO: per-token mean, as TRL feeds IPO) response log-probabilities per sequence, with
+    /// `tokenWeights`; the plain sums (for RPO's NLL); and the per-row logsumexp the LM-head backward pass reuses.
+    public func sequenceLogProbs(_ hidden: Tensor, rows: [[Int]], targets: [[Int32]])
+        -> (perSequence: [Double], plain: [Double], logSumExp: [Float]) {
         let (flat, lse) = head.forward(hidden, rows: rows.flatMap { $0 }, targets: targets.flatMap { $0 })
-        var out: [Double] = [], i = 0
-        for r in rows {
-            let sum = flat[i..<(i + r.count)].reduce(0.0) { $0 + Double($1) }
-            out.append(config.loss == .ipo ? sum / Double(max(r.count, 1)) : sum)
+        var out: [Double] = [], plain: [Double] = [], i = 0
+        for (r, w) in zip(rows, tokenWeights(rows)) {
+            var sum = 0.0, weighted = 0.0
+            for t in 0..<r.count {
+                sum += Double(flat[i + t])
+                weighted += w[t] * Double(flat[i + t])
+            }
+            let n = config.loss == .ipo ? Double(max(r.count, 1)) : 1
+            out.append(weighted / n)
+            plain.append(sum / n)
             i += r.count
         }
-        return (out, lse)
+        return (out, plain, lse)
     }
 
     /// Fills the reference log-probabilities with the base model (adapter off), a few pairs per pass.
@@ -89,8 +111,8 @@ public final class DPOTrainer: TrainingObjective {
         model.training = true
         let (sequences, rows, targets) = layout(batch)
         let acts = model.forward(sequences)
-        let (lp, lse) = sequenceLogProbs(acts.hidden, rows: rows, targets: targets)
-        let chosenTokens = rows.enumerated().filter { $0.offset % 2 == 0 }.map { $0.element.count }
+        let (lp, plain, lse) = sequenceLogProbs(acts.hidden, rows: rows, targets: targets)
+        let tokenWeights = tokenWeights(rows)
         var weights: [Float] = []
         var losses: [PairLoss] = []
         for (i, e) in batch.enumerated() {
@@ -99,17 +121,17 @@ public final class DPOTrainer: TrainingObjective {
             let w = Double(weight) / Double(batch.count)
             for (j, d) in [l.dChosen, l.dRejected].enumerated() {
                 let n = rows[2 * i + j].count
-                var perToken = config.loss == .ipo ? d / Double(max(n, 1)) : d
-                // RPO: ∂(−α·mean log π(y_c))/∂ log π(token) = −α/n for each chosen token.
-                if j == 0, config.rpoAlpha > 0 { perToken -= config.rpoAlpha / Double(max(n, 1)) }
-                weights += [Float](repeating: Float(w * perToken), count: n)
+                let perToken = config.loss == .ipo ? d / Double(max(n, 1)) : d
+                // RPO: ∂(−α·mean log π(y_c))/∂ log π(token) = −α/n for each chosen token (unweighted by LD).
+                let nll = j == 0 && config.rpoAlpha > 0 ? config.rpoAlpha / Double(max(n, 1)) : 0
+                weights += tokenWeights[2 * i + j].map { Float(w * ($0 * perToken - nll)) }
             }
         }
         let dHidden = Tensor(shape: [acts.rows, model.config.hidden])
         head.backward(acts.hidden, rows: rows.flatMap { $0 }, targets: targets.flatMap { $0 }, weights: weights, logSumExp: lse,
                       into: dHidden)
         model.backward(acts, dHidden: dHidden)
-        return metrics(batch, lp, losses, chosenTokens: chosenTokens)
+        return metrics(batch, lp, plain, losses, rows: rows)
     }
 
     public func evaluate(_ batch: [PreferenceExample]) -> [String: Double] {
@@ -117,19 +139,21 @@ public final class DPOTrainer: TrainingObjective {
         defer { model.training = true }
         let (sequences, rows, targets) = layout(batch)
         let acts = model.forward(sequences, keep: false)
-        let lp = sequenceLogProbs(acts.hidden, rows: rows, targets: targets).perSequence
+        let (lp, plain, _) = sequenceLogProbs(acts.hidden, rows: rows, targets: targets)
         let losses = batch.enumerated().map { i, e in loss(e, chosen: lp[2 * i], rejected: lp[2 * i + 1]) }
-        return metrics(batch, lp, losses, chosenTokens: rows.enumerated().filter { $0.offset % 2 == 0 }.map { $0.element.count })
+        return metrics(batch, lp, plain, losses, rows: rows)
     }
 
     /// TRL's metrics; with `rpo_alpha` > 0, `loss` includes the NLL term and `nll_loss` is the
     /// mean per-token NLL of the chosen responses (summed log-probabilities: IPO's are per-token already).
-    private func metrics(_ batch: [PreferenceExample], _ lp: [Double], _ losses: [PairLoss], chosenTokens: [Int]) -> [String: Double] {
+    /// With `ld_alpha` < 1, rewards and `logps/*` use the desensitized log-probabilities, `nll_loss` the plain ones.
+    private func metrics(_ batch: [PreferenceExample], _ lp: [Double], _ plain: [Double], _ losses: [PairLoss],
+                         rows: [[Int]]) -> [String: Double] {
         let n = Double(batch.count)
         var chosen = 0.0, rejected = 0.0, correct = 0.0, logpC = 0.0, logpR = 0.0, nll = 0.0
         for (i, e) in batch.enumerated() {
-            let tokens = Double(max(chosenTokens[i], 1))
-            nll += config.loss == .ipo ? -lp[2 * i] : -lp[2 * i] / tokens
+            let tokens = Double(max(rows[2 * i].count, 1))
+            nll += config.loss == .ipo ? -plain[2 * i] : -plain[2 * i] / tokens
             let rc = config.beta * (lp[2 * i] - (e.referenceChosen ?? 0))
             let rr = config.beta * (lp[2 * i + 1] - (e.referenceRejected ?? 0))
             chosen += rc
