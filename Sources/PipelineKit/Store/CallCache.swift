@@ -71,11 +71,6 @@ public final class CallCache: @unchecked Sendable {
                            arguments: [key, kind, value, Date().timeIntervalSince1970])
         }
     }
-
-    /// Number of stored calls.
-    public func count() throws -> Int {
-        try queue.read { db in try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM calls") ?? 0 }
-    }
 }
 
 /// Runs calls through a backend with the cache in front, counting executed and cached calls.

@@ -265,7 +265,6 @@ public struct OutputKey: Hashable, Sendable {
 public enum RunError: LocalizedError, Sendable, Equatable {
     case notARunDirectory(String)
     case unknownStage(String, suggestion: String?)
-    case unsupportedStage(id: String, kind: String)
     case unsupportedProvider(model: String, provider: String)
     case missingInput(stage: String, input: String)
     case interrupted(completedBatches: Int)
@@ -292,8 +291,6 @@ public enum RunError: LocalizedError, Sendable, Equatable {
         case .notARunDirectory(let path): return "\(path): not a run directory (no run.sqlite); run a pipeline first"
         case .unknownStage(let id, let suggestion):
             return "no stage `\(id)` in this pipeline" + (suggestion.map { "; did you mean `\($0)`?" } ?? "")
-        case .unsupportedStage(let id, let kind):
-            return "stage `\(id)`: `\(kind)` stages cannot run in this version yet (earlier stages are complete and saved)"
         case .unsupportedProvider(let model, let provider):
             return "model `\(model)`: provider `\(provider)` serves generation and judging; training stages need a local model (`source:`) as their base"
         case .missingInput(let stage, let input):

@@ -7,8 +7,6 @@ public struct SFTText: Sendable, Equatable {
     public var id: String
     public var prompt: String
     public var response: String
-    /// The sample of the record (run-store data; 0 for files).
-    public var sample: Int = 0
 }
 
 /// A preference pair as text; `probability` is P(chosen ≻ rejected).
@@ -52,14 +50,9 @@ public enum TrainingData {
                 skipped)
     }
 
-    /// Final revisions of a revise/critique_revise stage (SL-CAI's SFT data).
-    public static func revisions(stage: String, store: RunStore) throws -> [SFTText] {
-        revisions(try RevisionChain.load(stage: stage, store: store, constitution: nil))
-    }
-
     /// SFT texts of chains (empty revisions left out).
     public static func revisions(_ chains: [RevisionChain]) -> [SFTText] {
-        chains.compactMap { c in c.revision.isEmpty ? nil : SFTText(id: c.record, prompt: c.prompt, response: c.revision, sample: c.sample) }
+        chains.compactMap { c in c.revision.isEmpty ? nil : SFTText(id: c.record, prompt: c.prompt, response: c.revision) }
     }
 
     /// Reads preference pairs from JSONL: `prompt` (text or a list of messages), `chosen` and

@@ -150,14 +150,7 @@ public final class TrainingLoop<Objective: TrainingObjective> {
 
     /// A seeded permutation of the training examples for one epoch.
     private func shuffled(_ n: Int, epoch: Int) -> [Int] {
-        var state = config.seed &+ UInt64(epoch + 1) &* 0x9E37_79B9_7F4A_7C15
-        var order = Array(0..<n)
-        for i in stride(from: n - 1, to: 0, by: -1) {
-            state = state &* 6364136223846793005 &+ 1442695040888963407
-            let j = Int((state >> 33) % UInt64(i + 1))
-            order.swapAt(i, j)
-        }
-        return order
+        seededPermutation(n, seed: config.seed &+ UInt64(epoch + 1) &* 0x9E37_79B9_7F4A_7C15)
     }
 
     // MARK: Checkpoints
@@ -205,4 +198,15 @@ final class MetricsLog {
         line.append(0x0A)
         handle.write(line)
     }
+}
+
+/// A Fisher-Yates permutation of 0..<n driven by a 64-bit LCG (Knuth's MMIX constants), the same
+/// for the same seed on every machine: the epoch order of the training loop and PPO's prompt order.
+func seededPermutation(_ n: Int, seed: UInt64) -> [Int] {
+    var state = seed, order = Array(0..<n)
+    for i in stride(from: n - 1, to: 0, by: -1) {
+        state = state &* 6364136223846793005 &+ 1442695040888963407
+        order.swapAt(i, Int((state >> 33) % UInt64(i + 1)))
+    }
+    return order
 }

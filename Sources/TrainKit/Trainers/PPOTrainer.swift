@@ -121,17 +121,8 @@ public final class PPOTrainer {
     public func promptIndices(step: Int, count: Int) -> [Int] {
         (0..<config.batchSize).map { i in
             let g = (step - 1) * config.batchSize + i
-            return Self.permutation(count, seed: config.seed &+ UInt64(g / count + 1) &* 0x9E37_79B9_7F4A_7C15)[g % count]
+            return seededPermutation(count, seed: config.seed &+ UInt64(g / count + 1) &* 0x9E37_79B9_7F4A_7C15)[g % count]
         }
-    }
-
-    static func permutation(_ n: Int, seed: UInt64) -> [Int] {
-        var state = seed, order = Array(0..<n)
-        for i in stride(from: n - 1, to: 0, by: -1) {
-            state = state &* 6364136223846793005 &+ 1442695040888963407
-            order.swapAt(i, Int((state >> 33) % UInt64(i + 1)))
-        }
-        return order
     }
 
     /// Samples responses from the current policy (the merged rollout model) and scores them.
