@@ -84,7 +84,13 @@ let package = Package(
         .testTarget(name: "TensorKitTests", dependencies: ["TensorKit"]),
         .testTarget(name: "TrainKitTests", dependencies: ["TrainKit", "TensorKit", "ModelKit", "TestSupport"]),
         .testTarget(name: "ModelKitTests", dependencies: ["ModelKit", "TensorKit", "TestSupport"], exclude: ["Fixtures"]),
-        .testTarget(name: "PipelineKitTests", dependencies: ["PipelineKit", "precept", "TestSupport", "TrainKit", "ModelKit"],
+        // Scripted backends, run fixtures, a fault-injecting HTTP server and the CLI runner, shared by the two test targets below.
+        .target(name: "PipelineTestSupport", dependencies: ["PipelineKit", "ModelKit"], path: "Tests/PipelineTestSupport"),
+        // The library through its API (many also run `precept`, which the dependency builds).
+        .testTarget(name: "PipelineKitTests", dependencies: ["PipelineKit", "precept", "TestSupport", "PipelineTestSupport", "TrainKit", "ModelKit"],
+                    exclude: ["Fixtures"]),
+        // The command-line interface: each command's output, exit status and error messages.
+        .testTarget(name: "preceptTests", dependencies: ["precept", "PipelineKit", "TestSupport", "PipelineTestSupport", "ModelKit"],
                     exclude: ["Fixtures"]),
     ],
     swiftLanguageModes: [.v5]

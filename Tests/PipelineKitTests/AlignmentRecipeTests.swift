@@ -1,6 +1,7 @@
 import Foundation
 import ModelKit
 import Testing
+import PipelineTestSupport
 @testable import PipelineKit
 
 /// The pieces of the CAI recipe that make training data carry the constitution: on-topic

@@ -1,6 +1,7 @@
 import Foundation
 import ModelKit
 import Testing
+import PipelineTestSupport
 @testable import PipelineKit
 
 /// The real default judge (qwen2.5-coder-0.5b-instruct on our engine) labels 22 clear-cut pairs

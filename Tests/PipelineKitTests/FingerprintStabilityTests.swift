@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import PipelineTestSupport
 @testable import PipelineKit
 
 /// A finished training stage is found up to date by a fingerprint over its printed settings

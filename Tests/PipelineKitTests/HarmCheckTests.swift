@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import PipelineTestSupport
 @testable import PipelineKit
 
 /// `harm_check:` on a judge stage: a revision the preference judge endorses but the harm question

@@ -2,6 +2,7 @@ import Foundation
 import ModelKit
 import TestSupport
 import Testing
+import PipelineTestSupport
 @testable import PipelineKit
 
 /// Judging methods (pointwise, rating, panels, position and fitted calibration), the gold
@@ -345,7 +346,7 @@ extension SeededRandom {
         ("", "missing"),
     ])
     func corruptedLabelsNameTheRow(edit: String, message: String) throws {
-        let f = try RunFixture(prompts: (0..<3).map { "Judge request \($0)" }, stages: JudgeTests.stages("orders: both, principles: 2"))
+        let f = try RunFixture(prompts: (0..<3).map { "Judge request \($0)" }, stages: RunFixture.judgeStages("orders: both, principles: 2"))
         _ = try f.run(ScriptedBackend())
         let run = f.directory.appendingPathComponent("run")
         let store = try RunStore(directory: run)  // the writer: readers open read-only

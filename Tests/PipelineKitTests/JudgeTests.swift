@@ -1,6 +1,7 @@
 import Foundation
 import ModelKit
 import Testing
+import PipelineTestSupport
 @testable import PipelineKit
 
 /// The judge stage with scripted judges: soft labels, both orders, ensembles, chain of thought,
@@ -8,22 +9,12 @@ import Testing
 @Suite struct JudgeTests {
     static let prompts = (0..<8).map { "Judge request \($0)" }
 
-    static func stages(_ judge: String, export: String = "trl") -> String {
-        """
-          - { id: responses, generate: { model: policy } }
-          - { id: critiques, critique: { model: policy, input: responses, few_shot: 1 } }
-          - { id: revisions, revise: { model: policy, input: critiques, few_shot: 1 } }
-          - { id: labels, judge: { model: policy, input: revisions, few_shot: 1, \(judge) } }
-          - { id: prefs, export: { input: labels, format: \(export), test_fraction: 0.5 } }
-        """
-    }
-
     func labels(_ f: RunFixture, _ output: String = "run") throws -> [(row: OutputRow, label: PairLabel)] {
         try JudgeStage.labels(stage: "labels", store: RunStore(directory: f.directory.appendingPathComponent(output), create: false))
     }
 
     @Test func positionBiasIsDetectedAndAveragedAway() throws {
-        let f = try RunFixture(prompts: Self.prompts, stages: Self.stages("orders: both, principles: 2"))
+        let f = try RunFixture(prompts: Self.prompts, stages: RunFixture.judgeStages("orders: both, principles: 2"))
         _ = try f.run(ScriptedBackend(judging: .prefersPositionA))
         let stored = try labels(f)
         #expect(stored.count == 8)
@@ -37,7 +28,7 @@ import Testing
         #expect(d.tieRate == 1)
         #expect(d.text.contains { $0.contains("position bias") })
         // With one order the same judge's labels carry its bias.
-        let single = try RunFixture(prompts: Self.prompts, stages: Self.stages("orders: single"))
+        let single = try RunFixture(prompts: Self.prompts, stages: RunFixture.judgeStages("orders: single"))
         _ = try single.run(ScriptedBackend(judging: .prefersPositionA))
         #expect(try labels(single).allSatisfy { abs($0.label.probability - 0.8) < 1e-9 })
         #expect(LabelDiagnostics(labels: try labels(single)).orderAgreement == nil)
@@ -63,7 +54,7 @@ import Testing
             #expect(text.hasSuffix("\n\n" + expected))
         }
         // The key is validated like every enum key.
-        let f = try RunFixture(prompts: Self.prompts, stages: Self.stages("layout: table"))
+        let f = try RunFixture(prompts: Self.prompts, stages: RunFixture.judgeStages("layout: table"))
         let r = try CLI.run(["validate", f.pipeline.path])
         #expect(r.status == 1 && r.stderr.contains("layout") && r.stderr.contains("dialogue"), "\(r.stderr)")
     }
@@ -91,7 +82,7 @@ import Testing
     }
 
     @Test func trlExportReadsBackFieldByField() throws {
-        let f = try RunFixture(prompts: Self.prompts, stages: Self.stages("orders: both, principles: 2"))
+        let f = try RunFixture(prompts: Self.prompts, stages: RunFixture.judgeStages("orders: both, principles: 2"))
         let summary = try f.run(ScriptedBackend())
         let stored = try labels(f)
         #expect(stored.allSatisfy { abs($0.label.probability - 0.9) < 1e-9 })
@@ -125,7 +116,7 @@ import Testing
     }
 
     @Test func openRLHFExportAndConfidenceFilter() throws {
-        let f = try RunFixture(prompts: Self.prompts, stages: Self.stages("min_confidence: 0.3", export: "openrlhf"))
+        let f = try RunFixture(prompts: Self.prompts, stages: RunFixture.judgeStages("min_confidence: 0.3", export: "openrlhf"))
         let summary = try f.run(ScriptedBackend())
         let export = try #require(summary.exports.first)
         #expect(export.train + export.test == 8)
@@ -136,14 +127,14 @@ import Testing
         #expect(chosen[0]["content"] == row["prompt"] as? String)
         #expect((row["rejected"] as? [[String: String]])?[0] == chosen[0])
         // Above the label's distance from 0.5 (0.4), every pair is kept in the store but not exported.
-        let strict = try RunFixture(prompts: Self.prompts, stages: Self.stages("min_confidence: 0.45", export: "openrlhf"))
+        let strict = try RunFixture(prompts: Self.prompts, stages: RunFixture.judgeStages("min_confidence: 0.45", export: "openrlhf"))
         let filtered = try strict.run(ScriptedBackend())
         #expect(filtered.exports.first?.skipped == 8 && filtered.exports.first?.train == 0)
         #expect(try labels(strict).allSatisfy { $0.label.belowConfidence && $0.row.flags == "low-confidence" })
     }
 
     @Test func chainOfThoughtIsClampedAndKept() throws {
-        let f = try RunFixture(prompts: Self.prompts, stages: Self.stages("cot: true, cot_clamp: [0.4, 0.6]"))
+        let f = try RunFixture(prompts: Self.prompts, stages: RunFixture.judgeStages("cot: true, cot_clamp: [0.4, 0.6]"))
         _ = try f.run(ScriptedBackend())
         for (_, label) in try labels(f) {
             #expect(abs(label.probability - 0.6) < 1e-9)
@@ -167,7 +158,7 @@ import Testing
     }
 
     @Test func labelsCommandPrintsTheDocumentedKeys() throws {
-        let f = try RunFixture(prompts: Self.prompts, stages: Self.stages("orders: both"))
+        let f = try RunFixture(prompts: Self.prompts, stages: RunFixture.judgeStages("orders: both"))
         _ = try f.run(ScriptedBackend())
         let r = try CLI.run(["labels", f.directory.appendingPathComponent("run").path, "--json"])
         #expect(r.status == 0, "\(r.stderr)")

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import PipelineTestSupport
 @testable import PipelineKit
 
 /// The OpenAI-compatible backend against a local fault-injecting server: retries (429 with

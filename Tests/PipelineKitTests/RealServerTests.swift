@@ -1,6 +1,7 @@
 import Foundation
 import ModelKit
 import Testing
+import PipelineTestSupport
 @testable import PipelineKit
 
 /// The OpenAI-compatible backend against a real server: llama.cpp's (llama-cpp-python) serving

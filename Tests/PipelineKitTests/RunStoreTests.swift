@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import PipelineTestSupport
 @testable import PipelineKit
 
 /// The run store under concurrent opening: schema creation is idempotent and readers never write.

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import PipelineTestSupport
 @testable import PipelineKit
 
 /// Issue 19's fuzz test: stored label rows mutated at random (JSON edits; byte flips in a copy
@@ -31,7 +32,7 @@ import Testing
     }
 
     func makeRun() throws -> (RunFixture, URL) {
-        let f = try RunFixture(prompts: (0..<8).map { "Judge request \($0)" }, stages: JudgeTests.stages("orders: both, principles: 2"))
+        let f = try RunFixture(prompts: (0..<8).map { "Judge request \($0)" }, stages: RunFixture.judgeStages("orders: both, principles: 2"))
         _ = try f.run(ScriptedBackend())
         return (f, f.directory.appendingPathComponent("run"))
     }

@@ -1,6 +1,7 @@
 import Foundation
 import ModelKit
 import Testing
+import PipelineTestSupport
 import TestSupport
 import TrainKit
 @testable import PipelineKit

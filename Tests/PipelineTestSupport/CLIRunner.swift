@@ -1,16 +1,17 @@
 import Foundation
+import ModelKit
 import Testing
 
 /// Runs the built `precept` executable and captures its output and exit status.
-struct CLIResult {
-    var status: Int32
-    var stdout: String
-    var stderr: String
+public struct CLIResult {
+    public var status: Int32
+    public var stdout: String
+    public var stderr: String
 }
 
-enum CLI {
+public enum CLI {
     /// The `precept` binary next to the test bundle (SwiftPM builds it because the test target depends on it).
-    static let executable: URL = {
+    public static let executable: URL = {
         var candidates: [URL] = [
             URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent(),
             Bundle.main.bundleURL,
@@ -26,7 +27,7 @@ enum CLI {
         return URL(fileURLWithPath: "precept-not-found")
     }()
 
-    static func run(_ arguments: [String], currentDirectory: URL? = nil, environment: [String: String] = [:],
+    public static func run(_ arguments: [String], currentDirectory: URL? = nil, environment: [String: String] = [:],
                     executable: URL = CLI.executable, prefix: [String] = []) throws -> CLIResult {
         let process = Process()
         process.executableURL = prefix.isEmpty ? executable : URL(fileURLWithPath: prefix[0])
@@ -50,12 +51,20 @@ enum CLI {
 }
 
 /// The repository root, found from this file's path.
-let repositoryRoot = URL(fileURLWithPath: #filePath)
+public let repositoryRoot = URL(fileURLWithPath: #filePath)
     .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
 
 /// A fresh temporary directory for one test.
-func temporaryDirectory() throws -> URL {
+public func temporaryDirectory() throws -> URL {
     let url = FileManager.default.temporaryDirectory.appendingPathComponent("precept-test-\(UUID().uuidString)")
     try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
     return url
+}
+
+/// Whether a catalog model is cached; under CI (`CI=true`) always true, so a missing model fails
+/// the tests instead of skipping them.
+public func modelAvailable(_ name: String) -> Bool {
+    if ProcessInfo.processInfo.environment["CI"] == "true" { return true }
+    guard let entry = ModelCatalog.entry(named: name) else { return false }
+    return FileManager.default.fileExists(atPath: ModelStore().path(for: entry).path)
 }

@@ -7,26 +7,30 @@ import Glibc
 /// request goes to `handler(path, headers, JSON body)`, which answers with a status, headers, a
 /// raw body and an optional delay before answering (to provoke client timeouts). One connection
 /// per request (`Connection: close`).
-final class FaultServer: @unchecked Sendable {
-    struct Reply {
-        var status = 200
-        var headers: [String: String] = [:]
-        var body: Data
-        var delay = 0.0
+public final class FaultServer: @unchecked Sendable {
+    public struct Reply {
+        public var status = 200
+        public var headers: [String: String] = [:]
+        public var body: Data
+        public var delay = 0.0
 
-        static func json(_ object: Any, status: Int = 200) -> Reply {
+        public init(status: Int = 200, headers: [String: String] = [:], body: Data, delay: Double = 0) {
+            (self.status, self.headers, self.body, self.delay) = (status, headers, body, delay)
+        }
+
+        public static func json(_ object: Any, status: Int = 200) -> Reply {
             Reply(status: status, body: try! JSONSerialization.data(withJSONObject: object))
         }
     }
 
-    let port: UInt16
+    public let port: UInt16
     private let socketFD: Int32
     private let handler: (String, [String: String], [String: Any]) -> Reply
     private var running = true
 
-    var baseURL: String { "http://127.0.0.1:\(port)/v1" }
+    public var baseURL: String { "http://127.0.0.1:\(port)/v1" }
 
-    init(handler: @escaping (String, [String: String], [String: Any]) -> Reply) throws {
+    public init(handler: @escaping (String, [String: String], [String: Any]) -> Reply) throws {
         self.handler = handler
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         var yes: Int32 = 1
@@ -49,7 +53,7 @@ final class FaultServer: @unchecked Sendable {
         thread.start()
     }
 
-    func stop() {
+    public func stop() {
         running = false
         shutdown(socketFD, Int32(SHUT_RDWR))
         close(socketFD)

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import PipelineTestSupport
 
 /// One broken input for `precept validate`: files to write and what the error must say.
 struct BrokenCase: CustomTestStringConvertible, Sendable {

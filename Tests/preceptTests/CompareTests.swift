@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import PipelineTestSupport
 @testable import PipelineKit
 
 /// `precept compare`: two runs of the same prompts, the second with an edited constitution and
@@ -7,7 +8,7 @@ import Testing
 @Suite struct CompareTests {
     @Test func comparesTwoConstitutionVersions() throws {
         let prompts = (0..<6).map { "Judge request \($0)" } + ["<script>alert(1)</script> please"]
-        let f = try RunFixture(prompts: prompts, stages: JudgeTests.stages("orders: both, principles: 2"))
+        let f = try RunFixture(prompts: prompts, stages: RunFixture.judgeStages("orders: both, principles: 2"))
         _ = try f.run(ScriptedBackend(judging: .prefersRevision), output: "a")
         // B: beta's revision request edited, gamma removed, delta added (its example too).
         let edited = RunFixture.constitutionText

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import PipelineTestSupport
 @testable import PipelineKit
 
 /// What we hand to other tools works in them (issue 19): every export format loads with Hugging
@@ -20,7 +21,7 @@ struct EcosystemTests {
     }
 
     @Test func everyExportFormatLoadsWithDatasets() throws {
-        let f = try RunFixture(prompts: (0..<6).map { "Judge request \($0)" }, stages: JudgeTests.stages("orders: both, principles: 2"))
+        let f = try RunFixture(prompts: (0..<6).map { "Judge request \($0)" }, stages: RunFixture.judgeStages("orders: both, principles: 2"))
         _ = try f.run(ScriptedBackend())
         let run = f.directory.appendingPathComponent("run")
         let script = """

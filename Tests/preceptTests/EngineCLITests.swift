@@ -1,14 +1,7 @@
 import Foundation
 import ModelKit
 import Testing
-
-/// Whether a catalog model is cached; under CI (`CI=true`) always true, so a missing model fails
-/// the tests instead of skipping them.
-func modelAvailable(_ name: String) -> Bool {
-    if ProcessInfo.processInfo.environment["CI"] == "true" { return true }
-    guard let entry = ModelCatalog.entry(named: name) else { return false }
-    return FileManager.default.fileExists(atPath: ModelStore().path(for: entry).path)
-}
+import PipelineTestSupport
 
 enum DefaultModel {
     static var cached: Bool { modelAvailable("gemma-3-270m") }

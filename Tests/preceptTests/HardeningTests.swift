@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import PipelineTestSupport
 import TestSupport
 @testable import ModelKit
 @testable import PipelineKit

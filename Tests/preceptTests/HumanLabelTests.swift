@@ -1,11 +1,12 @@
 import Foundation
 import Testing
+import PipelineTestSupport
 @testable import PipelineKit
 
 /// Human labels imported into a run replace the judge's labels in exports, edit SFT data, and
 /// are measured against the judge (issue 17, item 2).
 @Suite struct HumanLabelTests {
-    static let stages = JudgeTests.stages("orders: both, principles: 2") + """
+    static let stages = RunFixture.judgeStages("orders: both, principles: 2") + """
 
       - { id: sft, export: { input: revisions, format: sft, test_fraction: 0 } }
     """

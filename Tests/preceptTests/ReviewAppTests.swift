@@ -1,6 +1,7 @@
 import Foundation
 import ModelKit
 import Testing
+import PipelineTestSupport
 @testable import PipelineKit
 
 /// A `precept review RUN` server in a child process, stopped when the value goes away.
@@ -299,7 +300,7 @@ struct ReviewBrowserTests {
         let python = try #require(ProcessInfo.processInfo.environment["PRECEPT_BROWSER_PYTHON"], "PRECEPT_BROWSER_PYTHON is not set")
         let (f, run) = try ReviewAppTests.judgedRun()
         let server = try ReviewServerProcess(run: run)
-        let script = repositoryRoot.appendingPathComponent("Tests/PipelineKitTests/Fixtures/review_browser.py")
+        let script = repositoryRoot.appendingPathComponent("Tests/preceptTests/Fixtures/review_browser.py")
         let result = try CLI.run([script.path, server.url], executable: URL(fileURLWithPath: python))
         #expect(result.status == 0, "\(result.stdout)\(result.stderr)")
         let output = try #require((try? JSONSerialization.jsonObject(with: Data(result.stdout.utf8))) as? [String: Any], "\(result.stdout)")

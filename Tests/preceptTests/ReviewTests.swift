@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import PipelineTestSupport
 @testable import PipelineKit
 
 /// Word diffs, the HTML report's escaping, and `precept diff` / `report` / `export` on a run.

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import PipelineTestSupport
 @testable import PipelineKit
 
 /// The constitutions, pipelines and prompt sets the project ships decode and meet their counts.
