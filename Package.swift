@@ -80,7 +80,7 @@ let package = Package(
             ]
         ),
         // Tiny random-weight GGUF models shared by the test targets.
-        .target(name: "TestSupport", dependencies: ["ModelKit"]),
+        .target(name: "TestSupport", dependencies: ["ModelKit"], path: "Tests/TestSupport"),
         .testTarget(name: "TensorKitTests", dependencies: ["TensorKit"]),
         .testTarget(name: "TrainKitTests", dependencies: ["TrainKit", "TensorKit", "ModelKit", "TestSupport"]),
         .testTarget(name: "ModelKitTests", dependencies: ["ModelKit", "TensorKit", "TestSupport"], exclude: ["Fixtures"]),

@@ -87,23 +87,6 @@ import Testing
         expectClose(du, numerical(up) { u in (0..<n).reduce(0) { $0 + act(Double(gate[$1])) * u[$1] * Double(r[$1]) } }, "dup")
     }
 
-    @Test func crossEntropy() {
-        let rows = 3, vocab = 9
-        let logits = values(rows * vocab, seed: 9).map { $0 * 4 }
-        let targets: [Int32] = [0, 4, 8]
-        var d = [Float](repeating: 0, count: rows * vocab)
-        let loss = cross_entropy_forward_backward(&d, logits: logits, targets: targets, rows: rows, vocab: vocab)
-        func forward(_ z: [Double]) -> Double {
-            (0..<rows).reduce(0.0) { total, r in
-                let row = Array(z[(r * vocab)..<((r + 1) * vocab)])
-                let m = row.max()!
-                return total - (row[Int(targets[r])] - m - log(row.map { exp($0 - m) }.reduce(0, +)))
-            } / Double(rows)
-        }
-        #expect(abs(loss - forward(logits.map(Double.init))) < 1e-5)
-        expectClose(d, numerical(logits, forward), "dlogits")
-    }
-
     @Test(arguments: [(nNew: 3, nCtx: 3, window: Int?.none), (nNew: 2, nCtx: 5, window: nil), (nNew: 4, nCtx: 6, window: 3)])
     func attention(nNew: Int, nCtx: Int, window: Int?) {
         let heads = 4, kvHeads = 2, headDim = 3, qStride = heads * headDim, kvStride = kvHeads * headDim

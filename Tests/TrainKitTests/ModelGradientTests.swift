@@ -102,3 +102,13 @@ import TestSupport
         #expect(trained.hidden.array == reference.array)
     }
 }
+
+/// Backward of the embedding lookup x_r = scale · E[tokens_r]: dE[tokens_r] += scale · dx_r.
+/// Shapes: `dEmbedding` (vocab, hidden), accumulated; `dx` (T, hidden); `tokens` (T).
+func embedding_backward(_ dEmbedding: UnsafeMutablePointer<Float>, dx: UnsafePointer<Float>, tokens: [Int32],
+                               hidden: Int, scale: Float) {
+    for (r, token) in tokens.enumerated() {
+        let dst = dEmbedding + Int(token) * hidden, src = dx + r * hidden
+        for j in 0..<hidden { dst[j] += scale * src[j] }
+    }
+}

@@ -33,22 +33,8 @@ public enum GGMLType: UInt32, Sendable, CaseIterable {
         }
     }
 
-    /// The name ggml and llama.cpp print (`Q4_K`, `F16`).
-    public var name: String {
-        switch self {
-        case .f32: "F32"
-        case .f16: "F16"
-        case .bf16: "BF16"
-        case .q4_0: "Q4_0"
-        case .q4_1: "Q4_1"
-        case .q5_0: "Q5_0"
-        case .q5_1: "Q5_1"
-        case .q8_0: "Q8_0"
-        case .q4_K: "Q4_K"
-        case .q5_K: "Q5_K"
-        case .q6_K: "Q6_K"
-        }
-    }
+    /// The name ggml and llama.cpp print (`Q4_K`, `F16`): the case name in capitals.
+    public var name: String { String(describing: self).uppercased() }
 }
 
 /// A tensor's description from the file header.

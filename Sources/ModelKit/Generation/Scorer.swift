@@ -57,14 +57,9 @@ public struct Scorer {
         let scores = withExtendedLifetime((hidden, gathered)) {
             rows > 0 ? model.head.score(gathered.data, rows: rows, targets: targets, topK: topK) : []
         }
-        var result: [ContinuationScore] = []
-        var k = 0
-        for r in requests {
-            let slice = Array(scores[k..<(k + r.continuation.count)])
-            result.append(ContinuationScore(tokenLogProbs: slice.map { $0.logProbability ?? -.infinity }, positions: slice))
-            k += r.continuation.count
+        return scores.slices(lengths: requests.map(\.continuation.count)).map { slice in
+            ContinuationScore(tokenLogProbs: slice.map { $0.logProbability ?? -.infinity }, positions: Array(slice))
         }
-        return result
     }
 }
 
@@ -103,12 +98,17 @@ extension Scorer {
             }
         }
         let scores = withExtendedLifetime((hidden, gathered)) { model.head.score(gathered.data, rows: rows, targets: targets, topK: 0) }
-        var result: [[Float]] = []
-        var k = 0
-        for c in candidates {
-            result.append(scores[k..<(k + c.count)].map { $0.logProbability ?? -.infinity })
-            k += c.count
+        return scores.slices(lengths: candidates.map(\.count)).map { $0.map { $0.logProbability ?? -.infinity } }
+    }
+}
+
+extension Array {
+    /// Consecutive slices of these lengths, in order: the per-request parts of one flat result.
+    public func slices(lengths: [Int]) -> [ArraySlice<Element>] {
+        var start = 0
+        return lengths.map { n in
+            defer { start += n }
+            return self[start..<(start + n)]
         }
-        return result
     }
 }

@@ -103,13 +103,18 @@ struct WeightReader {
 
     func has(_ name: String) -> Bool { file.tensor(named: name) != nil }
 
-    /// A tensor with the expected GGML dims (`[columns, rows]` for a matrix).
-    func tensor(_ name: String, _ dims: [Int]) throws -> Tensor {
+    /// The header of tensor `name`, which must have the GGML dims `dims` (`[columns, rows]` for a matrix).
+    func info(_ name: String, _ dims: [Int]) throws -> GGUFTensorInfo {
         guard let info = file.tensor(named: name) else { throw GGUFError.missingTensor(path: file.path, name: name) }
         guard info.dims == dims else { throw GGUFError.wrongShape(path: file.path, tensor: name, expected: dims, found: info.dims) }
-        let shape = dims.count == 1 ? [dims[0]] : [info.rows, info.columns]
-        let out = Tensor(shape: shape, zeroed: false)
-        Dequantize.tensor(info, from: file, into: out.data)
+        return info
+    }
+
+    /// A tensor with the expected GGML dims, as Float32.
+    func tensor(_ name: String, _ dims: [Int]) throws -> Tensor {
+        let found = try info(name, dims)
+        let out = Tensor(shape: dims.count == 1 ? [dims[0]] : [found.rows, found.columns], zeroed: false)
+        Dequantize.tensor(found, from: file, into: out.data)
         return out
     }
 
@@ -124,14 +129,7 @@ struct WeightReader {
 
     /// Several (rows, columns) matrices with equal columns stacked by rows into one.
     func stacked(_ names: [String], rows: [Int], columns: Int) throws -> WeightMatrix {
-        var infos: [GGUFTensorInfo] = []
-        for (name, r) in zip(names, rows) {
-            guard let info = file.tensor(named: name) else { throw GGUFError.missingTensor(path: file.path, name: name) }
-            guard info.dims == [columns, r] else {
-                throw GGUFError.wrongShape(path: file.path, tensor: name, expected: [columns, r], found: info.dims)
-            }
-            infos.append(info)
-        }
+        let infos = try zip(names, rows).map { try info($0, [columns, $1]) }
         let kept = storage == .quantized && infos.allSatisfy { pq_supported(Int32($0.type.rawValue)) != 0 && columns % $0.type.blockSize == 0 }
         guard kept else { return WeightMatrix(dense: try stackedDense(names, rows: rows, columns: columns)) }
         var segments: [WeightMatrix.Segment] = [], first = 0
@@ -148,11 +146,7 @@ struct WeightReader {
         let out = Tensor(shape: [rows.reduce(0, +), columns], zeroed: false)
         var offset = 0
         for (name, r) in zip(names, rows) {
-            guard let info = file.tensor(named: name) else { throw GGUFError.missingTensor(path: file.path, name: name) }
-            guard info.dims == [columns, r] else {
-                throw GGUFError.wrongShape(path: file.path, tensor: name, expected: [columns, r], found: info.dims)
-            }
-            Dequantize.tensor(info, from: file, into: out.data + offset * columns)
+            Dequantize.tensor(try info(name, [columns, r]), from: file, into: out.data + offset * columns)
             offset += r
         }
         return out

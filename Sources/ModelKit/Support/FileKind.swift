@@ -42,16 +42,6 @@ public enum FileKind: Sendable, Equatable {
         case .missing: return "missing"
         }
     }
-
-    /// Nil when `path` is a regular file; otherwise why it cannot be read as one.
-    public static func problem(_ path: String) -> String? {
-        let kind = of(path)
-        switch kind {
-        case .regular: return nil
-        case .missing: return "file not found"
-        default: return "is \(kind.phrase), not a regular file"
-        }
-    }
 }
 
 /// Control characters made visible, for text from models or files printed on a terminal: an

@@ -188,12 +188,6 @@ public final class LocalBackend: ModelBackend, @unchecked Sendable {
             }
         }
         let scores = Scorer(model: model).score(requests).map { Double($0.sum) }
-        var out: [[Double]] = []
-        var k = 0
-        for call in calls {
-            out.append(Array(scores[k..<(k + call.continuations.count)]))
-            k += call.continuations.count
-        }
-        return out
+        return scores.slices(lengths: calls.map(\.continuations.count)).map(Array.init)
     }
 }

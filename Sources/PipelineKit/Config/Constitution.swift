@@ -128,9 +128,7 @@ extension Constitution {
             let c = try categoriesReader.mapping(allowed: names)
             for category in c.keys {
                 let tagsReader = try c.require(category)
-                let tags: [String]
-                if case .sequence = tagsReader.node.kind { tags = try tagsReader.stringList() } else { tags = [try tagsReader.text()] }
-                if tags.isEmpty { throw tagsReader.invalid("category `\(category)` needs at least one tag") }
+                let tags = try tagsReader.oneOrList(empty: "category `\(category)` needs at least one tag").map { try $0.text() }
                 for tag in tags where !known.contains(tag) {
                     let hint = closestMatch(to: tag, in: known.sorted()).map { "; did you mean `\($0)`?" } ?? ""
                     throw tagsReader.invalid("no principle has tag `\(tag)`\(hint)")

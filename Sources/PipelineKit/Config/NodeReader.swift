@@ -126,6 +126,15 @@ public struct NodeReader {
         return items.enumerated().map { NodeReader(node: $1, path: "\(path)[\($0)]", file: file) }
     }
 
+    /// The items of a list, or this node alone when it is not a list; an empty list is an error
+    /// with `message`.
+    func oneOrList(empty message: String) throws -> [NodeReader] {
+        guard case .sequence = node.kind else { return [self] }
+        let items = try list()
+        if items.isEmpty { throw invalid(message) }
+        return items
+    }
+
     public func stringList() throws -> [String] {
         try list().map { try $0.text() }
     }
@@ -184,6 +193,11 @@ public struct MappingReader {
             throw ConfigError.missingKey(reader.location, keyPath: reader.displayPath, key: key)
         }
         return child
+    }
+
+    /// An `invalidValue` error pointing at `key`'s entry.
+    public func invalid(_ key: String, _ message: String) -> ConfigError {
+        .invalidValue(keyLocation(key), keyPath: childPath(key), message: message)
     }
 
     /// Location of the key itself (for errors about the entry as a whole).

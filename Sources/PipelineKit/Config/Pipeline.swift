@@ -180,14 +180,7 @@ extension Pipeline {
         let seedReader = map["seed"]
         let seed = try seedReader?.int() ?? 0
         if seed < 0, let seedReader { throw seedReader.invalid("seed must be 0 or greater") }
-        let constitutionReader = try map.require("constitution")
-        let constitutions: [String]
-        if case .sequence = constitutionReader.node.kind {
-            constitutions = try constitutionReader.list().map(fileReference)
-            if constitutions.isEmpty { throw constitutionReader.invalid("name at least one constitution file") }
-        } else {
-            constitutions = [try fileReference(constitutionReader)]
-        }
+        let constitutions = try map.require("constitution").oneOrList(empty: "name at least one constitution file").map(fileReference)
 
         let modelsReader = try map.require("models")
         guard case .mapping(let pairs) = modelsReader.node.kind else { throw modelsReader.mismatch("a mapping of model names") }
@@ -205,10 +198,7 @@ extension Pipeline {
 
         let promptsReader = try map.require("prompts")
         var prompts: [PromptSource] = []
-        let promptReaders: [NodeReader]
-        if case .sequence = promptsReader.node.kind { promptReaders = try promptsReader.list() } else { promptReaders = [promptsReader] }
-        if promptReaders.isEmpty { throw promptsReader.invalid("name at least one prompt file") }
-        for promptReader in promptReaders {
+        for promptReader in try promptsReader.oneOrList(empty: "name at least one prompt file") {
             let p = try promptReader.mapping(allowed: promptKeys)
             prompts.append(PromptSource(
                 file: try fileReference(try p.require("file")),
@@ -257,16 +247,13 @@ extension Pipeline {
                 throw provider.invalid("`\(try provider.string())` is not a known provider; use `openai` for any OpenAI-compatible server")
             }
             if m.has("source") {
-                throw ConfigError.invalidValue(m.keyLocation("source"), keyPath: "\(reader.path).source",
-                                               message: "a model has either `source` (local) or `provider` (remote), not both")
+                throw m.invalid("source", "a model has either `source` (local) or `provider` (remote), not both")
             }
             let urlReader = try m.require("base_url")
-            let urls: [String]
-            if case .sequence = urlReader.node.kind { urls = try urlReader.stringList() } else { urls = [try urlReader.text()] }
+            let urls = try urlReader.oneOrList(empty: "give at least one URL").map { try $0.text() }
             for url in urls where !(url.hasPrefix("http://") || url.hasPrefix("https://")) {
                 throw urlReader.invalid("`\(TerminalText.excerpt(Secrets.redact(url), limit: 60))` is not an http:// or https:// URL")
             }
-            if urls.isEmpty { throw urlReader.invalid("give at least one URL") }
             let endpoint = OpenAIEndpoint(
                 baseURLs: urls,
                 model: try m.require("model").text(),
@@ -276,8 +263,7 @@ extension Pipeline {
             return ModelSpec(name: name, source: .openAI(endpoint), promptStyle: style, location: reader.location)
         }
         for key in ["base_url", "model", "api_key_env", "max_concurrency", "timeout"] where m.has(key) {
-            throw ConfigError.invalidValue(m.keyLocation(key), keyPath: "\(reader.path).\(key)",
-                                           message: "`\(key)` applies to remote models; add `provider: openai`")
+            throw m.invalid(key, "`\(key)` applies to remote models; add `provider: openai`")
         }
         let sourceReader = try m.require("source")
         let source = try sourceReader.text()

@@ -335,8 +335,7 @@ public struct Stage: Sendable, Equatable {
                 sampling: try .decode(m, defaultTemperature: 0.7, defaultMaxTokens: 160))
             if keyword == "critique" {
                 for key in ["rounds", "critique"] where m.has(key) {
-                    throw ConfigError.invalidValue(m.keyLocation(key), keyPath: "\(r.path).\(key)",
-                                                   message: "`\(key)` belongs on a revise or critique_revise stage")
+                    throw m.invalid(key, "`\(key)` belongs on a revise or critique_revise stage")
                 }
                 return .critique(spec)
             }
@@ -345,41 +344,27 @@ public struct Stage: Sendable, Equatable {
             let m = try r.mapping(allowed: ["model", "input", "pairs", "orders", "principles", "few_shot", "layout",
                                             "cot", "cot_clamp", "min_confidence", "method", "temperature",
                                             "position_calibration", "calibration", "calibration_fit", "constitution", "gate", "examples", "harm_check"] + SamplingSpec.keys)
-            let modelReader = try m.require("model")
-            let models = try (try? modelReader.list()).map { items in
-                guard !items.isEmpty else { throw modelReader.invalid("expected at least one model") }
-                return try items.map { try $0.text() }
-            } ?? [modelReader.text()]
+            let models = try m.require("model").oneOrList(empty: "expected at least one model").map { try $0.text() }
             let method = try m["method"]?.oneOf(JudgeMethod.self) ?? .pairwise
             if method != .pairwise {
                 for key in ["cot", "position_calibration", "layout", "orders"] where m.has(key) {
-                    throw ConfigError.invalidValue(m.keyLocation(key), keyPath: "\(r.path).\(key)",
-                                                   message: "`\(key)` applies to `method: pairwise` only (this stage has `method: \(method.rawValue)`)")
+                    throw m.invalid(key, "`\(key)` applies to `method: pairwise` only (this stage has `method: \(method.rawValue)`)")
                 }
             }
             let calibration = try m["calibration"].map(resolve)
-            let constitutions: [String] = try m["constitution"].map { c in
-                if let items = try? c.list() {
-                    guard !items.isEmpty else { throw c.invalid("expected a constitution file or a list of them") }
-                    return try items.map(resolve)
-                }
-                return [try resolve(c)]
-            } ?? []
+            let constitutions = try m["constitution"]?.oneOrList(empty: "expected a constitution file or a list of them").map(resolve) ?? []
             let pairs = try m["pairs"]?.oneOf(PairMode.self) ?? .originalVsRevision
             let gate = try m["gate"]?.bool() ?? false
             if gate && pairs != .originalVsRevision {
-                throw ConfigError.invalidValue(m.keyLocation("gate"), keyPath: "\(r.path).gate",
-                                               message: "`gate` keeps revisions the judge endorses; it needs `pairs: original_vs_revision`")
+                throw m.invalid("gate", "`gate` keeps revisions the judge endorses; it needs `pairs: original_vs_revision`")
             }
             let harmCheck = try m["harm_check"].map(HarmCheckSpec.decode)
             if harmCheck != nil && pairs != .originalVsRevision {
-                throw ConfigError.invalidValue(m.keyLocation("harm_check"), keyPath: "\(r.path).harm_check",
-                                               message: "`harm_check` asks about revisions; it needs `pairs: original_vs_revision`")
+                throw m.invalid("harm_check", "`harm_check` asks about revisions; it needs `pairs: original_vs_revision`")
             }
             let examples = try m["examples"]?.oneOf(ExampleSelection.self) ?? .all
             if examples == .match && method != .contrast {
-                throw ConfigError.invalidValue(m.keyLocation("examples"), keyPath: "\(r.path).examples",
-                                               message: "`examples: match` applies to `method: contrast`")
+                throw m.invalid("examples", "`examples: match` applies to `method: contrast`")
             }
             var clamp = 0.4...0.6
             if let c = m["cot_clamp"] {
@@ -422,13 +407,7 @@ public struct Stage: Sendable, Equatable {
             let m = try r.mapping(allowed: ["policy", "baseline", "judge", "reward_model", "prompts", "benign_prompts",
                                             "sycophancy_prompts", "limit", "judge_layout", "judge_method", "judge_examples"] + SamplingSpec.keys)
             let judgeReader = try m.require("judge")
-            let judges: [String]
-            if case .sequence = judgeReader.node.kind {
-                judges = try judgeReader.stringList()
-                if judges.isEmpty { throw judgeReader.invalid("expected at least one model") }
-            } else {
-                judges = [try judgeReader.text()]
-            }
+            let judges = try judgeReader.oneOrList(empty: "expected at least one model").map { try $0.text() }
             let judgeLayout = try m["judge_layout"]?.oneOf(JudgeLayout.self) ?? JudgePrompts.defaultLayout
             // A stage that names a `judge_layout` (a pairwise setting) keeps the pairwise judge it had.
             let judgeMethod = try m["judge_method"]?.oneOf(JudgeMethod.self) ?? (m.has("judge_layout") ? .pairwise : .contrast)
@@ -438,12 +417,10 @@ public struct Stage: Sendable, Equatable {
             if judgeMethod == .pairwise, judges.count > 1 { throw judgeReader.invalid("a judge panel needs `judge_method: contrast`") }
             let judgeExamples = try m["judge_examples"]?.oneOf(ExampleSelection.self) ?? .all
             if judgeMethod == .pairwise, m.has("judge_examples") {
-                throw ConfigError.invalidValue(m.keyLocation("judge_examples"), keyPath: "\(r.path).judge_examples",
-                                               message: "`judge_examples` applies to `judge_method: contrast`")
+                throw m.invalid("judge_examples", "`judge_examples` applies to `judge_method: contrast`")
             }
             if judgeMethod != .pairwise, m.has("judge_layout") {
-                throw ConfigError.invalidValue(m.keyLocation("judge_layout"), keyPath: "\(r.path).judge_layout",
-                                               message: "`judge_layout` applies to `judge_method: pairwise` only")
+                throw m.invalid("judge_layout", "`judge_layout` applies to `judge_method: pairwise` only")
             }
             return .evaluate(EvaluateSpec(
                 policy: try m.require("policy").text(),
@@ -463,8 +440,7 @@ public struct Stage: Sendable, Equatable {
             let m = try r.mapping(allowed: ["input", "format", "test_fraction", "gate"])
             let format = try m["format"]?.oneOf(ExportFormat.self) ?? .trl
             if format != .sft, m.has("gate") {
-                throw ConfigError.invalidValue(m.keyLocation("gate"), keyPath: "\(r.path).gate",
-                                               message: "`gate` applies to `format: sft`; preference exports follow their judge stage's `gate: true`")
+                throw m.invalid("gate", "`gate` applies to `format: sft`; preference exports follow their judge stage's `gate: true`")
             }
             return .export(ExportSpec(
                 input: try m.require("input").text(),

@@ -97,18 +97,7 @@ public struct GoldMetrics: Sendable, Equatable, Codable {
         ece = bins.reduce(0) { acc, bin in
             bin.isEmpty ? acc : acc + Double(bin.count) / n * abs(mean(bin.map(\.correct)) - mean(bin.map(\.confidence)))
         }
-        var agreements: [Double] = [], first: [Double] = []
-        for item in items where item.positional {
-            for orders in item.orders {
-                first.append(orders[0])
-                if orders.count > 1 {
-                    first.append(1 - orders[1])
-                    agreements.append((orders[0] - 0.5) * (orders[1] - 0.5) > 0 ? 1 : 0)
-                }
-            }
-        }
-        orderAgreement = agreements.isEmpty ? nil : mean(agreements)
-        firstPositionRate = first.isEmpty ? nil : mean(first)
+        (orderAgreement, firstPositionRate) = positionBias(items.filter(\.positional).flatMap(\.orders))
         let shorter = zip(items, correct).filter { $0.0.betterWords < $0.0.worseWords }.map(\.1)
         let longer = zip(items, correct).filter { $0.0.betterWords > $0.0.worseWords }.map(\.1)
         accuracyBetterShorter = shorter.isEmpty ? nil : mean(shorter)
@@ -131,4 +120,20 @@ public struct GoldMetrics: Sendable, Equatable, Codable {
         }
         return lines
     }
+}
+
+/// Position bias of judgements shown in both orders: `agreement`, the share whose two orders
+/// prefer the same response, and `first`, how often the response shown first is preferred (nil
+/// when there are none). Each element is [P(c0 better) with c0 shown as (A), the same with c0 as (B)].
+func positionBias(_ judgements: [[Double]]) -> (agreement: Double?, first: Double?) {
+    var agreements: [Double] = [], first: [Double] = []
+    for orders in judgements {
+        first.append(orders[0])
+        if orders.count > 1 {
+            first.append(1 - orders[1])
+            agreements.append((orders[0] - 0.5) * (orders[1] - 0.5) > 0 ? 1 : 0)
+        }
+    }
+    func mean(_ xs: [Double]) -> Double? { xs.isEmpty ? nil : xs.reduce(0, +) / Double(xs.count) }
+    return (mean(agreements), mean(first))
 }

@@ -70,26 +70,17 @@ public struct LabelDiagnostics: Sendable, Equatable, Codable {
     public init(labels: [(row: OutputRow, label: PairLabel)]) {
         func words(_ s: String) -> Double { Double(s.split(whereSeparator: \.isWhitespace).count) }
         func mean(_ xs: [Double]) -> Double { xs.isEmpty ? 0 : xs.reduce(0, +) / Double(xs.count) }
-        var agreements: [Double] = [], firstPosition: [Double] = []
         var perPrinciple: [String: [Double]] = [:]
         var revisionPairs: [Double] = []
         for (row, label) in labels {
             for (k, orders) in label.probabilities.enumerated() {
                 perPrinciple[label.principles[k], default: []].append(mean(orders))
-                // Labels that judged each response alone have no positions to measure.
-                guard label.isPositional else { continue }
-                // orders[0] = P(c0 better) with c0 shown as (A); orders[1] = P(c0 better) with c0 as (B).
-                firstPosition.append(orders[0])
-                if orders.count > 1 {
-                    firstPosition.append(1 - orders[1])
-                    agreements.append((orders[0] - 0.5) * (orders[1] - 0.5) > 0 ? 1 : 0)
-                }
             }
             if row.candidateName(0) == "revision" { revisionPairs.append(label.probability) }
         }
         pairs = labels.count
-        orderAgreement = agreements.isEmpty ? nil : mean(agreements)
-        firstPositionRate = firstPosition.isEmpty ? nil : mean(firstPosition)
+        // Labels that judged each response alone have no positions to measure.
+        (orderAgreement, firstPositionRate) = positionBias(labels.filter { $0.label.isPositional }.flatMap { $0.label.probabilities })
         tieRate = mean(labels.map { abs($0.label.probability - 0.5) < Self.tieBand ? 1 : 0 })
         meanLengthChosen = mean(labels.map { words($0.label.candidates[$0.label.chosen.index]) })
         meanLengthRejected = mean(labels.map { words($0.label.candidates[1 - $0.label.chosen.index]) })

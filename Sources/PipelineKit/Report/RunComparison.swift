@@ -215,31 +215,11 @@ struct SeededRandom {
 
 /// Line-level diff (longest common subsequence), for constitution texts.
 public enum LineDiff {
-    public enum Line: Sendable, Equatable {
-        case same(String), removed(String), added(String)
-    }
+    /// `.same`, `.removed` or `.added`, one line each.
+    public typealias Line = WordDiff.Piece
 
     public static func diff(_ old: String, _ new: String) -> [Line] {
-        let a = old.components(separatedBy: "\n"), b = new.components(separatedBy: "\n")
-        // lcs[i][j]: LCS length of a[i...] and b[j...].
-        var lcs = [[Int]](repeating: [Int](repeating: 0, count: b.count + 1), count: a.count + 1)
-        for i in stride(from: a.count - 1, through: 0, by: -1) {
-            for j in stride(from: b.count - 1, through: 0, by: -1) {
-                lcs[i][j] = a[i] == b[j] ? lcs[i + 1][j + 1] + 1 : max(lcs[i + 1][j], lcs[i][j + 1])
-            }
-        }
-        var out: [Line] = []
-        var i = 0, j = 0
-        while i < a.count || j < b.count {
-            if i < a.count, j < b.count, a[i] == b[j] {
-                out.append(.same(a[i])); i += 1; j += 1
-            } else if j < b.count, i == a.count || lcs[i][j + 1] >= lcs[i + 1][j] {
-                out.append(.added(b[j])); j += 1
-            } else {
-                out.append(.removed(a[i])); i += 1
-            }
-        }
-        return out
+        WordDiff.script(old.components(separatedBy: "\n"), new.components(separatedBy: "\n"), removedFirst: false)
     }
 
     /// `-`/`+` lines with two lines of context around each change; unchanged stretches elided.

@@ -11,15 +11,6 @@ public enum WordDiff {
     public static func diff(_ old: String, _ new: String) -> [Piece] {
         let a = old.split(whereSeparator: \.isWhitespace).map(String.init)
         let b = new.split(whereSeparator: \.isWhitespace).map(String.init)
-        // lcs[i][j]: length of the LCS of a[i...] and b[j...].
-        var lcs = [[Int]](repeating: [Int](repeating: 0, count: b.count + 1), count: a.count + 1)
-        if !a.isEmpty && !b.isEmpty {
-            for i in stride(from: a.count - 1, through: 0, by: -1) {
-                for j in stride(from: b.count - 1, through: 0, by: -1) {
-                    lcs[i][j] = a[i] == b[j] ? lcs[i + 1][j + 1] + 1 : max(lcs[i + 1][j], lcs[i][j + 1])
-                }
-            }
-        }
         var pieces: [Piece] = []
         func push(_ piece: Piece) {
             switch (pieces.last, piece) {
@@ -29,17 +20,31 @@ public enum WordDiff {
             default: pieces.append(piece)
             }
         }
-        var i = 0, j = 0
-        while i < a.count || j < b.count {
-            if i < a.count && j < b.count && a[i] == b[j] {
-                push(.same(a[i])); i += 1; j += 1
-            } else if i < a.count && (j == b.count || lcs[i + 1][j] >= lcs[i][j + 1]) {
-                push(.removed(a[i])); i += 1
-            } else {
-                push(.added(b[j])); j += 1
+        script(a, b, removedFirst: true).forEach(push)
+        return pieces
+    }
+
+    /// The longest-common-subsequence edit script from `a` to `b`, one element a piece. Where
+    /// dropping a[i] and taking b[j] keep the same LCS, `removedFirst` puts the removal first.
+    static func script(_ a: [String], _ b: [String], removedFirst: Bool) -> [Piece] {
+        // lcs[i][j]: length of the LCS of a[i...] and b[j...].
+        var lcs = [[Int]](repeating: [Int](repeating: 0, count: b.count + 1), count: a.count + 1)
+        for i in stride(from: a.count - 1, through: 0, by: -1) {
+            for j in stride(from: b.count - 1, through: 0, by: -1) {
+                lcs[i][j] = a[i] == b[j] ? lcs[i + 1][j + 1] + 1 : max(lcs[i + 1][j], lcs[i][j + 1])
             }
         }
-        return pieces
+        var out: [Piece] = [], i = 0, j = 0
+        while i < a.count || j < b.count {
+            if i < a.count && j < b.count && a[i] == b[j] {
+                out.append(.same(a[i])); i += 1; j += 1
+            } else if j == b.count || (i < a.count && (removedFirst ? lcs[i + 1][j] >= lcs[i][j + 1] : lcs[i + 1][j] > lcs[i][j + 1])) {
+                out.append(.removed(a[i])); i += 1
+            } else {
+                out.append(.added(b[j])); j += 1
+            }
+        }
+        return out
     }
 
     /// Plain-text rendering with git's word-diff markers: `[-removed-]` and `{+added+}`.

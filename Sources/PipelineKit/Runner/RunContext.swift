@@ -128,6 +128,26 @@ public final class RunContext {
 
     public var generatedTokens: Int { backends.values.reduce(releasedCounts.tokens) { $0 + $1.generatedTokens } }
 
+    /// Runs `todo` in batches of `size`: `rows` makes each batch's rows, which are saved in one
+    /// transaction, then progress is reported (`total` also counts the items stored before) and a
+    /// stop request honoured.
+    func storeInBatches<T>(_ todo: [T], total: Int, size: Int, stage: String, _ rows: ([T]) throws -> [OutputRow]) throws {
+        var progress = ProgressState(stage: stage, done: total - todo.count, total: total, executed: 0, cached: 0,
+                                     generatedTokens: 0, elapsed: 0)
+        reporter?.progress(progress)
+        let started = Date()
+        for start in stride(from: 0, to: todo.count, by: size) {
+            let batch = Array(todo[start..<min(start + size, todo.count)])
+            try store.save(try rows(batch))
+            progress.done += batch.count
+            (progress.executed, progress.cached) = callCounts
+            progress.generatedTokens = generatedTokens
+            progress.elapsed = Date().timeIntervalSince(started)
+            reporter?.progress(progress)
+            try batchCommitted()
+        }
+    }
+
     /// Called after each committed batch: counts it and honours a stop request.
     func batchCommitted() throws {
         batchesDone += 1

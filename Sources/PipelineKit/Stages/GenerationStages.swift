@@ -18,17 +18,16 @@ struct TextCall {
 /// input rows into model calls, skips the ones already stored with the same prompt, and runs
 /// the rest in batches, one transaction per batch.
 enum GenerationStages {
-    /// Runs items (already filtered to the missing ones) and stores their rows.
-    static func execute(_ items: [TextCall], stage: Stage, model: String, context: RunContext, started: Date,
-                        progress: inout ProgressState) throws {
+    /// Runs the items whose stored row has a different (or no) prompt and stores their rows.
+    static func run(_ items: [TextCall], stage: Stage, model: String, context: RunContext) throws {
+        let stored = try context.store.inputHashes(stage: stage.id)
+        let todo = items.filter { stored[$0.key] != SHA256.hex($0.prompt.canonical) }
         let backend = try context.backend(model)
-        var start = 0
-        while start < items.count {
-            let batch = Array(items[start..<min(start + context.options.batchSize, items.count)])
+        try context.storeInBatches(todo, total: items.count, size: context.options.batchSize, stage: stage.id) { batch in
             let t0 = Date()
             let results = try backend.generate(batch.map { GenerationCall(prompt: $0.prompt, parameters: $0.parameters) })
             let seconds = Date().timeIntervalSince(t0) / Double(batch.count)
-            let rows = zip(batch, results).map { item, result -> OutputRow in
+            return zip(batch, results).map { item, result -> OutputRow in
                 let (output, cached) = result
                 let text = CAIPrompts.clean(output.text)
                 var flags: [String] = []
@@ -42,23 +41,7 @@ enum GenerationStages {
                                  promptTokens: output.promptTokens, completionTokens: output.completionTokens,
                                  seconds: cached ? 0 : seconds, cached: cached, extra: OutputRow.extraText(item.extra))
             }
-            try context.store.save(rows)
-            start += batch.count
-            progress.done += batch.count
-            let counts = context.callCounts
-            progress.executed = counts.executed
-            progress.cached = counts.cached
-            progress.generatedTokens = context.generatedTokens
-            progress.elapsed = Date().timeIntervalSince(started)
-            context.reporter?.progress(progress)
-            try context.batchCommitted()
         }
-    }
-
-    /// Items whose stored row has a different (or no) prompt.
-    static func missing(_ items: [TextCall], stage: Stage, context: RunContext) throws -> [TextCall] {
-        let stored = try context.store.inputHashes(stage: stage.id)
-        return items.filter { stored[$0.key] != SHA256.hex($0.prompt.canonical) }
     }
 
     static func normalized(_ text: String) -> String {
@@ -85,14 +68,6 @@ enum GenerationStages {
             }
         }
         try run(items, stage: stage, model: spec.model, context: context)
-    }
-
-    static func run(_ items: [TextCall], stage: Stage, model: String, context: RunContext) throws {
-        let todo = try missing(items, stage: stage, context: context)
-        var progress = ProgressState(stage: stage.id, done: items.count - todo.count, total: items.count, executed: 0,
-                                     cached: 0, generatedTokens: 0, elapsed: 0)
-        context.reporter?.progress(progress)
-        try execute(todo, stage: stage, model: model, context: context, started: Date(), progress: &progress)
     }
 
     // MARK: critique and revise

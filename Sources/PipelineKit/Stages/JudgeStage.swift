@@ -171,38 +171,23 @@ public enum JudgeStage {
         }
         let stored = try context.store.inputHashes(stage: stage.id)
         let todo = planned.filter { stored[$0.pair.key] != $0.hash }
-        var progress = ProgressState(stage: stage.id, done: all.count - todo.count, total: all.count, executed: 0, cached: 0,
-                                     generatedTokens: 0, elapsed: 0)
-        context.reporter?.progress(progress)
-        let started = Date()
-        var start = 0
-        while start < todo.count {
-            let batch = Array(todo[start..<min(start + perBatch, todo.count)])
+        try context.storeInBatches(todo, total: all.count, size: perBatch, stage: stage.id) { batch in
             let t0 = Date()
             let judgements = try judge.label(batch.map { judgePair($0.pair, context: context) })
             let seconds = Date().timeIntervalSince(t0) / Double(max(batch.count, 1))
-            var rows: [OutputRow] = []
-            for (item, judgement) in zip(batch, judgements) {
+            return try zip(batch, judgements).map { item, judgement in
                 let label = judgement.label
                 let p = label.probability
                 var extra = item.pair.extra
                 extra["label"] = String(decoding: try JSONEncoder().encode(label), as: UTF8.self)
-                rows.append(OutputRow(
+                return OutputRow(
                     stage: stage.id, record: item.pair.key.record, sample: item.pair.key.sample, round: 0, kind: "label",
                     principle: label.principles.first, input: judgement.firstPrompt, inputHash: item.hash,
                     output: String(format: "%.4f", p), raw: label.probabilities.flatMap { $0 }.map { String(format: "%.4f", $0) }.joined(separator: " "),
                     flags: label.belowConfidence ? "low-confidence" : "", finish: "scored", promptTokens: 0, completionTokens: 0,
                     seconds: judgement.cached ? 0 : seconds, cached: judgement.cached,
-                    extra: OutputRow.extraText(extra)))
+                    extra: OutputRow.extraText(extra))
             }
-            try context.store.save(rows)
-            start += batch.count
-            progress.done += batch.count
-            (progress.executed, progress.cached) = context.callCounts
-            progress.generatedTokens = context.generatedTokens
-            progress.elapsed = Date().timeIntervalSince(started)
-            context.reporter?.progress(progress)
-            try context.batchCommitted()
         }
     }
 

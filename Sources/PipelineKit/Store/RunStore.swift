@@ -163,13 +163,13 @@ public final class RunStore: @unchecked Sendable {
                 }
                 try db.execute(sql: "DELETE FROM records WHERE id = ?", arguments: [id])
             }
-            for record in records { try StoredText.encoded(record).save(db) }
+            for record in records { try StoredText.mapped(record, StoredText.encode).save(db) }
             return stale.count
         }
     }
 
     public func records() throws -> [RecordRow] {
-        try read { db in try RecordRow.order(Column("position")).fetchAll(db).map(StoredText.decoded) }
+        try read { db in try RecordRow.order(Column("position")).fetchAll(db).map { StoredText.mapped($0, StoredText.decode) } }
     }
 
     // MARK: Outputs
@@ -177,14 +177,14 @@ public final class RunStore: @unchecked Sendable {
     /// Writes a batch of outputs in one transaction (all or nothing).
     public func save(_ rows: [OutputRow]) throws {
         try queue.write { db in
-            for row in rows { try StoredText.encoded(row).save(db) }
+            for row in rows { try StoredText.mapped(row, StoredText.encode).save(db) }
         }
     }
 
     public func outputs(stage: String) throws -> [OutputRow] {
         try read { db in
             try OutputRow.filter(Column("stage") == stage)
-                .order(Column("record"), Column("sample"), Column("round")).fetchAll(db).map(StoredText.decoded)
+                .order(Column("record"), Column("sample"), Column("round")).fetchAll(db).map { StoredText.mapped($0, StoredText.decode) }
         }
     }
 
@@ -202,7 +202,7 @@ public final class RunStore: @unchecked Sendable {
 
     public func allOutputs() throws -> [OutputRow] {
         try read { db in
-            try OutputRow.order(Column("stage"), Column("record"), Column("sample"), Column("round")).fetchAll(db).map(StoredText.decoded)
+            try OutputRow.order(Column("stage"), Column("record"), Column("sample"), Column("round")).fetchAll(db).map { StoredText.mapped($0, StoredText.decode) }
         }
     }
 }
@@ -223,27 +223,16 @@ enum StoredText {
         return String(decoding: data, as: UTF8.self)
     }
 
-    static func encoded(_ row: OutputRow) -> OutputRow {
+    /// The row with each text column passed through `f` (`encode` or `decode`).
+    static func mapped(_ row: OutputRow, _ f: (String) -> String) -> OutputRow {
         var r = row
-        r.input = encode(r.input); r.output = encode(r.output); r.raw = encode(r.raw); r.extra = r.extra.map(encode)
+        r.input = f(r.input); r.output = f(r.output); r.raw = f(r.raw); r.extra = r.extra.map(f)
         return r
     }
 
-    static func decoded(_ row: OutputRow) -> OutputRow {
-        var r = row
-        r.input = decode(r.input); r.output = decode(r.output); r.raw = decode(r.raw); r.extra = r.extra.map(decode)
-        return r
-    }
-
-    static func encoded(_ record: RecordRow) -> RecordRow {
+    static func mapped(_ record: RecordRow, _ f: (String) -> String) -> RecordRow {
         var r = record
-        r.prompt = encode(r.prompt); r.fields = encode(r.fields)
-        return r
-    }
-
-    static func decoded(_ record: RecordRow) -> RecordRow {
-        var r = record
-        r.prompt = decode(r.prompt); r.fields = decode(r.fields)
+        r.prompt = f(r.prompt); r.fields = f(r.fields)
         return r
     }
 }

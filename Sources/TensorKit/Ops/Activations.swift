@@ -78,25 +78,3 @@ public func gated_activation_backward(
         dup[i] = dout[i] * value
     }
 }
-
-/// Cross-entropy of softmax(logits) against `targets`, averaged over rows, with its gradient:
-/// loss = −(1/R) Σ_r log softmax(z_r)[t_r];  dz_r = (softmax(z_r) − onehot(t_r)) / R.
-/// Shapes: `logits`, `dlogits` (rows, vocab); `targets` (rows). Returns the loss.
-public func cross_entropy_forward_backward(
-    _ dlogits: UnsafeMutablePointer<Float>, logits: UnsafePointer<Float>, targets: UnsafePointer<Int32>,
-    rows: Int, vocab: Int
-) -> Double {
-    var loss: Double = 0
-    for r in 0..<rows {
-        let z = logits + r * vocab, dz = dlogits + r * vocab
-        var m = -Float.infinity
-        for j in 0..<vocab where z[j] > m { m = z[j] }
-        var sum: Double = 0
-        for j in 0..<vocab { sum += Double(expf(z[j] - m)) }
-        let logSum = Double(m) + log(sum)
-        loss -= Double(z[Int(targets[r])]) - logSum
-        for j in 0..<vocab { dz[j] = Float(exp(Double(z[j]) - logSum)) / Float(rows) }
-        dz[Int(targets[r])] -= 1 / Float(rows)
-    }
-    return loss / Double(rows)
-}

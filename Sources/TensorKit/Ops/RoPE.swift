@@ -43,30 +43,14 @@ public struct RoPE: Sendable {
 }
 
 /// Rotates `heads` heads of `headDim` in each row in place; row r sits at `positions[r]`.
+/// `inverse` rotates by −θ instead.
 ///
 /// Shapes: `x` (rows, heads · headDim) with row stride `rowStride`; `positions` (rows).
 public func rope_forward(
     _ x: UnsafeMutablePointer<Float>, rows: Int, heads: Int, headDim: Int, rowStride: Int,
-    positions: UnsafePointer<Int32>, rope: RoPE
+    positions: UnsafePointer<Int32>, rope: RoPE, inverse: Bool = false
 ) {
-    rope_rotate(x, rows: rows, heads: heads, headDim: headDim, rowStride: rowStride, positions: positions, rope: rope, direction: 1)
-}
-
-/// Backward of `rope_forward`: the rotation is orthogonal, so the gradient is rotated by −θ.
-/// Shapes as in `rope_forward`; `dx` holds dy on entry and dx on return (in place).
-public func rope_backward(
-    _ dx: UnsafeMutablePointer<Float>, rows: Int, heads: Int, headDim: Int, rowStride: Int,
-    positions: UnsafePointer<Int32>, rope: RoPE
-) {
-    rope_rotate(dx, rows: rows, heads: heads, headDim: headDim, rowStride: rowStride, positions: positions, rope: rope, direction: -1)
-}
-
-/// Rotates each pair by `direction`·θ (1: forward, −1: the inverse rotation).
-private func rope_rotate(
-    _ x: UnsafeMutablePointer<Float>, rows: Int, heads: Int, headDim: Int, rowStride: Int,
-    positions: UnsafePointer<Int32>, rope: RoPE, direction: Float
-) {
-    let half = rope.dims / 2
+    let half = rope.dims / 2, direction: Float = inverse ? -1 : 1
     let cosines = UnsafeMutablePointer<Float>.allocate(capacity: half), sines = UnsafeMutablePointer<Float>.allocate(capacity: half)
     defer { cosines.deallocate(); sines.deallocate() }
     for r in 0..<rows {
@@ -81,4 +65,13 @@ private func rope_rotate(
             }
         }
     }
+}
+
+/// Backward of `rope_forward`: the rotation is orthogonal, so the gradient is rotated by −θ.
+/// Shapes as in `rope_forward`; `dx` holds dy on entry and dx on return (in place).
+public func rope_backward(
+    _ dx: UnsafeMutablePointer<Float>, rows: Int, heads: Int, headDim: Int, rowStride: Int,
+    positions: UnsafePointer<Int32>, rope: RoPE
+) {
+    rope_forward(dx, rows: rows, heads: heads, headDim: headDim, rowStride: rowStride, positions: positions, rope: rope, inverse: true)
 }

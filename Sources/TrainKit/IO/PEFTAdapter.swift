@@ -16,13 +16,9 @@ public enum PEFTAdapter {
     /// The adapter's tensors under PEFT's names, converted from llama.cpp's row order where it differs.
     public static func tensors(_ adapter: LoRAAdapter, scoreHead: RewardHead? = nil) -> [(name: String, tensor: Tensor)] {
         var out: [(String, Tensor)] = []
-        for (l, layer) in adapter.modules.enumerated() {
-            for target in LoRATargetModule.allCases {
-                guard let m = layer[target] else { continue }
-                let prefix = "base_model.model.model.layers.\(l).\(target.huggingFacePath)"
-                out.append(("\(prefix).lora_A.weight", m.a))
-                out.append(("\(prefix).lora_B.weight", huggingFaceRows(m.b, target: target, config: adapter.modelConfig, inverse: false)))
-            }
+        for (prefix, target, m) in adapter.peftModules {
+            out.append(("\(prefix).lora_A.weight", m.a))
+            out.append(("\(prefix).lora_B.weight", huggingFaceRows(m.b, target: target, config: adapter.modelConfig, inverse: false)))
         }
         if let scoreHead { out.append((scoreName, scoreHead.weight)) }
         return out
@@ -87,16 +83,12 @@ public enum PEFTAdapter {
         let config = try readConfig(directory)
         let adapter = LoRAAdapter(config: config, model: model, seed: 0)
         let file = try Safetensors.read(directory.appendingPathComponent(weightsFile))
-        for (l, layer) in adapter.modules.enumerated() {
-            for target in LoRATargetModule.allCases {
-                guard let m = layer[target] else { continue }
-                let prefix = "base_model.model.model.layers.\(l).\(target.huggingFacePath)"
-                try file.load("\(prefix).lora_A.weight", into: m.a)
-                let b = Tensor(shape: m.b.shape)
-                try file.load("\(prefix).lora_B.weight", into: b)
-                let ours = huggingFaceRows(b, target: target, config: model, inverse: true)
-                m.b.data.update(from: ours.data, count: ours.count)
-            }
+        for (prefix, target, m) in adapter.peftModules {
+            try file.load("\(prefix).lora_A.weight", into: m.a)
+            let b = Tensor(shape: m.b.shape)
+            try file.load("\(prefix).lora_B.weight", into: b)
+            let ours = huggingFaceRows(b, target: target, config: model, inverse: true)
+            m.b.data.update(from: ours.data, count: ours.count)
         }
         var head: RewardHead?
         if file.tensors[scoreName] != nil {

@@ -6,39 +6,18 @@ import TensorKit
 public enum LoRATargetModule: String, CaseIterable, Sendable, Codable {
     case q, k, v, o, gate, up, down
 
-    /// The module name in a Hugging Face Llama/Gemma/Qwen2 decoder layer.
-    public var huggingFaceName: String {
-        switch self {
-        case .q: "q_proj"
-        case .k: "k_proj"
-        case .v: "v_proj"
-        case .o: "o_proj"
-        case .gate: "gate_proj"
-        case .up: "up_proj"
-        case .down: "down_proj"
-        }
-    }
+    /// The module name in a Hugging Face Llama/Gemma/Qwen2 decoder layer (`q_proj`, `down_proj`).
+    public var huggingFaceName: String { "\(rawValue)_proj" }
+
+    /// q, k, v and o sit in the attention block; gate, up and down in the MLP.
+    var isAttention: Bool { [.q, .k, .v, .o].contains(self) }
 
     /// The submodule path inside a decoder layer (`self_attn.q_proj`, `mlp.down_proj`).
-    public var huggingFacePath: String {
-        switch self {
-        case .q, .k, .v, .o: "self_attn.\(huggingFaceName)"
-        case .gate, .up, .down: "mlp.\(huggingFaceName)"
-        }
-    }
+    public var huggingFacePath: String { (isAttention ? "self_attn." : "mlp.") + huggingFaceName }
 
-    /// llama.cpp's tensor name in block `layer`.
+    /// llama.cpp's tensor name in block `layer` (`attn_q`, `attn_output`, `ffn_down`).
     public func ggufName(layer: Int) -> String {
-        let suffix: String
-        switch self {
-        case .q: suffix = "attn_q"
-        case .k: suffix = "attn_k"
-        case .v: suffix = "attn_v"
-        case .o: suffix = "attn_output"
-        case .gate: suffix = "ffn_gate"
-        case .up: suffix = "ffn_up"
-        case .down: suffix = "ffn_down"
-        }
+        let suffix = self == .o ? "attn_output" : (isAttention ? "attn_" : "ffn_") + rawValue
         return "blk.\(layer).\(suffix).weight"
     }
 
@@ -105,19 +84,20 @@ public final class LoRAAdapter {
         }
     }
 
+    /// Every module in a fixed order (layer, then target), with PEFT's name prefix for its tensors
+    /// (`base_model.model.model.layers.{L}.self_attn.q_proj`).
+    public var peftModules: [(prefix: String, target: LoRATargetModule, module: LoRAModule)] {
+        modules.enumerated().flatMap { l, layer in
+            LoRATargetModule.allCases.compactMap { target in
+                layer[target].map { ("base_model.model.model.layers.\(l).\(target.huggingFacePath)", target, $0) }
+            }
+        }
+    }
+
     /// Every trainable tensor with its gradient, in a fixed order (layer, target, A then B),
     /// named as PEFT names them.
     public var parameters: [(name: String, value: Tensor, gradient: Tensor)] {
-        var out: [(String, Tensor, Tensor)] = []
-        for (l, layer) in modules.enumerated() {
-            for target in LoRATargetModule.allCases {
-                guard let m = layer[target] else { continue }
-                let prefix = "base_model.model.model.layers.\(l).\(target.huggingFacePath)"
-                out.append(("\(prefix).lora_A.weight", m.a, m.gradA))
-                out.append(("\(prefix).lora_B.weight", m.b, m.gradB))
-            }
-        }
-        return out
+        peftModules.flatMap { p, _, m in [("\(p).lora_A.weight", m.a, m.gradA), ("\(p).lora_B.weight", m.b, m.gradB)] }
     }
 
     public var parameterCount: Int { parameters.reduce(0) { $0 + $1.value.count } }

@@ -225,7 +225,6 @@ public final class TrainableTransformer {
             rmsnorm_backward(dSub.data, nil, dh.data, la.xIn.data, lw.attnNorm.data, rows: rows, dim: c.hidden, eps: c.normEps)
             add(dx.data, dSub.data, rows * c.hidden)                                                // dL/d(xIn)
         }
-        // x₀ = scale · E[token]: dL/dE[token] += scale · dx (see `embedding_backward`).
         withExtendedLifetime((scratch, dSub, dh, h, dGateUp, dAct, dAttn, dqkv)) {}
         return dx
     }
@@ -265,15 +264,5 @@ public final class TrainableTransformer {
 
     private func add(_ a: UnsafeMutablePointer<Float>, _ b: UnsafePointer<Float>, _ count: Int) {
         for i in 0..<count { a[i] += b[i] }
-    }
-}
-
-/// Backward of the embedding lookup x_r = scale · E[tokens_r]: dE[tokens_r] += scale · dx_r.
-/// Shapes: `dEmbedding` (vocab, hidden), accumulated; `dx` (T, hidden); `tokens` (T).
-public func embedding_backward(_ dEmbedding: UnsafeMutablePointer<Float>, dx: UnsafePointer<Float>, tokens: [Int32],
-                               hidden: Int, scale: Float) {
-    for (r, token) in tokens.enumerated() {
-        let dst = dEmbedding + Int(token) * hidden, src = dx + r * hidden
-        for j in 0..<hidden { dst[j] += scale * src[j] }
     }
 }

@@ -1,5 +1,6 @@
 import Foundation
 import TensorKit
+@testable import TrainKit
 
 /// A frozen linear layer W (out, in) with a trainable low-rank update:
 ///   y = x·Wᵀ + s · (x·Aᵀ)·Bᵀ  (see `LoRAModule`).
