@@ -52,7 +52,7 @@ let package = Package(
         ),
         .target(
             name: "TrainKit",
-            dependencies: ["TensorKit", "ModelKit"],
+            dependencies: ["TensorKit", "ModelKit", "CQuant"],
             swiftSettings: simdFlags
         ),
         .target(
@@ -83,7 +83,7 @@ let package = Package(
         .target(name: "TestSupport", dependencies: ["ModelKit"], path: "Tests/TestSupport"),
         .testTarget(name: "TensorKitTests", dependencies: ["TensorKit"]),
         .testTarget(name: "TrainKitTests", dependencies: ["TrainKit", "TensorKit", "ModelKit", "TestSupport"]),
-        .testTarget(name: "ModelKitTests", dependencies: ["ModelKit", "TensorKit", "TestSupport"], exclude: ["Fixtures"]),
+        .testTarget(name: "ModelKitTests", dependencies: ["ModelKit", "TensorKit", "CQuant", "TestSupport"], exclude: ["Fixtures"]),
         // Scripted backends, run fixtures, a fault-injecting HTTP server and the CLI runner, shared by the two test targets below.
         .target(name: "PipelineTestSupport", dependencies: ["PipelineKit", "ModelKit"], path: "Tests/PipelineTestSupport"),
         // The library through its API (many also run `precept`, which the dependency builds).

@@ -48,7 +48,7 @@ import TestSupport
             }
         }
         let model = TrainableTransformer(base: lm.transformer, adapter: adapter)
-        let head = TokenLogProbHead(head: lm.transformer.weights.head.dense)
+        let head = TokenLogProbHead(head: lm.transformer.weights.head)
         let rm = RewardHead(hidden: lm.config.hidden, seed: 5)
         for i in 0..<rm.weight.count { rm.weight[i] *= 40 }
         let objective = Objective()

@@ -54,6 +54,15 @@ void pq_matmul_f32(int type, int64_t n, const void *w, int64_t wstride, int64_t 
 /// Dequantizes `rows` weight rows of `n` elements (`wstride` bytes apart) into `out` (row stride n).
 void pq_dequantize_rows(int type, int64_t n, const void *w, int64_t wstride, int64_t rows, float *out);
 
+/// out[j] = exp(x[j]) for j < n, vectorised (relative error < 3e-7; 0 below −87.3).
+void pq_exp(const float *x, int64_t n, float *out);
+/// The largest of x[0..<n] (−∞ for n = 0).
+float pq_max(const float *x, int64_t n);
+/// Σ exp(x[j] − shift), summed in Float32 lanes per 256 elements and in Float64 across them.
+double pq_sum_exp(const float *x, int64_t n, float shift);
+/// x[j] ← scale · exp(x[j] − shift) (a softmax's gradient row).
+void pq_scaled_exp(float *x, int64_t n, float shift, float scale);
+
 #ifdef __cplusplus
 }
 #endif

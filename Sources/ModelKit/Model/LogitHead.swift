@@ -1,3 +1,4 @@
+import CQuant
 import Foundation
 import TensorKit
 
@@ -48,35 +49,36 @@ public struct LogitHead: Sendable {
         return out
     }
 
-    /// Log-sum-exp, target logit and top-k per row, streaming over vocabulary chunks.
+    /// Log-sum-exp, target logit and top-k per row, streaming over vocabulary chunks; the rows'
+    /// reductions (vectorised exponential, CQuant's `pq_sum_exp`) run on all cores.
     public func score(_ hidden: UnsafePointer<Float>, rows: Int, targets: [Int32?], topK: Int) -> [PositionScore] {
         precondition(targets.count == rows)
-        var maxima = [Float](repeating: -.infinity, count: rows)
-        var sums = [Float](repeating: 0, count: rows)       // Σ exp(logit − max) so far
-        var targetLogits = [Float?](repeating: nil, count: rows)
-        var tops = [[(id: Int32, logit: Float)]](repeating: [], count: rows)
+        // Per row: the running maximum, Σ exp(logit − maximum) so far, the target's logit, the top-k.
+        var state = [(max: Float, sum: Double, target: Float?, top: [(id: Int32, logit: Float)])](
+            repeating: (-.infinity, 0, nil, []), count: rows)
         let buffer = Tensor(shape: [rows, min(chunk, vocabSize)])
-        defer { withExtendedLifetime(buffer) {} }
         var start = 0
         while start < vocabSize {
             let n = min(chunk, vocabSize - start)
             head.apply(hidden, rows: rows, into: buffer.data, outputs: start..<start + n)
-            for r in 0..<rows {
-                let logits = buffer.data + r * n
-                var chunkMax = -Float.infinity
-                for j in 0..<n where logits[j] > chunkMax { chunkMax = logits[j] }
-                let newMax = max(maxima[r], chunkMax)
-                var s: Float = 0
-                for j in 0..<n { s += expf(logits[j] - newMax) }
-                sums[r] = sums[r] * expf(maxima[r] - newMax) + s
-                maxima[r] = newMax
-                if let t = targets[r], Int(t) >= start, Int(t) < start + n { targetLogits[r] = logits[Int(t) - start] }
-                if topK > 0 { insertTop(&tops[r], logits, count: n, offset: start, k: topK) }
+            state.withUnsafeMutableBufferPointer { state in
+                Parallel.chunks(rows) { range in
+                    for r in range {
+                        let logits = buffer.data + r * n
+                        // Σ ← Σ·e^(m_old − m_new) + Σ_chunk e^(z − m_new)
+                        let newMax = max(state[r].max, pq_max(logits, Int64(n)))
+                        let rescale = state[r].max == -.infinity ? 0 : Double(expf(state[r].max - newMax))
+                        state[r].sum = state[r].sum * rescale + pq_sum_exp(logits, Int64(n), newMax)
+                        state[r].max = newMax
+                        if let t = targets[r], Int(t) >= start, Int(t) < start + n { state[r].target = logits[Int(t) - start] }
+                        if topK > 0 { insertTop(&state[r].top, logits, count: n, offset: start, k: topK) }
+                    }
+                }
             }
             start += n
         }
-        return (0..<rows).map { r in
-            PositionScore(target: targets[r], targetLogit: targetLogits[r], logSumExp: maxima[r] + logf(sums[r]), top: tops[r])
+        return withExtendedLifetime(buffer) {
+            zip(targets, state).map { t, s in PositionScore(target: t, targetLogit: s.target, logSumExp: s.max + Float(log(s.sum)), top: s.top) }
         }
     }
 

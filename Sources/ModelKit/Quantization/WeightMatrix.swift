@@ -51,6 +51,9 @@ public final class WeightMatrix: @unchecked Sendable {
     nonisolated(unsafe) public static var gemmThreshold =
         ProcessInfo.processInfo.environment["PRECEPT_GEMM_THRESHOLD"].flatMap { Int($0) }.map { max(1, $0) } ?? 48
 
+    nonisolated(unsafe) public static var tileFloats =
+        ProcessInfo.processInfo.environment["PRECEPT_TILE_FLOATS"].flatMap { Int($0) } ?? (1 << 21)
+
     /// A Float32 matrix (rows, columns).
     public init(dense: Tensor) {
         precondition(dense.shape.count == 2, "a weight matrix is 2-D, got \(dense.shape)")
@@ -94,16 +97,29 @@ public final class WeightMatrix: @unchecked Sendable {
     /// A Float32 copy that can be changed in place (a LoRA merge).
     public func denseCopyForUpdate() -> WeightMatrix { WeightMatrix(dense: dense.copy()) }
 
-    /// Writes row `r` as Float32 into `destination` (an embedding lookup).
+    /// Writes row `r` as Float32 into `destination` (an embedding lookup); from the Float32 copy
+    /// when `dense` has made one.
     public func row(_ r: Int, into destination: UnsafeMutablePointer<Float>) {
         precondition(r >= 0 && r < rows, "row \(r) outside 0..<\(rows)")
-        if segments.isEmpty, let d = lockedDense() {
+        if let d = lockedDense() {
             destination.update(from: d.row(r), count: columns)
             return
         }
         let s = segment(containing: r)
         pq_dequantize_rows(Int32(s.type.rawValue), Int64(columns), s.base + (r - s.firstRow) * s.rowBytes, Int64(s.rowBytes), 1,
                            destination)
+    }
+
+    /// Rows `range` as Float32 (range.count, columns): a pointer into the Float32 matrix when it
+    /// is dense, else dequantized (both cores) into `scratch`, which must hold that many rows.
+    public func dequantizedRows(_ range: Range<Int>, scratch: Tensor?) -> UnsafePointer<Float> {
+        precondition(range.lowerBound >= 0 && range.upperBound <= rows, "rows \(range) outside 0..<\(rows)")
+        if segments.isEmpty, let d = lockedDense() { return UnsafePointer(d.row(range.lowerBound)) }
+        guard let scratch, scratch.count >= range.count * columns else { preconditionFailure("dequantizedRows(_:scratch:) needs a scratch tile") }
+        Parallel.chunks(range.count, minimum: 64) { part in
+            for r in part { row(range.lowerBound + r, into: scratch.row(r)) }
+        }
+        return UnsafePointer(scratch.data)
     }
 
     private func lockedDense() -> Tensor? {
@@ -194,7 +210,7 @@ public final class WeightMatrix: @unchecked Sendable {
     private func tiledGEMM(_ s: Segment, weights: UnsafeRawPointer, count: Int, x: UnsafePointer<Float>, m: Int,
                            out: UnsafeMutablePointer<Float>, ldy: Int) {
         // ≈ 1 MB of Float32 per tile: stays in L2/L3 while the GEMM streams the activations past it.
-        let tileRows = max(16, min(count, (1 << 18) / max(columns, 1)))
+        let tileRows = max(16, min(count, Self.tileFloats / max(columns, 1)))
         let tile = Tensor(shape: [tileRows, columns], zeroed: false)
         defer { withExtendedLifetime(tile) {} }
         var start = 0

@@ -1,17 +1,23 @@
+import CQuant
 import Foundation
+import ModelKit
 import TensorKit
 
-/// Log-probabilities of target tokens under the (frozen) LM head, computed in row chunks so the
-/// (rows × vocab) logits never exist at once — for gemma-3-270m one row of logits is 1 MiB.
+/// Log-probabilities of target tokens under the (frozen) LM head, streamed over vocabulary
+/// chunks so the (rows × vocab) logits never exist at once — for gemma-3-270m one row of logits
+/// is 1 MiB. Every selected row shares each chunk's product, so each pass reads the head once.
 ///
-/// Forward: z = h·Wᵀ (R, V), log p(t) = z_t − logsumexp(z).
+/// Forward: z = h·Wᵀ (R, V), log p(t) = z_t − logsumexp(z) (a running log-sum-exp per row).
 /// Backward, given g = dL/d log p(t) per row: dz = g · (onehot(t) − softmax(z)), dh = dz·W.
-/// The head is frozen (tied to the embedding on Gemma), so it has no weight gradient here.
+/// The head is frozen (tied to the embedding on Gemma), so it has no weight gradient here. A
+/// quantized head stays quantized: each vocabulary chunk is dequantized into a tile that serves
+/// the chunk's forward and backward products.
 public struct TokenLogProbHead {
-    public let head: Tensor          // (vocab, hidden)
-    public var chunkRows = 32
+    public let head: WeightMatrix    // (vocab, hidden)
+    /// Logits held at once (rows × vocabulary chunk), in floats: 4 Mi floats = 16 MiB.
+    public var chunkFloats = 1 << 22
 
-    public init(head: Tensor) { self.head = head }
+    public init(head: WeightMatrix) { self.head = head }
 
     var vocab: Int { head.rows }
     var width: Int { head.columns }
@@ -24,58 +30,77 @@ public struct TokenLogProbHead {
     /// log p(targets[i]) and logsumexp(z) at each selected row (the latter saves the backward a pass).
     public func forward(_ hidden: Tensor, rows: [Int], targets: [Int32]) -> (logProbs: [Float], logSumExp: [Float]) {
         precondition(rows.count == targets.count)
-        var out = [Float](repeating: 0, count: rows.count), lses = out
-        forEachChunk(hidden, rows: rows) { start, count, logits in
-            for i in 0..<count {
-                let z = logits + i * vocab
-                lses[start + i] = logSumExp(z)
-                out[start + i] = z[Int(targets[start + i])] - lses[start + i]
+        guard !rows.isEmpty else { return ([], []) }
+        var state = [(max: Float, sum: Double, target: Float)](repeating: (-.infinity, 0, 0), count: rows.count)
+        state.withUnsafeMutableBufferPointer { state in
+            forEachChunk(gather(hidden, rows: rows)) { start, n, _, logits in
+                Parallel.chunks(rows.count) { range in
+                    for i in range {
+                        let z = logits + i * n
+                        // Σ ← Σ·e^(m_old − m_new) + Σ_chunk e^(z − m_new)
+                        let newMax = max(state[i].max, pq_max(z, Int64(n)))
+                        let rescale = state[i].max == -.infinity ? 0 : Double(expf(state[i].max - newMax))
+                        state[i].sum = state[i].sum * rescale + pq_sum_exp(z, Int64(n), newMax)
+                        state[i].max = newMax
+                        let t = Int(targets[i]) - start
+                        if t >= 0 && t < n { state[i].target = z[t] }
+                    }
+                }
             }
         }
-        return (out, lses)
+        let lses = state.map { $0.max + Float(log($0.sum)) }
+        return (zip(state, lses).map { $0.target - $1 }, lses)
     }
 
     /// Adds dL/d(hidden) into `dHidden` (T, hidden) for the given per-row weights g = dL/d log p;
     /// `logSumExp` from `forward` skips recomputing it.
     public func backward(_ hidden: Tensor, rows: [Int], targets: [Int32], weights: [Float], logSumExp known: [Float]? = nil,
                          into dHidden: Tensor) {
-        let dRows = Tensor(shape: [chunkRows, width], zeroed: false)
-        forEachChunk(hidden, rows: rows) { start, count, logits in
-            for i in 0..<count {
-                let z = logits + i * vocab, g = weights[start + i]
-                let lse = known?[start + i] ?? logSumExp(z)
-                for j in 0..<vocab { z[j] = -g * expf(z[j] - lse) }
-                z[Int(targets[start + i])] += g
+        guard !rows.isEmpty else { return }
+        let lses = known ?? forward(hidden, rows: rows, targets: targets).logSumExp
+        let dRows = Tensor(shape: [rows.count, width])     // Σ over chunks of dz·W_chunk
+        forEachChunk(gather(hidden, rows: rows)) { start, n, tile, logits in
+            Parallel.chunks(rows.count) { range in
+                for i in range {
+                    let z = logits + i * n, g = weights[i]
+                    pq_scaled_exp(z, Int64(n), lses[i], -g)        // dz = −g·softmax(z) …
+                    let t = Int(targets[i]) - start
+                    if t >= 0 && t < n { z[t] += g }               // … + g·onehot(t)
+                }
             }
-            GEMM.matmul(logits, head.data, dRows.data, m: count, n: width, k: vocab)   // (R, hidden)
-            for i in 0..<count {
-                let dst = dHidden.row(rows[start + i]), src = dRows.row(i)
-                for j in 0..<width { dst[j] += src[j] }
-            }
+            // dRows (R, hidden) += dz (R, n) · W[start..<start+n] (n, hidden)
+            GEMM.matmul(logits, tile, dRows.data, m: rows.count, n: width, k: n, beta: 1)
+        }
+        for (i, r) in rows.enumerated() {
+            let dst = dHidden.row(r), src = dRows.row(i)
+            for j in 0..<width { dst[j] += src[j] }
         }
     }
 
-    /// Calls `body(firstIndex, count, logits (count, vocab))` for each chunk of the selected rows.
-    private func forEachChunk(_ hidden: Tensor, rows: [Int], _ body: (Int, Int, UnsafeMutablePointer<Float>) -> Void) {
-        let gathered = Tensor(shape: [chunkRows, width], zeroed: false)
-        let logits = Tensor(shape: [chunkRows, vocab], zeroed: false)
+    /// The selected rows of `hidden`, stacked (R, hidden).
+    private func gather(_ hidden: Tensor, rows: [Int]) -> Tensor {
+        let gathered = Tensor(shape: [rows.count, width], zeroed: false)
+        for (i, r) in rows.enumerated() { gathered.row(i).update(from: hidden.row(r), count: width) }
+        return gathered
+    }
+
+    /// Calls `body(firstVocabRow, n, W rows (n, hidden), logits (R, n))` for each chunk of n
+    /// vocabulary rows.
+    private func forEachChunk(_ gathered: Tensor,
+                              _ body: (Int, Int, UnsafePointer<Float>, UnsafeMutablePointer<Float>) -> Void) {
+        let r = gathered.rows
+        let chunk = min(vocab, max(1_024, chunkFloats / r))
+        let logits = Tensor(shape: [r, chunk], zeroed: false)
+        let tile = head.isQuantized ? Tensor(shape: [chunk, width], zeroed: false) : nil
         var start = 0
-        while start < rows.count {
-            let count = min(chunkRows, rows.count - start)
-            for i in 0..<count { gathered.row(i).update(from: hidden.row(rows[start + i]), count: width) }
-            GEMM.matmulTransposedB(gathered.data, head.data, logits.data, m: count, n: vocab, k: width)
-            body(start, count, logits.data)
-            start += count
+        while start < vocab {
+            let n = min(chunk, vocab - start)
+            let w = head.dequantizedRows(start..<start + n, scratch: tile)
+            GEMM.matmulTransposedB(gathered.data, w, logits.data, m: r, n: n, k: width)
+            body(start, n, w, logits.data)
+            start += n
         }
-        withExtendedLifetime((gathered, logits)) {}
-    }
-
-    private func logSumExp(_ z: UnsafePointer<Float>) -> Float {
-        var m = -Float.infinity
-        for j in 0..<vocab where z[j] > m { m = z[j] }
-        var sum: Double = 0
-        for j in 0..<vocab { sum += Double(expf(z[j] - m)) }
-        return m + Float(log(sum))
+        withExtendedLifetime((gathered, logits, tile)) {}
     }
 }
 

@@ -58,7 +58,6 @@ public final class TrainableTransformer {
     /// are saved (≈ 11 k floats per token per layer for gemma-3-270m); without, only the output.
     public func forward(_ sequences: [[Int32]], keep: Bool = true) -> Activations {
         let c = config, w = base.weights
-        let embedding = w.embedding.dense   // the frozen base in Float32, as the backward pass uses it
         let rows = sequences.reduce(0) { $0 + $1.count }
         var offsets: [Int] = [], positions: [Int32] = []
         let x = Tensor(shape: [rows, c.hidden])
@@ -68,8 +67,9 @@ public final class TrainableTransformer {
             for (i, token) in s.enumerated() {
                 precondition(token >= 0 && Int(token) < c.vocabSize, "token id \(token) outside the vocabulary")
                 positions.append(Int32(i))
-                let src = embedding.row(Int(token)), dst = x.row(r)
-                for j in 0..<c.hidden { dst[j] = src[j] * c.embeddingScale }
+                let dst = x.row(r)
+                w.embedding.row(Int(token), into: dst)    // dequantized row by row: no Float32 copy of the table
+                for j in 0..<c.hidden { dst[j] *= c.embeddingScale }
                 r += 1
             }
         }

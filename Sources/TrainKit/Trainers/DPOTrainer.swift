@@ -33,7 +33,7 @@ public final class DPOTrainer: TrainingObjective {
     public init(model: TrainableTransformer, config: DPOConfig) {
         self.model = model
         self.config = config
-        head = TokenLogProbHead(head: model.base.weights.head.dense)
+        head = TokenLogProbHead(head: model.base.weights.head)
     }
 
     public var parameters: [(name: String, value: Tensor, gradient: Tensor)] { model.adapter?.parameters ?? [] }

@@ -100,7 +100,7 @@ public final class PPOTrainer {
         reference = TrainableTransformer(base: model.transformer, adapter: nil)
         rollout = RolloutModel(base: model, adapter: adapter)
         valueHead = config.algorithm == .ppo ? RewardHead(hidden: model.config.hidden, seed: config.seed ^ 0x7A1E) : nil
-        head = TokenLogProbHead(head: model.transformer.weights.head.dense)
+        head = TokenLogProbHead(head: model.transformer.weights.head)
         klController = AdaptiveKLController(value: config.klCoef, target: config.targetKL, horizon: config.klHorizon)
         monitors = TrainingMonitors(config: config.monitors)
         let adam = AdamWConfig(learningRate: Float(config.learningRate), weightDecay: Float(config.weightDecay))

@@ -10,7 +10,7 @@ public final class SFTTrainer: TrainingObjective {
 
     public init(model: TrainableTransformer) {
         self.model = model
-        head = TokenLogProbHead(head: model.base.weights.head.dense)
+        head = TokenLogProbHead(head: model.base.weights.head)
     }
 
     public var parameters: [(name: String, value: Tensor, gradient: Tensor)] { model.adapter?.parameters ?? [] }
