@@ -71,6 +71,7 @@ let package = Package(
             name: "precept",
             dependencies: [
                 "PipelineKit",
+                "CQuant",
                 "TrainKit",
                 "ModelKit",
                 "TensorKit",

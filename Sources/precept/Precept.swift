@@ -1,4 +1,5 @@
 import ArgumentParser
+import CQuant
 import Foundation
 import ModelKit
 import PipelineKit
@@ -13,6 +14,17 @@ struct Precept: ParsableCommand {
         version: PreceptVersion.string,
         subcommands: [Validate.self, Run.self, Diff.self, Compare.self, ReviewLabels.self, Labels.self, Report.self, Export.self, Model.self, Tokenize.self, Generate.self, Score.self, Logits.self, Bench.self, Train.self, Eval.self, ScoreRM.self, BenchTrain.self, Judge.self]
     )
+
+    /// Buffers of 16 MiB and more (large GEMM tiles, logits chunks, activations) are mapped and
+    /// unmapped by malloc, and the threshold stays fixed: with glibc's adaptive threshold, freed
+    /// buffers stayed in per-thread heaps and `precept bench` peaked at 3.8 GB (1.5B model) or
+    /// 1.2 GB (gemma-3-270m) in some runs and 1.1 GB / 0.4 GB in others (docs/performance.md).
+    static func main() {
+        // PRECEPT_MMAP_THRESHOLD (bytes; 0 keeps glibc's adaptive default) is for measuring.
+        let threshold = ProcessInfo.processInfo.environment["PRECEPT_MMAP_THRESHOLD"].flatMap { Int64($0) } ?? (1 << 24)
+        if threshold > 0 { _ = pq_map_large_allocations(threshold) }
+        Self.main(nil)
+    }
 }
 
 /// Exit statuses shared by every subcommand.

@@ -54,6 +54,10 @@ void pq_matmul_f32(int type, int64_t n, const void *w, int64_t wstride, int64_t 
 /// Dequantizes `rows` weight rows of `n` elements (`wstride` bytes apart) into `out` (row stride n).
 void pq_dequantize_rows(int type, int64_t n, const void *w, int64_t wstride, int64_t rows, float *out);
 
+/// Makes malloc map allocations of at least `bytes` and unmap them when freed (glibc's
+/// M_MMAP_THRESHOLD). Returns 1 on success.
+int pq_map_large_allocations(int64_t bytes);
+
 /// out[j] = exp(x[j]) for j < n, vectorised (relative error < 3e-7; 0 below −87.3).
 void pq_exp(const float *x, int64_t n, float *out);
 /// The largest of x[0..<n] (−∞ for n = 0).
