@@ -24,7 +24,7 @@ public final class CallCache: @unchecked Sendable {
         configuration.busyMode = .timeout(10)
         queue = try DatabaseQueue(path: url.path, configuration: configuration)
         try queue.writeWithoutTransaction { db in
-            try db.execute(sql: "PRAGMA journal_mode = WAL")
+            try db.enableWAL()
             try db.execute(sql: """
                 CREATE TABLE IF NOT EXISTS calls (
                     key TEXT PRIMARY KEY, kind TEXT NOT NULL, value TEXT NOT NULL, created REAL NOT NULL)

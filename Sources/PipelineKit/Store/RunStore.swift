@@ -112,7 +112,7 @@ public final class RunStore: @unchecked Sendable {
     /// same new run directory cannot both try to create it.
     private func createSchema() throws {
         try queue.writeWithoutTransaction { db in
-            try db.execute(sql: "PRAGMA journal_mode = WAL")
+            try db.enableWAL()
             try db.execute(sql: "PRAGMA synchronous = NORMAL")
             try db.inTransaction(.immediate) {
                 try db.execute(sql: """
@@ -305,6 +305,24 @@ public enum RunError: LocalizedError, Sendable, Equatable {
             return "\(path): the folder is read-only and run.sqlite-wal holds results not yet merged into run.sqlite; copy the run to a writable folder to read it"
         case .locked(let path, let holder):
             return "\(path): another run is writing this folder: \(holder); wait for it to finish (or stop it)"
+        }
+    }
+}
+
+extension Database {
+    /// Sets WAL journaling unless it is set. Switching needs an exclusive lock, and SQLite can
+    /// answer SQLITE_BUSY at once, without the busy handler, while another connection opens the
+    /// same new file (seen under load in RunStoreTests): retried for up to 5 s.
+    func enableWAL() throws {
+        for attempt in 1... {
+            do {
+                if try String.fetchOne(self, sql: "PRAGMA journal_mode")?.lowercased() != "wal" {
+                    try execute(sql: "PRAGMA journal_mode = WAL")
+                }
+                return
+            } catch let error as DatabaseError where error.resultCode.primaryResultCode == .SQLITE_BUSY && attempt < 100 {
+                Thread.sleep(forTimeInterval: 0.05)
+            }
         }
     }
 }
