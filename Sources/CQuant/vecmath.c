@@ -103,3 +103,11 @@ void pq_scaled_exp(float *x, int64_t n, float shift, float scale) {
         for (int64_t k = 0; k < n - j; k++) x[j + k] = scale * e[k];
     }
 }
+
+void pq_logsumexp_update(const float *x, int64_t n, float *max, double *sum) {
+    // Σ ← Σ·e^(m_old − m_new) + Σ_chunk e^(x − m_new)
+    const float m = pq_max(x, n), newMax = m > *max ? m : *max;
+    const double rescale = *max == -INFINITY ? 0 : (double)expf(*max - newMax);
+    *sum = *sum * rescale + pq_sum_exp(x, n, newMax);
+    *max = newMax;
+}

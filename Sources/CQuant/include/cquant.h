@@ -64,6 +64,9 @@ void pq_exp(const float *x, int64_t n, float *out);
 float pq_max(const float *x, int64_t n);
 /// Σ exp(x[j] − shift), summed in Float32 lanes per 256 elements and in Float64 across them.
 double pq_sum_exp(const float *x, int64_t n, float shift);
+/// A running log-sum-exp over chunks of a row: folds x[0..<n] into (max, Σ exp(· − max));
+/// start from (−∞, 0); the result is max + log(sum).
+void pq_logsumexp_update(const float *x, int64_t n, float *max, double *sum);
 /// x[j] ← scale · exp(x[j] − shift) (a softmax's gradient row).
 void pq_scaled_exp(float *x, int64_t n, float shift, float scale);
 

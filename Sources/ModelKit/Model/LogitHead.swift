@@ -65,11 +65,7 @@ public struct LogitHead: Sendable {
                 Parallel.chunks(rows) { range in
                     for r in range {
                         let logits = buffer.data + r * n
-                        // Σ ← Σ·e^(m_old − m_new) + Σ_chunk e^(z − m_new)
-                        let newMax = max(state[r].max, pq_max(logits, Int64(n)))
-                        let rescale = state[r].max == -.infinity ? 0 : Double(expf(state[r].max - newMax))
-                        state[r].sum = state[r].sum * rescale + pq_sum_exp(logits, Int64(n), newMax)
-                        state[r].max = newMax
+                        pq_logsumexp_update(logits, Int64(n), &state[r].max, &state[r].sum)
                         if let t = targets[r], Int(t) >= start, Int(t) < start + n { state[r].target = logits[Int(t) - start] }
                         if topK > 0 { insertTop(&state[r].top, logits, count: n, offset: start, k: topK) }
                     }

@@ -51,6 +51,8 @@ public final class WeightMatrix: @unchecked Sendable {
     nonisolated(unsafe) public static var gemmThreshold =
         ProcessInfo.processInfo.environment["PRECEPT_GEMM_THRESHOLD"].flatMap { Int($0) }.map { max(1, $0) } ?? 48
 
+    /// Float32 elements per dequantized tile on the GEMM path (environment: `PRECEPT_TILE_FLOATS`;
+    /// 2 Mi measured on the 1.5B model's prefill, docs/performance.md).
     nonisolated(unsafe) public static var tileFloats =
         ProcessInfo.processInfo.environment["PRECEPT_TILE_FLOATS"].flatMap { Int($0) } ?? (1 << 21)
 
@@ -84,12 +86,7 @@ public final class WeightMatrix: @unchecked Sendable {
         defer { lock.unlock() }
         if let denseCopy { return denseCopy }
         let out = Tensor(shape: [rows, columns], zeroed: false)
-        for s in segments {
-            Parallel.chunks(s.rows, minimum: 64) { range in
-                pq_dequantize_rows(Int32(s.type.rawValue), Int64(columns), s.base + range.lowerBound * s.rowBytes,
-                                   Int64(s.rowBytes), Int64(range.count), out.row(s.firstRow + range.lowerBound))
-            }
-        }
+        decode(0..<rows, into: out.data)
         denseCopy = out
         return out
     }
@@ -105,9 +102,7 @@ public final class WeightMatrix: @unchecked Sendable {
             destination.update(from: d.row(r), count: columns)
             return
         }
-        let s = segment(containing: r)
-        pq_dequantize_rows(Int32(s.type.rawValue), Int64(columns), s.base + (r - s.firstRow) * s.rowBytes, Int64(s.rowBytes), 1,
-                           destination)
+        decode(r..<r + 1, into: destination)
     }
 
     /// Rows `range` as Float32 (range.count, columns): a pointer into the Float32 matrix when it
@@ -116,9 +111,7 @@ public final class WeightMatrix: @unchecked Sendable {
         precondition(range.lowerBound >= 0 && range.upperBound <= rows, "rows \(range) outside 0..<\(rows)")
         if segments.isEmpty, let d = lockedDense() { return UnsafePointer(d.row(range.lowerBound)) }
         guard let scratch, scratch.count >= range.count * columns else { preconditionFailure("dequantizedRows(_:scratch:) needs a scratch tile") }
-        Parallel.chunks(range.count, minimum: 64) { part in
-            for r in part { row(range.lowerBound + r, into: scratch.row(r)) }
-        }
+        decode(range, into: scratch.data)
         return UnsafePointer(scratch.data)
     }
 
@@ -128,8 +121,16 @@ public final class WeightMatrix: @unchecked Sendable {
         return denseCopy
     }
 
-    private func segment(containing r: Int) -> Segment {
-        segments.first { r >= $0.firstRow && r < $0.firstRow + $0.rows }!
+    /// Dequantizes rows `range` of the stored blocks into `out` (row stride `columns`), both cores.
+    private func decode(_ range: Range<Int>, into out: UnsafeMutablePointer<Float>) {
+        for s in segments {
+            let lower = max(range.lowerBound, s.firstRow), upper = min(range.upperBound, s.firstRow + s.rows)
+            guard upper > lower else { continue }
+            Parallel.chunks(upper - lower, minimum: 64) { part in
+                pq_dequantize_rows(Int32(s.type.rawValue), Int64(columns), s.base + (lower - s.firstRow + part.lowerBound) * s.rowBytes,
+                                   Int64(s.rowBytes), Int64(part.count), out + (lower - range.lowerBound + part.lowerBound) * columns)
+            }
+        }
     }
 
     /// `Y(m, outputs.count) = X(m, columns) · W[outputs]ᵀ`, with `Y`'s rows `ldy` apart.

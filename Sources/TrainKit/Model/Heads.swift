@@ -37,11 +37,7 @@ public struct TokenLogProbHead {
                 Parallel.chunks(rows.count) { range in
                     for i in range {
                         let z = logits + i * n
-                        // Σ ← Σ·e^(m_old − m_new) + Σ_chunk e^(z − m_new)
-                        let newMax = max(state[i].max, pq_max(z, Int64(n)))
-                        let rescale = state[i].max == -.infinity ? 0 : Double(expf(state[i].max - newMax))
-                        state[i].sum = state[i].sum * rescale + pq_sum_exp(z, Int64(n), newMax)
-                        state[i].max = newMax
+                        pq_logsumexp_update(z, Int64(n), &state[i].max, &state[i].sum)
                         let t = Int(targets[i]) - start
                         if t >= 0 && t < n { state[i].target = z[t] }
                     }
