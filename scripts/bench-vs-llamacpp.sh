@@ -6,7 +6,8 @@
 #   bash scripts/bench-vs-llamacpp.sh [MODEL ...]     (catalog names; default gemma-3-270m)
 #
 # Per model: decode at batch 1 and 32 (64-token prompts, 32 new tokens, greedy), prefill of
-# 32 x 64 tokens, one 600-token prompt scored at its last position (the judge's case), and peak
+# 32 x 64 tokens, one 600-token prompt at its last position with 8-bit and with Float32 activations
+# (the judge's case: judges score with Float32 activations), and peak
 # RSS at batch 1 with 256-token prompts against the GGUF file size; each
 # the best of BENCH_REPEATS (3) runs. llama.cpp is the portable build the tests use (AVX2/FMA, no
 # AVX-512: a native build segfaults on AMX CPUs here), so it is slower than a native build.
@@ -55,9 +56,13 @@ for m in "${models[@]}"; do
     echo "| decode batch 32 (tok/s) | $(fmt "$(field "$p32" decode_tokens_per_s)") | $(fmt "$(field "$l32" decode_tokens_per_s)") | $(ratio "$(field "$p32" decode_tokens_per_s)" "$(field "$l32" decode_tokens_per_s)") |"
     echo "| prefill 32 x 64 (tok/s) | $(fmt "$(field "$p32" prefill_tokens_per_s)") | $(fmt "$(field "$l32" prefill_tokens_per_s)") | $(ratio "$(field "$p32" prefill_tokens_per_s)" "$(field "$l32" prefill_tokens_per_s)") |"
     # The judge's case: one 600-token prompt, logits at its last position (issue 16's scoring bar).
+    # Judges score with Float32 activations (Scorer), generation's prefill rounds them to 8 bits:
+    # both are measured.
     ps=$(best "$precept" bench --model "$gguf" --batch 1 --prompt-tokens 600 --new-tokens 1 --json)
+    pf=$(best env PRECEPT_ACTIVATIONS=f32 "$precept" bench --model "$gguf" --batch 1 --prompt-tokens 600 --new-tokens 1 --json)
     ls=$(best "$python" scripts/bench-llamacpp.py "$gguf" 1 600 1 "$threads" 2>/dev/null)
-    echo "| scoring 1 x 600 (prompt tok/s) | $(fmt "$(field "$ps" prefill_tokens_per_s)") | $(fmt "$(field "$ls" prefill_tokens_per_s)") | $(ratio "$(field "$ps" prefill_tokens_per_s)" "$(field "$ls" prefill_tokens_per_s)") |"
+    echo "| prefill 1 x 600, 8-bit activations (prompt tok/s) | $(fmt "$(field "$ps" prefill_tokens_per_s)") | $(fmt "$(field "$ls" prefill_tokens_per_s)") | $(ratio "$(field "$ps" prefill_tokens_per_s)" "$(field "$ls" prefill_tokens_per_s)") |"
+    echo "| scoring 1 x 600, Float32 activations as judges score (prompt tok/s) | $(fmt "$(field "$pf" prefill_tokens_per_s)") | $(fmt "$(field "$ls" prefill_tokens_per_s)") | $(ratio "$(field "$pf" prefill_tokens_per_s)" "$(field "$ls" prefill_tokens_per_s)") |"
     pm=$(best "$precept" bench --model "$gguf" --batch 1 --prompt-tokens 256 --new-tokens 32 --json)
     lm=$(best "$python" scripts/bench-llamacpp.py "$gguf" 1 256 32 "$threads" 2>/dev/null)
     mb() { python3 -c "import sys; print(f'{int(sys.argv[1]) / 1e6:.0f} MB')" "$1"; }

@@ -28,6 +28,11 @@ extension Precept {
 
                 let sgemm = measureSGEMM()
 
+                // Warm-up, as scripts/bench-llamacpp.py does: one short pass pages the weights in
+                // and makes the one-time X8 repacks of 32-element block formats (WeightMatrix).
+                let warm = lm.transformer.forward([SequenceInput(cache: lm.transformer.makeCache(capacity: 2), tokens: [prompts[0][0]])])
+                _ = lm.head.logits(warm.data, rows: 1)
+
                 // Prefill: every prompt in one forward pass, logits for each last position.
                 let caches = prompts.map { lm.transformer.makeCache(capacity: $0.count + newTokens) }
                 let prefillStart = Date()

@@ -3,10 +3,10 @@ import Testing
 @testable import ModelKit
 
 /// Generation and scoring agree with the forward pass and with themselves across batching,
-/// prefixes and seeds (on the real default model).
+/// prefixes and seeds (on the real default model, 8-bit activations: bit for bit).
 @Suite(.serialized, .enabled(if: TestModels.available(TestModels.gemmaName), "gemma-3-270m is not in the model cache (`precept model pull gemma-3-270m` fetches it; scripts/test.sh runs it)"))
 struct GenerationTests {
-    var model: LanguageModel { get throws { try LoadedModels.model(TestModels.gemmaName) } }
+    var model: LanguageModel { get throws { try LoadedModels.model(TestModels.gemmaName, int8: true) } }
 
     @Test func scoringEqualsForwardLogSoftmax() throws {
         let model = try model
@@ -14,8 +14,9 @@ struct GenerationTests {
         let continuation = model.tokenizer.encode(" Paris, a city", addBOS: false, parseSpecial: false)
         let score = Scorer(model: model).score([ScoringRequest(prompt: prompt, continuation: continuation)], topK: 5)[0]
         let all = prompt + continuation
-        let hidden = model.transformer.forward([SequenceInput(cache: model.transformer.makeCache(), tokens: all)])
-        let logits = model.head.logits(hidden.data, rows: all.count)
+        // Scoring keeps Float32 activations (Scorer.int8Activations).
+        let hidden = model.transformer.forward([SequenceInput(cache: model.transformer.makeCache(), tokens: all)], int8: false)
+        let logits = model.head.logits(hidden.data, rows: all.count, int8: false)
         let vocab = model.head.vocabSize
         for (j, token) in continuation.enumerated() {
             let row = prompt.count - 1 + j
@@ -33,17 +34,30 @@ struct GenerationTests {
 
     @Test func batchedAndPrefixedScoringAgreeWithSingle() throws {
         let model = try model
-        let scorer = Scorer(model: model)
         let shared = model.tokenizer.encode("Human: Is it safe to mix bleach and ammonia?\nAssistant:")
         let a = model.tokenizer.encode(" No. It releases toxic gas.", addBOS: false, parseSpecial: false)
         let b = model.tokenizer.encode(" Sure, mix them in a bucket.", addBOS: false, parseSpecial: false)
-        let single = [a, b].map { scorer.score([ScoringRequest(prompt: shared, continuation: $0)])[0].sum }
-        let batched = scorer.score([a, b].map { ScoringRequest(prompt: shared, continuation: $0) }).map(\.sum)
-        let prefix = Generator(model: model).prefill(shared)
-        let prefixed = scorer.score([a, b].map { ScoringRequest(prompt: shared, continuation: $0, prefix: prefix) }).map(\.sum)
-        for i in 0..<2 {
-            #expect(abs(batched[i] - single[i]) < 1e-3)
-            #expect(abs(prefixed[i] - single[i]) < 1e-3)
+        var prefix = model.transformer.makeCache()
+        for int8 in [true, false] {
+            let scorer = Scorer(model: model, int8Activations: int8)
+            let single = [a, b].map { scorer.score([ScoringRequest(prompt: shared, continuation: $0)])[0].sum }
+            let batched = scorer.score([a, b].map { ScoringRequest(prompt: shared, continuation: $0) }).map(\.sum)
+            prefix = model.transformer.makeCache()
+            _ = model.transformer.forward([SequenceInput(cache: prefix, tokens: shared)], int8: int8)
+            let prefixed = scorer.score([a, b].map { ScoringRequest(prompt: shared, continuation: $0, prefix: prefix) }).map(\.sum)
+            if int8 {
+                // Every row's products and attention are computed in one fixed order
+                // (WeightMatrix.apply, pq_attention), so batching and a cached prefix give the same bits.
+                #expect(batched == single)
+                #expect(prefixed == single)
+            } else {
+                // Float32 activations: the kernels below and above the GEMM threshold sum in
+                // different orders.
+                for i in 0..<2 {
+                    #expect(abs(batched[i] - single[i]) < 1e-3)
+                    #expect(abs(prefixed[i] - single[i]) < 1e-3)
+                }
+            }
         }
         #expect(prefix.length == shared.count, "the prefix cache is copied, not changed")
     }
@@ -100,7 +114,7 @@ struct GenerationTests {
             }
         }
         let next: [Int32] = [2000, 2001, 2002, 2003, 2004, 2005, 2006, 2007]
-        // Σ context × heads × headDim = 8 · 161 · 4 · 256 ≥ 2^20: the split path.
+        // Σ context × heads × headDim = 8 · 161 · 4 · 256 ≥ 2^16: attention split across the cores.
         let batched = t.forward(zip(prefilled(), next).map { SequenceInput(cache: $0, tokens: [$1]) })
         let caches = prefilled()
         var worst: Float = 0, largest: Float = 0
@@ -111,6 +125,29 @@ struct GenerationTests {
                 largest = max(largest, abs(alone.row(0)[j]))
             }
         }
-        #expect(worst <= 1e-4 * max(largest, 1), "batched vs single decode differ by \(worst) (largest \(largest))")
+        #expect(worst == 0, "batched vs single decode differ by \(worst) (largest \(largest))")
+    }
+
+    /// A prompt prefilled in one pass, in two chunks (a cached prefix, then the rest) and one token
+    /// at a time gives the same hidden states bit for bit.
+    @Test func chunkedPrefillAndDecodeGiveTheSameBits() throws {
+        let model = try model
+        let t = model.transformer
+        let ids = model.tokenizer.encode("Human: Name three primary colours.\nAssistant: Red, yellow and blue.")
+        let hidden = model.config.hidden
+        let whole = t.forward([SequenceInput(cache: t.makeCache(), tokens: ids)])
+        let cache = t.makeCache()
+        _ = t.forward([SequenceInput(cache: cache, tokens: Array(ids[..<7]))])
+        let rest = t.forward([SequenceInput(cache: cache, tokens: Array(ids[7...]))])
+        for r in 7..<ids.count {
+            #expect(Array(UnsafeBufferPointer(start: whole.row(r), count: hidden)) == Array(UnsafeBufferPointer(start: rest.row(r - 7), count: hidden)),
+                    "position \(r): one pass vs after a cached prefix")
+        }
+        let stepwise = t.makeCache()
+        for (r, id) in ids.enumerated() {
+            let one = t.forward([SequenceInput(cache: stepwise, tokens: [id])])
+            #expect(Array(UnsafeBufferPointer(start: whole.row(r), count: hidden)) == Array(UnsafeBufferPointer(start: one.row(0), count: hidden)),
+                    "position \(r): one pass vs token by token")
+        }
     }
 }

@@ -160,13 +160,14 @@ import TensorKit
 }
 
 
-/// On the default models' own matrices, one activation row, the same row among a few (the
-/// multi-row kernels) and among many (the tile path) give the same numbers, so results do not
-/// depend on batch composition.
+/// On the default models' own matrices, one activation row, the same row among a few and among
+/// many give the same numbers, so results do not depend on batch composition: bit for bit with
+/// 8-bit activations (one integer kernel for every batch size), within Float32 summation order
+/// with Float32 activations (register-unpacked kernels below the threshold, tiles above).
 @Suite struct QuantizedPathAgreementTests {
     @Test(.enabled(if: TestModels.available(TestModels.gemmaName), "gemma-3-270m is not in the model cache (`precept model pull gemma-3-270m`; scripts/test.sh runs it)"))
     func pathsAgreeOnGemmaMatrices() throws {
-        let model = try LoadedModels.model(TestModels.gemmaName)
+        let model = try LoadedModels.model(TestModels.gemmaName, int8: true)
         let w = model.transformer.weights
         var matrices: [(String, WeightMatrix)] = [("head", w.head)]
         for (l, layer) in w.layers.enumerated() {
@@ -177,8 +178,9 @@ import TensorKit
             let x = (0..<matrix.columns).map { _ in Float.random(in: -3...3, using: &rng) }
             let rows = matrix.rows
             var one = [Float](repeating: 0, count: rows)
-            // 11 rows: the multi-row kernels (a full group of 8 and a partial one); threshold + 2: the tile path.
-            for m in [11, WeightMatrix.gemmThreshold + 2] {
+            // 2–11 rows: full and partial groups of the multi-row kernels; threshold + 2: the tile path
+            // of Float32 activations.
+            for m in [2, 3, 5, 11, WeightMatrix.gemmThreshold + 2] {
                 let xs = (0..<m).flatMap { _ in x }
                 var many = [Float](repeating: 0, count: m * rows)
                 for int8 in [false, true] {
@@ -186,7 +188,11 @@ import TensorKit
                     xs.withUnsafeBufferPointer { matrix.apply($0.baseAddress!, rows: m, into: &many, outputs: 0..<rows, int8: int8) }
                     var worst: Float = 0, scale: Float = 0
                     for i in 0..<rows { worst = max(worst, abs(one[i] - many[(m - 1) * rows + i])); scale = max(scale, abs(one[i])) }
-                    #expect(worst <= 1e-5 * max(scale, 1), "\(name) \(matrix.types) int8 \(int8): one row vs \(m) rows differ by \(worst) (largest output \(scale))")
+                    if int8 {
+                        #expect(worst == 0, "\(name) \(matrix.types) int8: one row vs \(m) rows differ by \(worst)")
+                    } else {
+                        #expect(worst <= 1e-5 * max(scale, 1), "\(name) \(matrix.types): one row vs \(m) rows differ by \(worst) (largest output \(scale))")
+                    }
                 }
             }
         }
@@ -196,20 +202,21 @@ import TensorKit
 extension QuantizedPathAgreementTests {
     @Test(.enabled(if: TestModels.available(TestModels.gemmaName), "gemma-3-270m is not in the model cache"))
     func pathsAgreeOnRealActivations() throws {
-        let model = try LoadedModels.model(TestModels.gemmaName)
+        let model = try LoadedModels.model(TestModels.gemmaName, int8: true)
         let ids = model.tokenizer.encode("Human: Is it safe to mix bleach and ammonia?\nAssistant: No. It releases toxic gas.")
+        // 8-bit activations: each hidden row's logits are bit-identical alone and among all rows.
         let hidden = model.transformer.forward([SequenceInput(cache: model.transformer.makeCache(), tokens: ids)])
         let matrix = model.transformer.weights.head
         let m = ids.count, rows = 8192
         var many = [Float](repeating: 0, count: m * rows)
-        matrix.apply(hidden.data, rows: m, into: &many, outputs: 0..<rows)
+        matrix.apply(hidden.data, rows: m, into: &many, outputs: 0..<rows, int8: true)
         var worst: Float = 0
         for r in 0..<m {
             var one = [Float](repeating: 0, count: rows)
-            matrix.apply(hidden.data + r * matrix.columns, rows: 1, into: &one, outputs: 0..<rows)
+            matrix.apply(hidden.data + r * matrix.columns, rows: 1, into: &one, outputs: 0..<rows, int8: true)
             for i in 0..<rows { worst = max(worst, abs(one[i] - many[r * rows + i])) }
         }
-        #expect(worst < 1e-3, "head on real hidden states: \(worst)")
+        #expect(worst == 0, "head on real hidden states: \(worst)")
     }
 }
 

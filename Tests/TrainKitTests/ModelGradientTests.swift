@@ -98,8 +98,13 @@ import TestSupport
         let model = TrainableTransformer(base: lm.transformer, adapter: adapter)
         let tokens: [Int32] = [2, 5, 9, 4, 11, 7]
         let trained = model.forward([tokens], keep: true)
-        let reference = lm.transformer.forward([SequenceInput(cache: lm.transformer.makeCache(), tokens: tokens)])
-        #expect(trained.hidden.array == reference.array)
+        // The inference forward with Float32 activations on the same weights: the same function,
+        // summed in another order (inference attention is CQuant's row-by-row kernel).
+        let base = Transformer(config: lm.config, weights: lm.transformer.weights, int8Activations: false)
+        let reference = base.forward([SequenceInput(cache: base.makeCache(), tokens: tokens)])
+        let scale = reference.array.map(abs).max() ?? 1
+        let worst = zip(trained.hidden.array, reference.array).map { abs($0 - $1) }.max() ?? 0
+        #expect(worst <= 1e-5 * max(scale, 1), "zero adapter vs base model: \(worst) (largest \(scale))")
     }
 }
 

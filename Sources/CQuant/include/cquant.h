@@ -32,15 +32,10 @@ int64_t pq_activation_row_bytes(int type, int64_t n);
 /// `pq_activation_row_bytes(type, n)` bytes.
 void pq_quantize_activations(int type, const float *x, int64_t ldx, int64_t rows, int64_t n, void *out);
 
-/// The activations as the kernels see them: rounded to 8 bits per block and back to Float32
-/// (copied unchanged for F32/F16/BF16 weights), `rows` rows of `n` from `x` (stride `ldx`)
-/// into `out` (stride n). The GEMM path uses these so a row's result does not depend on how
-/// many rows were batched with it.
-void pq_round_activations(int type, const float *x, int64_t ldx, int64_t rows, int64_t n, float *out);
-
 /// y[r·ldy + i] = dot(weight row i, activation row r) for weight rows [0, wrows) and activation
 /// rows [0, xrows). `w` points at weight row 0, `wstride` bytes apart; `xq` holds quantized
-/// activations as `pq_quantize_activations` wrote them.
+/// activations as `pq_quantize_activations` wrote them. A row's result is bit-identical for
+/// every `xrows` (one kernel, the same arithmetic per row).
 void pq_matmul(int type, int64_t n, const void *w, int64_t wstride, int64_t wrows,
                const void *xq, int64_t xrows, float *y, int64_t ldy);
 
@@ -51,8 +46,33 @@ void pq_matmul(int type, int64_t n, const void *w, int64_t wstride, int64_t wrow
 void pq_matmul_f32(int type, int64_t n, const void *w, int64_t wstride, int64_t wrows,
                    const float *x, int64_t ldx, int64_t xrows, float *y, int64_t ldy);
 
+/// Bytes of the X8 layout (matmul_x8.c) for `rows` rows of `n` elements: 32-element blocks of 8
+/// interleaved rows with Float32 scales, 288 bytes per 8 rows and 32 columns.
+int64_t pq_x8_bytes(int64_t rows, int64_t n);
+/// Repacks groups [firstGroup, firstGroup + groups) of 8 rows of a Q8_0, Q5_0 or Q4_0 matrix
+/// (`rows` rows of `n`, `wstride` bytes apart) into `out` (pq_x8_bytes(rows, n) bytes in all).
+void pq_repack_x8(int type, int64_t n, const void *w, int64_t wstride, int64_t rows, int64_t firstGroup, int64_t groups, void *out);
+/// y[r·ldy + i − first] = dot(row i, activation row r) for rows i in [first, first + count) of an
+/// X8 matrix repacked from `type`, activations from pq_quantize_activations(type, …). A row's
+/// result is bit-identical for every `xrows`.
+void pq_matmul_x8(int type, int64_t n, const void *packed, int64_t first, int64_t count,
+                  const void *xq, int64_t xrows, float *y, int64_t ldy);
+/// Rows [first, first + count) of an X8 matrix as Float32 (row stride n).
+void pq_dequantize_x8_rows(int64_t n, const void *packed, int64_t first, int64_t count, float *out);
+/// Drops the whole pages inside [p, p + bytes) of a read-only file mapping from memory
+/// (madvise MADV_DONTNEED); a later read pages them in again.
+void pq_release_pages(const void *p, int64_t bytes);
+
 /// Dequantizes `rows` weight rows of `n` elements (`wstride` bytes apart) into `out` (row stride n).
 void pq_dequantize_rows(int type, int64_t n, const void *w, int64_t wstride, int64_t rows, float *out);
+
+/// Causal attention of one query head over one KV head: query row i < nNew sits at position
+/// nCtx − nNew + i and attends to keys [max(0, pos − window + 1), pos] (window ≤ 0: all keys up
+/// to pos). out[i·outStride + c] = Σ_j softmax_j(scale · q_i·k_j) · v_j[c]; rows of q, k and v
+/// are qStride, kvStride and kvStride floats apart; `scratch` holds nCtx floats. Each row is
+/// computed in the same order whatever nNew is (chunked prefill and prefix caching are exact).
+void pq_attention(float *out, int64_t outStride, const float *q, int64_t qStride, const float *k, const float *v,
+                  int64_t kvStride, int64_t nNew, int64_t nCtx, int64_t headDim, float scale, int64_t window, float *scratch);
 
 /// Makes malloc map allocations of at least `bytes` and unmap them when freed (glibc's
 /// M_MMAP_THRESHOLD). Returns 1 on success.

@@ -68,6 +68,9 @@ public final class GGUFFile: @unchecked Sendable {
     private let base: UnsafeRawPointer
     private let mappedLength: Int
     private let ownsMapping: Bool
+    /// Whether the tensor bytes are this object's own read-only memory mapping of the file (so
+    /// their pages can be dropped and paged in again), rather than caller-owned bytes.
+    public var isMapped: Bool { ownsMapping }
 
     /// Maps and parses the file at `path`.
     public convenience init(path: String) throws {

@@ -27,7 +27,8 @@ public struct Generation: Sendable, Equatable {
 public struct GenerationRequest {
     public var prompt: [Int32]
     public var parameters: SamplingParameters
-    /// A cache holding `prompt[..<prefix.length]` (e.g. a shared few-shot block); copied, not changed.
+    /// A cache holding `prompt[..<prefix.length]` (e.g. a shared few-shot block, or the whole
+    /// prompt); copied, not changed.
     public var prefix: KVCache?
 
     public init(prompt: [Int32], parameters: SamplingParameters, prefix: KVCache? = nil) {
@@ -60,9 +61,14 @@ public struct Generator {
         var pending: [[Int32]] = []           // tokens to feed next, per sequence
         for request in requests {
             precondition(!request.prompt.isEmpty, "a prompt needs at least one token")
-            if let prefix = request.prefix, prefix.length < request.prompt.count {
-                caches.append(prefix.copy(reserving: request.prompt.count - prefix.length + request.parameters.maxTokens))
-                pending.append(Array(request.prompt[prefix.length...]))
+            if let prefix = request.prefix, prefix.length > 0, prefix.length <= request.prompt.count {
+                // A prefix covering the whole prompt still re-feeds the last prompt token: the
+                // first sampled token needs that position's hidden state, which the cache lacks.
+                let keep = min(prefix.length, request.prompt.count - 1)
+                let cache = prefix.copy(reserving: request.prompt.count - keep + request.parameters.maxTokens)
+                cache.truncate(to: keep)
+                caches.append(cache)
+                pending.append(Array(request.prompt[keep...]))
             } else {
                 caches.append(model.transformer.makeCache(capacity: request.prompt.count + request.parameters.maxTokens))
                 pending.append(request.prompt)

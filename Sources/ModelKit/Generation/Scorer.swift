@@ -30,8 +30,16 @@ public struct ScoringRequest {
 /// vocabulary is streamed in chunks there (never a (tokens × vocab) matrix).
 public struct Scorer {
     public let model: LanguageModel
+    /// Whether the forward passes round activations to 8 bits. Off by default: judges and
+    /// log-probability comparisons read small differences (a pairwise judge's P(A) sits within
+    /// 0.03 of 0.5), which 8-bit rounding noise can flip (docs/performance.md § 8-bit activations
+    /// on every path); generation keeps the model's setting.
+    public var int8Activations: Bool
 
-    public init(model: LanguageModel) { self.model = model }
+    public init(model: LanguageModel, int8Activations: Bool = false) {
+        self.model = model
+        self.int8Activations = int8Activations
+    }
 
     public func score(_ requests: [ScoringRequest], topK: Int = 0) -> [ContinuationScore] {
         var inputs: [SequenceInput] = []
@@ -41,7 +49,7 @@ public struct Scorer {
             inputs.append(input)
             starts.append(r.prompt.count - 1 - skip)
         }
-        let hidden = model.transformer.forward(inputs)
+        let hidden = model.transformer.forward(inputs, int8: int8Activations)
         let rows = requests.reduce(0) { $0 + $1.continuation.count }
         let gathered = Tensor(shape: [max(rows, 1), model.config.hidden])
         var targets: [Int32?] = []
@@ -55,7 +63,7 @@ public struct Scorer {
             offset += inputs[i].tokens.count
         }
         let scores = withExtendedLifetime((hidden, gathered)) {
-            rows > 0 ? model.head.score(gathered.data, rows: rows, targets: targets, topK: topK) : []
+            rows > 0 ? model.head.score(gathered.data, rows: rows, targets: targets, topK: topK, int8: int8Activations) : []
         }
         return scores.slices(lengths: requests.map(\.continuation.count)).map { slice in
             ContinuationScore(tokenLogProbs: slice.map { $0.logProbability ?? -.infinity }, positions: Array(slice))
@@ -83,7 +91,7 @@ extension Scorer {
         precondition(prompts.count == candidates.count && prompts.count == prefixes.count)
         let inputs = zip(prompts, prefixes).map { sequence($0, promptCount: $0.count, prefix: $1).input }
         guard !inputs.isEmpty else { return [] }
-        let hidden = model.transformer.forward(inputs)
+        let hidden = model.transformer.forward(inputs, int8: int8Activations)
         let rows = candidates.reduce(0) { $0 + $1.count }
         guard rows > 0 else { return candidates.map { _ in [] } }
         let gathered = Tensor(shape: [rows, model.config.hidden])
@@ -97,7 +105,7 @@ extension Scorer {
                 out += 1
             }
         }
-        let scores = withExtendedLifetime((hidden, gathered)) { model.head.score(gathered.data, rows: rows, targets: targets, topK: 0) }
+        let scores = withExtendedLifetime((hidden, gathered)) { model.head.score(gathered.data, rows: rows, targets: targets, topK: 0, int8: int8Activations) }
         return scores.slices(lengths: candidates.map(\.count)).map { $0.map { $0.logProbability ?? -.infinity } }
     }
 }

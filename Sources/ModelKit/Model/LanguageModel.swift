@@ -13,15 +13,17 @@ public final class LanguageModel: @unchecked Sendable {
     public let chatTemplate: ChatTemplate?
 
     /// Loads a GGUF file. With `.quantized` (the default) linear weights stay in their block
-    /// formats in the memory-mapped file; `.float32` dequantizes them at load.
-    public init(path: String, storage: WeightStorage = .quantized) throws {
+    /// formats in the memory-mapped file; `.float32` dequantizes them at load. `int8Activations`
+    /// (default: `WeightMatrix.int8Activations`) rounds activations to 8 bits for quantized
+    /// weights, as llama.cpp does; false multiplies Float32 activations.
+    public init(path: String, storage: WeightStorage = .quantized, int8Activations: Bool = WeightMatrix.int8Activations) throws {
         self.path = path
         file = try GGUFFile(path: path)
         config = try ArchitectureRegistry.config(for: file)
         let weights = try WeightReader(file: file, storage: storage).weights(config)
-        transformer = Transformer(config: config, weights: weights)
+        transformer = Transformer(config: config, weights: weights, int8Activations: int8Activations)
         tokenizer = try GGUFTokenizer(file: file)
-        head = LogitHead(head: weights.head)
+        head = LogitHead(head: weights.head, int8Activations: int8Activations)
         chatTemplate = ChatTemplate.detect(file: file)
     }
 
@@ -31,7 +33,7 @@ public final class LanguageModel: @unchecked Sendable {
         path = other.path
         file = other.file
         config = other.config
-        transformer = Transformer(config: other.config, weights: weights)
+        transformer = Transformer(config: other.config, weights: weights, int8Activations: other.transformer.int8Activations)
         tokenizer = other.tokenizer
         head = other.head
         chatTemplate = other.chatTemplate

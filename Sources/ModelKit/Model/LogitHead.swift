@@ -25,25 +25,30 @@ public struct LogitHead: Sendable {
     public let head: WeightMatrix
     /// Vocabulary rows per product when scoring, so (rows × vocab) is never materialised.
     public var chunk = 16_384
+    /// Activations rounded to 8 bits for quantized heads (`WeightMatrix.apply`).
+    public var int8Activations: Bool
 
-    public init(head: WeightMatrix) { self.head = head }
+    public init(head: WeightMatrix, int8Activations: Bool = WeightMatrix.int8Activations) {
+        self.head = head
+        self.int8Activations = int8Activations
+    }
 
     public var vocabSize: Int { head.rows }
     public var hidden: Int { head.columns }
 
     /// Full logits (rows, vocab) for a few rows (sampling).
-    public func logits(_ hidden: UnsafePointer<Float>, rows: Int) -> Tensor {
+    public func logits(_ hidden: UnsafePointer<Float>, rows: Int, int8: Bool? = nil) -> Tensor {
         let out = Tensor(shape: [rows, vocabSize], zeroed: false)  // every element is written
-        head.apply(hidden, rows: rows, into: out.data)
+        head.apply(hidden, rows: rows, into: out.data, int8: int8 ?? int8Activations)
         return out
     }
 
     /// Logits of specific tokens only (rows, ids.count): a dot product per id (the judge's A/B).
-    public func logits(_ hidden: UnsafePointer<Float>, rows: Int, ids: [Int32]) -> [[Float]] {
+    public func logits(_ hidden: UnsafePointer<Float>, rows: Int, ids: [Int32], int8: Bool? = nil) -> [[Float]] {
         var out = [[Float]](repeating: [Float](repeating: 0, count: ids.count), count: rows)
         var column = [Float](repeating: 0, count: rows)
         for (k, id) in ids.enumerated() {
-            column.withUnsafeMutableBufferPointer { head.apply(hidden, rows: rows, into: $0.baseAddress!, ldy: 1, outputs: Int(id)..<Int(id) + 1) }
+            column.withUnsafeMutableBufferPointer { head.apply(hidden, rows: rows, into: $0.baseAddress!, ldy: 1, outputs: Int(id)..<Int(id) + 1, int8: int8 ?? int8Activations) }
             for r in 0..<rows { out[r][k] = column[r] }
         }
         return out
@@ -51,7 +56,8 @@ public struct LogitHead: Sendable {
 
     /// Log-sum-exp, target logit and top-k per row, streaming over vocabulary chunks; the rows'
     /// reductions (vectorised exponential, CQuant's `pq_sum_exp`) run on all cores.
-    public func score(_ hidden: UnsafePointer<Float>, rows: Int, targets: [Int32?], topK: Int) -> [PositionScore] {
+    /// `int8` overrides `int8Activations` for this call.
+    public func score(_ hidden: UnsafePointer<Float>, rows: Int, targets: [Int32?], topK: Int, int8: Bool? = nil) -> [PositionScore] {
         precondition(targets.count == rows)
         // Per row: the running maximum, Σ exp(logit − maximum) so far, the target's logit, the top-k.
         var state = [(max: Float, sum: Double, target: Float?, top: [(id: Int32, logit: Float)])](
@@ -60,7 +66,7 @@ public struct LogitHead: Sendable {
         var start = 0
         while start < vocabSize {
             let n = min(chunk, vocabSize - start)
-            head.apply(hidden, rows: rows, into: buffer.data, outputs: start..<start + n)
+            head.apply(hidden, rows: rows, into: buffer.data, outputs: start..<start + n, int8: int8 ?? int8Activations)
             state.withUnsafeMutableBufferPointer { state in
                 Parallel.chunks(rows) { range in
                     for r in range {

@@ -1,3 +1,4 @@
+import CQuant
 import Foundation
 import TensorKit
 
@@ -21,10 +22,14 @@ public struct SequenceInput {
 public final class Transformer: @unchecked Sendable {
     public let config: TransformerConfig
     public let weights: TransformerWeights
+    /// Quantized projections round activations to 8 bits (`WeightMatrix.apply`); false keeps
+    /// Float32 activations (the engine's oracle tests compare both).
+    public let int8Activations: Bool
 
-    public init(config: TransformerConfig, weights: TransformerWeights) {
+    public init(config: TransformerConfig, weights: TransformerWeights, int8Activations: Bool = WeightMatrix.int8Activations) {
         self.config = config
         self.weights = weights
+        self.int8Activations = int8Activations
     }
 
     /// An empty cache for one sequence.
@@ -33,8 +38,10 @@ public final class Transformer: @unchecked Sendable {
     }
 
     /// Runs the new tokens of every sequence through all layers, appending to their caches.
-    /// Returns the final-norm hidden states, (Σ tokens, hidden), sequences in order.
-    public func forward(_ inputs: [SequenceInput]) -> Tensor {
+    /// Returns the final-norm hidden states, (Σ tokens, hidden), sequences in order. `int8`
+    /// overrides `int8Activations` for this pass (scoring runs Float32 activations).
+    public func forward(_ inputs: [SequenceInput], int8: Bool? = nil) -> Tensor {
+        let int8Activations = int8 ?? self.int8Activations
         let c = config
         let rows = inputs.reduce(0) { $0 + $1.tokens.count }
         let x = Tensor(shape: [rows, c.hidden])        // residual stream (T, hidden)
@@ -63,15 +70,14 @@ public final class Transformer: @unchecked Sendable {
         let gateUp = Tensor(shape: [rows, 2 * c.ffn])     // gate | up per row
         let act = Tensor(shape: [rows, c.ffn])
         let maxContext = inputs.map { $0.cache.length + $0.tokens.count }.max() ?? 0
-        let maxNew = inputs.map(\.tokens.count).max() ?? 0
-        // Batched decode splits its (sequence, query head) pairs across the cores when there is
-        // enough of it (Σ new × context × headDim ≥ 2^20 multiply-adds over all heads), each part
-        // with its own scratch. Prefill and long scored sequences keep one caller: their per-head
-        // products are large enough for OpenBLAS's own threads.
+        // Attention runs row by row in a fixed order (pq_attention), one (sequence, query head)
+        // pair per item, the items split across the cores when there is enough work
+        // (Σ new × context × headDim ≥ 2^16 multiply-adds over all heads); each part has its own
+        // scratch row.
         let attentionWork = inputs.reduce(0) { $0 + $1.tokens.count * ($1.cache.length + $1.tokens.count) } * c.heads * c.headDim
         let attentionItems = inputs.count * c.heads         // one query head of one sequence each
-        let attentionMinimum = attentionWork >= 1 << 20 && maxNew <= 4 ? 1 : max(attentionItems, 1)
-        let scratch = Tensor(shape: [Parallel.partCount(attentionItems, minimum: attentionMinimum) * maxNew * maxContext])
+        let attentionMinimum = attentionWork >= 1 << 16 ? 1 : max(attentionItems, 1)
+        let scratch = Tensor(shape: [Parallel.partCount(attentionItems, minimum: attentionMinimum) * max(maxContext, 1)])
         let group = c.heads / c.kvHeads
         // Pointers into these buffers outlive any single use of the objects: keep them alive.
         defer { withExtendedLifetime((h, qkv, attn, proj, gateUp, act, scratch)) {} }
@@ -80,7 +86,7 @@ public final class Transformer: @unchecked Sendable {
             let sliding = c.slidingLayers[l] ? c.slidingWindow : nil
             // Attention sublayer.
             Transformer.rmsnormRows(h.data, x.data, w.attnNorm.data, rows: rows, dim: c.hidden, eps: c.normEps)
-            w.qkv.apply(h.data, rows: rows, into: qkv.data)
+            w.qkv.apply(h.data, rows: rows, into: qkv.data, int8: int8Activations)
             if let bias = w.qkvBias {
                 for r in 0..<rows { let q = qkv.row(r); for j in 0..<qkvWidth { q[j] += bias.data[j] } }
             }
@@ -96,19 +102,18 @@ public final class Transformer: @unchecked Sendable {
             }
             // Head h reads KV head h / group (GQA).
             Parallel.parts(attentionItems, minimum: attentionMinimum) { part, range in
-                let buffer = scratch.data + part * maxNew * maxContext
+                let buffer = scratch.data + part * max(maxContext, 1)
                 for item in range {
                     let s = item / c.heads, h = item % c.heads, g = h / group
                     let input = inputs[s], n = input.tokens.count, start = input.cache.length
                     guard n > 0 else { continue }
-                    attention_forward(attn.row(offsets[s]) + h * c.headDim, outStride: c.qDim,
-                                      q: qkv.row(offsets[s]) + h * c.headDim, qStride: qkvWidth,
-                                      k: input.cache.keys(l) + g * c.headDim, v: input.cache.values(l) + g * c.headDim,
-                                      kvStride: c.kvDim, nNew: n, nCtx: start + n, heads: 1, kvHeads: 1, headDim: c.headDim,
-                                      scale: c.attentionScale, window: sliding, scratch: buffer)
+                    pq_attention(attn.row(offsets[s]) + h * c.headDim, Int64(c.qDim),
+                                 qkv.row(offsets[s]) + h * c.headDim, Int64(qkvWidth),
+                                 input.cache.keys(l) + g * c.headDim, input.cache.values(l) + g * c.headDim, Int64(c.kvDim),
+                                 Int64(n), Int64(start + n), Int64(c.headDim), c.attentionScale, Int64(sliding ?? 0), buffer)
                 }
             }
-            w.output.apply(attn.data, rows: rows, into: proj.data)
+            w.output.apply(attn.data, rows: rows, into: proj.data, int8: int8Activations)
             if let post = w.postAttnNorm {
                 Transformer.rmsnormRows(proj.data, proj.data, post.data, rows: rows, dim: c.hidden, eps: c.normEps)
             }
@@ -116,14 +121,14 @@ public final class Transformer: @unchecked Sendable {
 
             // MLP sublayer: down(act(gate · h) ⊙ (up · h)).
             Transformer.rmsnormRows(h.data, x.data, w.ffnNorm.data, rows: rows, dim: c.hidden, eps: c.normEps)
-            w.gateUp.apply(h.data, rows: rows, into: gateUp.data)
+            w.gateUp.apply(h.data, rows: rows, into: gateUp.data, int8: int8Activations)
             Parallel.chunks(rows, minimum: 16) { range in
                 for r in range {
                     let g = gateUp.row(r)
                     gated_activation_forward(act.row(r), gate: g, up: g + c.ffn, count: c.ffn, activation: c.activation)
                 }
             }
-            w.down.apply(act.data, rows: rows, into: proj.data)
+            w.down.apply(act.data, rows: rows, into: proj.data, int8: int8Activations)
             if let post = w.postFFNNorm {
                 Transformer.rmsnormRows(proj.data, proj.data, post.data, rows: rows, dim: c.hidden, eps: c.normEps)
             }

@@ -138,7 +138,7 @@ struct WeightReader {
                                   rowBytes: columns / info.type.blockSize * info.type.blockBytes))
             first += r
         }
-        return WeightMatrix(columns: columns, segments: segments, owner: file)
+        return WeightMatrix(columns: columns, segments: segments, owner: file, releasesPages: file.isMapped)
     }
 
     /// Several (rows, columns) matrices with equal columns stacked by rows into one, as Float32.

@@ -13,16 +13,15 @@ public enum WeightStorage: Sendable {
 /// A linear layer's weight matrix, (rows = outputs, columns = inputs) row-major as llama.cpp and
 /// PyTorch store it, kept either in its GGUF block format or as Float32.
 ///
-/// `apply` computes `Y = X · Wᵀ`. A quantized matrix takes one of two paths, chosen by the
-/// number of activation rows (docs/performance.md § Quantized weights in memory):
-/// - fewer than `gemmThreshold` (decode, batched decode, scoring a few positions): weights are
-///   unpacked in registers and multiplied with the Float32 activations, each unpacked block
-///   serving up to 8 activation rows, weight rows split across the cores;
-/// - more (prefill, training-size batches): tiles of rows are dequantized and fed to the
-///   OpenBLAS GEMM, so the dequantization is paid once per tile, not once per activation row.
-/// Both multiply the same dequantized values in Float32, so a row's result does not depend on
-/// how many rows share the call (up to summation order). With `int8Activations` the
-/// activations are rounded to 8 bits per block first, as llama.cpp does.
+/// `apply` computes `Y = X · Wᵀ` (docs/performance.md § 8-bit activations on every path):
+/// - by default (`int8Activations`) each activation row is rounded to 8 bits per block, as
+///   llama.cpp does, and one integer kernel serves every batch size (several activation rows
+///   per unpacked weight block, weight rows split across the cores), so a row's result is
+///   bit-identical however many rows share the call;
+/// - with Float32 activations, fewer than `gemmThreshold` rows meet weights unpacked in
+///   registers, more take dequantized tiles and the OpenBLAS GEMM; the two agree up to
+///   summation order.
+/// F16 and BF16 weights always take the Float32 paths.
 public final class WeightMatrix: @unchecked Sendable {
     /// Consecutive rows stored in one GGML type (stacked Q|K|V may mix types).
     struct Segment {
@@ -38,14 +37,22 @@ public final class WeightMatrix: @unchecked Sendable {
     let segments: [Segment]
     /// Keeps the memory mapping that `segments` point into alive.
     private let owner: AnyObject?
+    private let releasesPages: Bool
     private var denseCopy: Tensor?
-    private let lock = NSLock()
+    /// Q8_0/Q5_0/Q4_0 segments repacked into CQuant's X8 layout (8 interleaved rows) on their
+    /// first 8-bit product, by segment index; the original pages are then released.
+    private var packed: [Int: UnsafeMutableRawPointer] = [:]
+    private let lock = NSLock()          // guards denseCopy (held while `dense` decodes)
+    private let packLock = NSLock()      // guards packed
 
-    /// Round activations to 8 bits per block and use integer dot products, as llama.cpp does
-    /// (environment: `PRECEPT_ACTIVATIONS=int8`). Off by default: see docs/performance.md.
-    nonisolated(unsafe) public static var int8Activations = ProcessInfo.processInfo.environment["PRECEPT_ACTIVATIONS"] == "int8"
+    deinit { for p in packed.values { p.deallocate() } }
 
-    /// Activation rows from which the dequantized-tile GEMM path is taken (environment:
+    /// Round activations to 8 bits per block and use integer dot products, as llama.cpp does (the
+    /// default); `PRECEPT_ACTIVATIONS=f32` multiplies Float32 activations with the unpacked weights
+    /// instead (docs/performance.md § 8-bit activations on every path).
+    nonisolated(unsafe) public static var int8Activations = ProcessInfo.processInfo.environment["PRECEPT_ACTIVATIONS"] != "f32"
+
+    /// Activation rows from which the Float32 path takes dequantized tiles and the GEMM (environment:
     /// `PRECEPT_GEMM_THRESHOLD`, for measuring the crossover; 48 measured on gemma-3-270m,
     /// docs/performance.md).
     nonisolated(unsafe) public static var gemmThreshold =
@@ -63,13 +70,17 @@ public final class WeightMatrix: @unchecked Sendable {
         columns = dense.columns
         segments = []
         owner = nil
+        releasesPages = false
         denseCopy = dense
     }
 
-    init(columns: Int, segments: [Segment], owner: AnyObject) {
+    /// `releasesPages`: the segments point into a read-only file mapping, whose pages of repacked
+    /// segments may be dropped (never for caller-owned memory).
+    init(columns: Int, segments: [Segment], owner: AnyObject, releasesPages: Bool = false) {
         self.columns = columns
         self.segments = segments
         self.owner = owner
+        self.releasesPages = releasesPages
         rows = segments.reduce(0) { $0 + $1.rows }
     }
 
@@ -121,17 +132,56 @@ public final class WeightMatrix: @unchecked Sendable {
         return denseCopy
     }
 
-    /// Dequantizes rows `range` of the stored blocks into `out` (row stride `columns`), both cores.
+    /// Dequantizes rows `range` of the stored blocks into `out` (row stride `columns`), both cores;
+    /// from the X8 copy of a segment that has one (its original pages were released).
     private func decode(_ range: Range<Int>, into out: UnsafeMutablePointer<Float>) {
-        for s in segments {
+        for (index, s) in segments.enumerated() {
             let lower = max(range.lowerBound, s.firstRow), upper = min(range.upperBound, s.firstRow + s.rows)
             guard upper > lower else { continue }
+            let x8 = lockedPacked(index)
             Parallel.chunks(upper - lower, minimum: 64) { part in
-                pq_dequantize_rows(Int32(s.type.rawValue), Int64(columns), s.base + (lower - s.firstRow + part.lowerBound) * s.rowBytes,
-                                   Int64(s.rowBytes), Int64(part.count), out + (lower - range.lowerBound + part.lowerBound) * columns)
+                let first = lower - s.firstRow + part.lowerBound
+                let target = out + (lower - range.lowerBound + part.lowerBound) * columns
+                if let x8 {
+                    pq_dequantize_x8_rows(Int64(columns), x8, Int64(first), Int64(part.count), target)
+                } else {
+                    pq_dequantize_rows(Int32(s.type.rawValue), Int64(columns), s.base + first * s.rowBytes, Int64(s.rowBytes), Int64(part.count), target)
+                }
             }
         }
     }
+
+    private func lockedPacked(_ index: Int) -> UnsafeMutableRawPointer? {
+        packLock.lock()
+        defer { packLock.unlock() }
+        return packed[index]
+    }
+
+    /// The X8 copy of segment `index` (a Q8_0, Q5_0 or Q4_0 segment), made on first use: every
+    /// 8-bit product of these types runs on it (docs/performance.md § Interleaved rows).
+    private func packedSegment(_ index: Int) -> UnsafeMutableRawPointer {
+        packLock.lock()
+        defer { packLock.unlock() }
+        if let p = packed[index] { return p }
+        let s = segments[index]
+        let p = UnsafeMutableRawPointer.allocate(byteCount: Int(pq_x8_bytes(Int64(s.rows), Int64(columns))), alignment: 64)
+        // 1024 groups (8192 rows) at a time, each span's original pages released once repacked,
+        // so the original and the copy are never both resident (peak RSS).
+        let groups = (s.rows + 7) / 8
+        for start in stride(from: 0, to: groups, by: 1024) {
+            let span = min(1024, groups - start)
+            Parallel.chunks(span, minimum: 64) { range in
+                pq_repack_x8(Int32(s.type.rawValue), Int64(columns), s.base, Int64(s.rowBytes), Int64(s.rows),
+                             Int64(start + range.lowerBound), Int64(range.count), p)
+            }
+            let firstRow = start * 8, lastRow = min(s.rows, (start + span) * 8)
+            if releasesPages { pq_release_pages(s.base + firstRow * s.rowBytes, Int64((lastRow - firstRow) * s.rowBytes)) }
+        }
+        packed[index] = p
+        return p
+    }
+
+    private static func interleaves(_ type: GGMLType) -> Bool { type == .q8_0 || type == .q5_0 || type == .q4_0 }
 
     /// `Y(m, outputs.count) = X(m, columns) · W[outputs]ᵀ`, with `Y`'s rows `ldy` apart.
     /// `int8` overrides `int8Activations` for this call.
@@ -149,51 +199,52 @@ public final class WeightMatrix: @unchecked Sendable {
         }
         let rowChunk = max(1, 32_768 / max(columns, 1))             // weight rows per core, at least ≈ 32 K weights
         var quantized: [GGMLType: UnsafeMutableRawPointer] = [:]   // activations, per activation format
-        var rounded: [GGMLType: UnsafeMutableRawPointer] = [:]     // the same, back in Float32 for the GEMM
-        defer { for p in quantized.values { p.deallocate() }; for p in rounded.values { p.deallocate() } }
-        for s in segments {
+        defer { for p in quantized.values { p.deallocate() } }
+        for (index, s) in segments.enumerated() {
             let lower = max(outputs.lowerBound, s.firstRow), upper = min(outputs.upperBound, s.firstRow + s.rows)
             guard upper > lower else { continue }
             let weights = s.base + (lower - s.firstRow) * s.rowBytes
             let out = y + (lower - outputs.lowerBound)
             let count = upper - lower
+            let type = Int32(s.type.rawValue)
             if s.type == .f32 {
                 GEMM.strided(transposeA: false, transposeB: true, m: m, n: count, k: columns, x, lda: columns,
                              weights.assumingMemoryBound(to: Float.self), ldb: s.rowBytes / 4, beta: 0, out, ldc: ldy)
-            } else if m < Self.gemmThreshold && !int8 {
-                Parallel.chunks(count, minimum: rowChunk) { range in
-                    pq_matmul_f32(Int32(s.type.rawValue), Int64(columns), weights + range.lowerBound * s.rowBytes, Int64(s.rowBytes),
-                                  Int64(range.count), x, Int64(columns), Int64(m), out + range.lowerBound, Int64(ldy))
-                }
-            } else if !int8 {
-                tiledGEMM(s, weights: weights, count: count, x: x, m: m, out: out, ldy: ldy)
-            } else if m < Self.gemmThreshold {
-                let type = Int32(s.type.rawValue)
+            } else if int8 && s.type != .f16 && s.type != .bf16 {
+                // Every batch size takes the same integer kernel, so a row's result is bit-identical
+                // however many rows share the call.
                 let key = Self.activationFormat(s.type)
                 let xq: UnsafeMutableRawPointer
                 if let p = quantized[key] { xq = p } else {
-                    let bytes = Int(pq_activation_row_bytes(type, Int64(columns))) * m
-                    xq = UnsafeMutableRawPointer.allocate(byteCount: max(bytes, 1), alignment: 64)
-                    pq_quantize_activations(type, x, Int64(columns), Int64(m), Int64(columns), xq)
+                    let rowBytes = Int(pq_activation_row_bytes(type, Int64(columns)))
+                    xq = UnsafeMutableRawPointer.allocate(byteCount: max(rowBytes * m, 1), alignment: 64)
+                    Parallel.chunks(m, minimum: 16) { range in
+                        pq_quantize_activations(type, x + range.lowerBound * columns, Int64(columns), Int64(range.count), Int64(columns),
+                                                xq + range.lowerBound * rowBytes)
+                    }
                     quantized[key] = xq
                 }
+                if Self.interleaves(s.type) {
+                    // Groups of 8 interleaved rows, split across the cores.
+                    let x8 = packedSegment(index), first = lower - s.firstRow
+                    let groups = (first + count + 7) / 8 - first / 8
+                    Parallel.chunks(groups, minimum: max(1, rowChunk / 8)) { range in
+                        let from = max(first, (first / 8 + range.lowerBound) * 8), to = min(first + count, (first / 8 + range.upperBound) * 8)
+                        pq_matmul_x8(type, Int64(columns), x8, Int64(from), Int64(to - from), xq, Int64(m), out + (from - first), Int64(ldy))
+                    }
+                } else {
+                    Parallel.chunks(count, minimum: rowChunk) { range in
+                        pq_matmul(type, Int64(columns), weights + range.lowerBound * s.rowBytes, Int64(s.rowBytes), Int64(range.count),
+                                  xq, Int64(m), out + range.lowerBound, Int64(ldy))
+                    }
+                }
+            } else if m < Self.gemmThreshold {
                 Parallel.chunks(count, minimum: rowChunk) { range in
-                    pq_matmul(type, Int64(columns), weights + range.lowerBound * s.rowBytes, Int64(s.rowBytes), Int64(range.count),
-                              xq, Int64(m), out + range.lowerBound, Int64(ldy))
+                    pq_matmul_f32(type, Int64(columns), weights + range.lowerBound * s.rowBytes, Int64(s.rowBytes),
+                                  Int64(range.count), x, Int64(columns), Int64(m), out + range.lowerBound, Int64(ldy))
                 }
             } else {
-                let key = Self.activationFormat(s.type)
-                let xr: UnsafeMutableRawPointer
-                if let p = rounded[key] { xr = p } else {
-                    xr = UnsafeMutableRawPointer.allocate(byteCount: m * columns * 4, alignment: 64)
-                    let xf = xr.bindMemory(to: Float.self, capacity: m * columns)
-                    Parallel.chunks(m, minimum: 8) { range in
-                        pq_round_activations(Int32(s.type.rawValue), x + range.lowerBound * columns, Int64(columns), Int64(range.count),
-                                             Int64(columns), xf + range.lowerBound * columns)
-                    }
-                    rounded[key] = xr
-                }
-                tiledGEMM(s, weights: weights, count: count, x: xr.assumingMemoryBound(to: Float.self), m: m, out: out, ldy: ldy)
+                tiledGEMM(s, weights: weights, count: count, x: x, m: m, out: out, ldy: ldy)
             }
         }
     }

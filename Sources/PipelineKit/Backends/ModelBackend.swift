@@ -83,7 +83,7 @@ public final class LocalBackend: ModelBackend, @unchecked Sendable {
     public let promptStyle: PromptStyle
     /// Prefixes prefilled for earlier batches, least recently used first: a judge that alternates
     /// between a few long contexts (the `contrast` method's) prefills each once.
-    private var sharedPrefixes: [(tokens: [Int32], cache: KVCache)] = []
+    private var sharedPrefixes: [(tokens: [Int32], cache: KVCache, int8: Bool)] = []
     static let keptPrefixes = 8
     private let lock = NSLock()
     /// Shorter shared prefixes are not worth a separate prefill.
@@ -107,7 +107,9 @@ public final class LocalBackend: ModelBackend, @unchecked Sendable {
     }
 
     /// A cache for the prefix all `prompts` share, reusing a kept one when it still applies.
-    func prefix(for prompts: [[Int32]]) -> KVCache? {
+    /// `int8`: the activations of the passes that will continue it (generation rounds them to
+    /// 8 bits, scoring keeps Float32), so the cache holds the same numbers a full pass would.
+    func prefix(for prompts: [[Int32]], int8: Bool) -> KVCache? {
         guard let first = prompts.first, let shortest = prompts.map(\.count).min() else { return nil }
         var common = shortest - 1  // leave at least one token to feed
         for p in prompts.dropFirst() {
@@ -116,7 +118,8 @@ public final class LocalBackend: ModelBackend, @unchecked Sendable {
             common = i
         }
         if let index = sharedPrefixes.lastIndex(where: { kept in
-            kept.tokens.count <= common && kept.tokens.count >= Self.minimumSharedPrefix && Array(first.prefix(kept.tokens.count)) == kept.tokens
+            kept.int8 == int8 && kept.tokens.count <= common && kept.tokens.count >= Self.minimumSharedPrefix
+                && Array(first.prefix(kept.tokens.count)) == kept.tokens
         }) {
             let kept = sharedPrefixes.remove(at: index)
             sharedPrefixes.append(kept)  // most recently used last
@@ -124,13 +127,14 @@ public final class LocalBackend: ModelBackend, @unchecked Sendable {
         }
         guard common >= Self.minimumSharedPrefix else { return nil }
         let tokens = Array(first.prefix(common))
-        let cache = Generator(model: model).prefill(tokens)
-        sharedPrefixes.append((tokens, cache))
+        let cache = model.transformer.makeCache(capacity: tokens.count + 256)
+        _ = model.transformer.forward([SequenceInput(cache: cache, tokens: tokens)], int8: int8)
+        sharedPrefixes.append((tokens, cache, int8))
         if sharedPrefixes.count > Self.keptPrefixes { sharedPrefixes.removeFirst() }
         return cache
     }
 
-    /// Per prompt, the longest cached prefix: runs of consecutive prompts that share at least
+    /// Per prompt (scoring, Float32 activations), the longest cached prefix: runs of consecutive prompts that share at least
     /// `minimumSharedPrefix` tokens beyond the batch's shared prefix (a judge asking one pair under
     /// several principles, the question last) get that stem prefilled once, on top of the shared prefix.
     func groupPrefixes(_ prompts: [[Int32]], shared: KVCache?) -> [KVCache?] {
@@ -150,7 +154,7 @@ public final class LocalBackend: ModelBackend, @unchecked Sendable {
             }
             if j - i >= 2 {
                 let cache = shared?.copy(reserving: common - base) ?? model.transformer.makeCache(capacity: common)
-                _ = model.transformer.forward([SequenceInput(cache: cache, tokens: Array(prompts[i][base..<common]))])
+                _ = model.transformer.forward([SequenceInput(cache: cache, tokens: Array(prompts[i][base..<common]))], int8: false)
                 for k in i..<j { caches[k] = cache }
             }
             i = j
@@ -162,7 +166,7 @@ public final class LocalBackend: ModelBackend, @unchecked Sendable {
         lock.lock()
         defer { lock.unlock() }
         let prompts = calls.map { tokens($0.prompt) }
-        let shared = prefix(for: prompts)
+        let shared = prefix(for: prompts, int8: model.transformer.int8Activations)
         let requests = zip(prompts, calls).map { GenerationRequest(prompt: $0, parameters: $1.parameters, prefix: shared) }
         return Generator(model: model).generate(requests).map {
             GenerationOutput(text: $0.text, finishReason: $0.finishReason, promptTokens: $0.promptTokens,
@@ -174,7 +178,7 @@ public final class LocalBackend: ModelBackend, @unchecked Sendable {
         lock.lock()
         defer { lock.unlock() }
         let prompts = calls.map { model.tokenizer.encode($0.prompt, addBOS: nil, parseSpecial: false) }
-        let prefixes = groupPrefixes(prompts, shared: prefix(for: prompts))
+        let prefixes = groupPrefixes(prompts, shared: prefix(for: prompts, int8: false))
         let encoded = calls.map { $0.continuations.map { model.tokenizer.encode($0, addBOS: false, parseSpecial: false) } }
         // Option tokens (every continuation one token): one pass per prompt instead of one per option.
         if encoded.allSatisfy({ $0.allSatisfy { $0.count == 1 } }) {
