@@ -149,6 +149,64 @@ void pq_matmul_x8(int type, int64_t n, const void *packed, int64_t first, int64_
     }
 }
 
+// ---- Float32 activations on the X8 layout ----------------------------------------------------
+
+// One group of 8 weight rows against R Float32 activation rows (`ldx` apart). Per step, one
+// byte shuffle transposes each 128-bit lane's 4 rows × 4 elements, so element k of all 8 rows
+// becomes 8 Float32 lanes, shared by the R rows' FMAs; per block, acc += (Σ q·x) · d_w.
+INLINE void x8f_rows(int64_t nb, const uint8_t *p, const float *x, int64_t ldx, __m256 *out, const int R) {
+    const __m256i transpose = _mm256_setr_epi8(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15,
+                                               0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+    __m256 acc[4];
+    for (int r = 0; r < R; r++) acc[r] = _mm256_setzero_ps();
+    for (int64_t b = 0; b < nb; b++, p += X8_BLOCK) {
+        __m256 block[4];
+        for (int r = 0; r < R; r++) block[r] = _mm256_setzero_ps();
+        for (int s = 0; s < 8; s++) {
+            const __m256i t = _mm256_shuffle_epi8(_mm256_loadu_si256((const __m256i *)(p + 32 + 32 * s)), transpose);
+            for (int k = 0; k < 4; k++) {
+                // Dword k of each lane: element 4s + k of rows 0–3 and 4–7.
+                const __m256i pair = _mm256_permutevar8x32_epi32(t, _mm256_setr_epi32(k, k + 4, 0, 0, 0, 0, 0, 0));
+                const __m256 w = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm256_castsi256_si128(pair)));
+                for (int r = 0; r < R; r++)
+                    block[r] = _mm256_fmadd_ps(w, _mm256_broadcast_ss(x + r * ldx + 32 * b + 4 * s + k), block[r]);
+            }
+        }
+        const __m256 ws = _mm256_loadu_ps((const float *)p);
+        for (int r = 0; r < R; r++) acc[r] = _mm256_fmadd_ps(block[r], ws, acc[r]);
+    }
+    for (int r = 0; r < R; r++) out[r] = acc[r];
+}
+
+static void x8f_any(int64_t nb, const uint8_t *p, const float *x, int64_t ldx, __m256 *out, int R) {
+    switch (R) {
+    case 4: x8f_rows(nb, p, x, ldx, out, 4); break;
+    case 3: x8f_rows(nb, p, x, ldx, out, 3); break;
+    case 2: x8f_rows(nb, p, x, ldx, out, 2); break;
+    default: x8f_rows(nb, p, x, ldx, out, 1); break;
+    }
+}
+
+void pq_matmul_x8_f32(int64_t n, const void *packed, int64_t first, int64_t count,
+                      const float *x, int64_t ldx, int64_t xrows, float *y, int64_t ldy) {
+    const int64_t nb = n / 32;
+    const int64_t g0 = first / 8, g1 = (first + count + 7) / 8;
+    for (int64_t g = g0; g < g1; g++) {
+        const uint8_t *p = (const uint8_t *)packed + g * nb * X8_BLOCK;
+        const int64_t lo = 8 * g > first ? 8 * g : first, hi = 8 * g + 8 < first + count ? 8 * g + 8 : first + count;
+        for (int64_t r = 0; r < xrows; r += 4) {
+            const int R = (int)(xrows - r < 4 ? xrows - r : 4);
+            __m256 out[4];
+            x8f_any(nb, p, x + r * ldx, ldx, out, R);
+            for (int k = 0; k < R; k++) {
+                float lanes[8];
+                _mm256_storeu_ps(lanes, out[k]);
+                memcpy(y + (r + k) * ldy + (lo - first), lanes + (lo - 8 * g), (size_t)(hi - lo) * 4);
+            }
+        }
+    }
+}
+
 void pq_release_pages(const void *p, int64_t bytes) {
     const uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
     const uintptr_t start = ((uintptr_t)p + page - 1) / page * page, end = ((uintptr_t)p + (uintptr_t)bytes) / page * page;

@@ -118,6 +118,28 @@ import TensorKit
             let worstTile = worstError(yt, xs, rowsOfX: big)
             #expect(worstTile < 1e-5, "\(type) tile path: worst relative error \(worstTile)")
 
+            // After an 8-bit product has repacked a 32-element-block matrix (X8), Float32
+            // activations run on the repacked copy: one row, a few, and the tile path.
+            if int8 {
+                for count in [1, 11, big] {
+                    let xc = Array(xs.prefix(count * columns))
+                    var yc = [Float](repeating: 0, count: count * rows)
+                    xc.withUnsafeBufferPointer { matrix.apply($0.baseAddress!, rows: count, into: &yc, int8: false) }
+                    var worstF32 = 0.0
+                    for r in 0..<count {
+                        for i in 0..<rows {
+                            var expected = 0.0, scale = 0.0
+                            for j in 0..<columns {
+                                expected += Double(decoded[i * columns + j]) * Double(xc[r * columns + j])
+                                scale += abs(Double(decoded[i * columns + j]) * Double(xc[r * columns + j]))
+                            }
+                            worstF32 = max(worstF32, abs(Double(yc[r * rows + i]) - expected) / max(scale, 1e-6))
+                        }
+                    }
+                    #expect(worstF32 < 1e-5, "\(type), Float32 activations after a repack, \(count) rows: worst relative error \(worstF32)")
+                }
+            }
+
             // Rows for an embedding lookup, and a sub-range of outputs written with a stride.
             var row = [Float](repeating: 0, count: columns)
             matrix.row(5, into: &row)

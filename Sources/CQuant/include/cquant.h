@@ -57,6 +57,10 @@ void pq_repack_x8(int type, int64_t n, const void *w, int64_t wstride, int64_t r
 /// result is bit-identical for every `xrows`.
 void pq_matmul_x8(int type, int64_t n, const void *packed, int64_t first, int64_t count,
                   const void *xq, int64_t xrows, float *y, int64_t ldy);
+/// As pq_matmul_x8 with Float32 activations (`x`, row stride `ldx`): the weights are unpacked
+/// in registers and summed per block, then scaled.
+void pq_matmul_x8_f32(int64_t n, const void *packed, int64_t first, int64_t count,
+                      const float *x, int64_t ldx, int64_t xrows, float *y, int64_t ldy);
 /// Rows [first, first + count) of an X8 matrix as Float32 (row stride n).
 void pq_dequantize_x8_rows(int64_t n, const void *packed, int64_t first, int64_t count, float *out);
 /// Drops the whole pages inside [p, p + bytes) of a read-only file mapping from memory

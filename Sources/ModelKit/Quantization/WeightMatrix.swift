@@ -239,12 +239,23 @@ public final class WeightMatrix: @unchecked Sendable {
                     }
                 }
             } else if m < Self.gemmThreshold {
-                Parallel.chunks(count, minimum: rowChunk) { range in
-                    pq_matmul_f32(type, Int64(columns), weights + range.lowerBound * s.rowBytes, Int64(s.rowBytes),
-                                  Int64(range.count), x, Int64(columns), Int64(m), out + range.lowerBound, Int64(ldy))
+                if let x8 = lockedPacked(index) {
+                    // Repacked by an earlier 8-bit product (its original pages released): the
+                    // Float32-activation kernel on the X8 layout.
+                    let first = lower - s.firstRow, groups = (first + count + 7) / 8 - first / 8
+                    Parallel.chunks(groups, minimum: max(1, rowChunk / 8)) { range in
+                        let from = max(first, (first / 8 + range.lowerBound) * 8), to = min(first + count, (first / 8 + range.upperBound) * 8)
+                        pq_matmul_x8_f32(Int64(columns), x8, Int64(from), Int64(to - from), x, Int64(columns), Int64(m),
+                                         out + (from - first), Int64(ldy))
+                    }
+                } else {
+                    Parallel.chunks(count, minimum: rowChunk) { range in
+                        pq_matmul_f32(type, Int64(columns), weights + range.lowerBound * s.rowBytes, Int64(s.rowBytes),
+                                      Int64(range.count), x, Int64(columns), Int64(m), out + range.lowerBound, Int64(ldy))
+                    }
                 }
             } else {
-                tiledGEMM(s, weights: weights, count: count, x: x, m: m, out: out, ldy: ldy)
+                tiledGEMM(lower - s.firstRow..<upper - s.firstRow, of: index, x: x, m: m, out: out, ldy: ldy)
             }
         }
     }
@@ -258,9 +269,11 @@ public final class WeightMatrix: @unchecked Sendable {
         }
     }
 
-    /// Dequantizes `tileRows` weight rows at a time (both cores) and multiplies with OpenBLAS.
-    private func tiledGEMM(_ s: Segment, weights: UnsafeRawPointer, count: Int, x: UnsafePointer<Float>, m: Int,
+    /// Dequantizes `tileRows` weight rows at a time (both cores; from the X8 copy when there is
+    /// one) and multiplies with OpenBLAS. `rows` are segment `index`'s rows.
+    private func tiledGEMM(_ rows: Range<Int>, of index: Int, x: UnsafePointer<Float>, m: Int,
                            out: UnsafeMutablePointer<Float>, ldy: Int) {
+        let s = segments[index], x8 = lockedPacked(index), count = rows.count
         // ≈ 1 MB of Float32 per tile: stays in L2/L3 while the GEMM streams the activations past it.
         let tileRows = max(16, min(count, Self.tileFloats / max(columns, 1)))
         let tile = Tensor(shape: [tileRows, columns], zeroed: false)
@@ -269,8 +282,13 @@ public final class WeightMatrix: @unchecked Sendable {
         while start < count {
             let n = min(tileRows, count - start)
             Parallel.chunks(n, minimum: 16) { range in
-                pq_dequantize_rows(Int32(s.type.rawValue), Int64(columns), weights + (start + range.lowerBound) * s.rowBytes,
-                                   Int64(s.rowBytes), Int64(range.count), tile.row(range.lowerBound))
+                let first = rows.lowerBound + start + range.lowerBound
+                if let x8 {
+                    pq_dequantize_x8_rows(Int64(columns), x8, Int64(first), Int64(range.count), tile.row(range.lowerBound))
+                } else {
+                    pq_dequantize_rows(Int32(s.type.rawValue), Int64(columns), s.base + first * s.rowBytes,
+                                       Int64(s.rowBytes), Int64(range.count), tile.row(range.lowerBound))
+                }
             }
             GEMM.strided(transposeA: false, transposeB: true, m: m, n: n, k: columns, x, lda: columns,
                          tile.data, ldb: columns, beta: 0, out + start, ldc: ldy)
