@@ -11,6 +11,7 @@
 #include "blocks.h"
 
 #include <immintrin.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <unistd.h>
@@ -62,19 +63,37 @@ void pq_repack_x8(int type, int64_t n, const void *w, int64_t wstride, int64_t r
     }
 }
 
-void pq_dequantize_x8_rows(int64_t n, const void *packed, int64_t first, int64_t count, float *out) {
-    const int64_t nb = n / 32;
-    for (int64_t i = 0; i < count; i++) {
-        const int64_t r = first + i, g = r / 8, l = r % 8;
-        for (int64_t b = 0; b < nb; b++) {
-            const uint8_t *blk = (const uint8_t *)packed + (g * nb + b) * X8_BLOCK;
-            float d;
-            memcpy(&d, blk + 4 * l, 4);
-            const int8_t *q = (const int8_t *)(blk + 32);
-            for (int s = 0; s < 8; s++)
-                for (int k = 0; k < 4; k++) out[i * n + 32 * b + 4 * s + k] = d * (float)q[32 * s + 4 * l + k];
+// The 8 rows of group `p` (nb blocks) as Float32 into rows8 (row stride n): per step, each pair
+// of rows' 4 bytes become 8 lanes scaled by the two rows' scales.
+static void dequantize_group(int64_t nb, int64_t n, const uint8_t *p, float *rows8) {
+    for (int64_t b = 0; b < nb; b++, p += X8_BLOCK) {
+        const __m256 scales = _mm256_loadu_ps((const float *)p);
+        __m256 pair[4];
+        for (int k = 0; k < 4; k++)
+            pair[k] = _mm256_permutevar8x32_ps(scales, _mm256_setr_epi32(2 * k, 2 * k, 2 * k, 2 * k, 2 * k + 1, 2 * k + 1, 2 * k + 1, 2 * k + 1));
+        for (int s = 0; s < 8; s++) {
+            for (int k = 0; k < 4; k++) {
+                const __m256i q = _mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(p + 32 + 32 * s + 8 * k)));
+                const __m256 v = _mm256_mul_ps(_mm256_cvtepi32_ps(q), pair[k]);
+                _mm_storeu_ps(rows8 + (2 * k) * n + 32 * b + 4 * s, _mm256_castps256_ps128(v));
+                _mm_storeu_ps(rows8 + (2 * k + 1) * n + 32 * b + 4 * s, _mm256_extractf128_ps(v, 1));
+            }
         }
     }
+}
+
+void pq_dequantize_x8_rows(int64_t n, const void *packed, int64_t first, int64_t count, float *out) {
+    const int64_t nb = n / 32;
+    float *partial = NULL;
+    for (int64_t g = first / 8; g < (first + count + 7) / 8; g++) {
+        const uint8_t *p = (const uint8_t *)packed + g * nb * X8_BLOCK;
+        const int64_t lo = 8 * g > first ? 8 * g : first, hi = 8 * g + 8 < first + count ? 8 * g + 8 : first + count;
+        if (hi - lo == 8) { dequantize_group(nb, n, p, out + (lo - first) * n); continue; }
+        if (!partial && !(partial = malloc((size_t)(8 * n) * sizeof(float)))) return;
+        dequantize_group(nb, n, p, partial);
+        memcpy(out + (lo - first) * n, partial + (lo - 8 * g) * n, (size_t)((hi - lo) * n) * sizeof(float));
+    }
+    free(partial);
 }
 
 // One group of 8 weight rows against R activation rows (`xs` blocks apart): out[r] gets the 8
