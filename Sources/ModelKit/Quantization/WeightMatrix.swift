@@ -17,7 +17,8 @@ public enum WeightStorage: Sendable {
 /// - by default (`int8Activations`) each activation row is rounded to 8 bits per block, as
 ///   llama.cpp does, and one integer kernel serves every batch size (several activation rows
 ///   per unpacked weight block, weight rows split across the cores), so a row's result is
-///   bit-identical however many rows share the call;
+///   bit-identical however many rows share the call; Q8_0, Q5_0 and Q4_0 matrices are repacked
+///   on first use into 8 interleaved rows (CQuant's X8 layout), and the file's pages released;
 /// - with Float32 activations, fewer than `gemmThreshold` rows meet weights unpacked in
 ///   registers, more take dequantized tiles and the OpenBLAS GEMM; the two agree up to
 ///   summation order.
@@ -158,7 +159,7 @@ public final class WeightMatrix: @unchecked Sendable {
     }
 
     /// The X8 copy of segment `index` (a Q8_0, Q5_0 or Q4_0 segment), made on first use: every
-    /// 8-bit product of these types runs on it (docs/performance.md § Interleaved rows).
+    /// 8-bit product of these types runs on it (docs/performance.md § 8-bit activations on every path).
     private func packedSegment(_ index: Int) -> UnsafeMutableRawPointer {
         packLock.lock()
         defer { packLock.unlock() }
