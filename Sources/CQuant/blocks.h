@@ -21,36 +21,6 @@ static inline float hsum(__m256 v) {
     return _mm_cvtss_f32(s);
 }
 
-static inline __m256i ones16(void) { return _mm256_set1_epi16(1); }
-
-// Σ of unsigned×signed byte pairs, as 8 int32 lanes.
-static inline __m256i dot_us8(__m256i u, __m256i s) {
-    return _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), ones16());
-}
-
-// Σ of signed×signed byte pairs (sign moved onto the second operand).
-static inline __m256i dot_ss8(__m256i a, __m256i b) {
-    return dot_us8(_mm256_sign_epi8(a, a), _mm256_sign_epi8(b, a));
-}
-
-// 0xFF in byte i where bit i of the 32-bit word at p is set.
-static inline __m256i bits_to_bytes(const uint8_t *p) {
-    uint32_t x; memcpy(&x, p, 4);
-    const __m256i shuffle = _mm256_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1,
-                                             2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3);
-    const __m256i bit = _mm256_setr_epi8(1, 2, 4, 8, 16, 32, 64, -128, 1, 2, 4, 8, 16, 32, 64, -128,
-                                         1, 2, 4, 8, 16, 32, 64, -128, 1, 2, 4, 8, 16, 32, 64, -128);
-    __m256i v = _mm256_shuffle_epi8(_mm256_set1_epi32((int)x), shuffle);
-    return _mm256_cmpeq_epi8(_mm256_and_si256(v, bit), bit);
-}
-
-// 32 nibbles of 16 bytes: low nibbles in bytes 0–15, high nibbles in bytes 16–31.
-static inline __m256i nibbles16(const uint8_t *p) {
-    __m128i t = _mm_loadu_si128((const __m128i *)p);
-    __m256i v = _mm256_set_m128i(_mm_srli_epi16(t, 4), t);
-    return _mm256_and_si256(v, _mm256_set1_epi8(0x0F));
-}
-
 static inline void scales_mins_k4(const uint8_t *s, uint8_t sc[8], uint8_t m[8]) {
     for (int j = 0; j < 4; j++) { sc[j] = s[j] & 63; m[j] = s[j + 4] & 63; }
     for (int j = 4; j < 8; j++) {

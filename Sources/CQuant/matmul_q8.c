@@ -1,8 +1,9 @@
-// Quantized weight rows times 8-bit activations (pq_matmul): the default path of WeightMatrix.
+// K-quant weight rows (Q4_K, Q5_K, Q6_K) times 8-bit activations (pq_matmul): the default path
+// of WeightMatrix for these types (32-element block formats take matmul_x8.c).
 //
-// Integer products are summed exactly per block (Q8_0/Q4_0/Q5_0) or per 256-element super-block
-// (K-quants), then scaled in Float32 into per-row accumulators. One kernel, instantiated for
-// R = 1…4 activation rows, does every row's arithmetic in the same order whatever R is, so a
+// Integer products are summed exactly per 256-element super-block, then scaled in Float32 into
+// per-row accumulators. One kernel, instantiated for
+// R = 1…3 activation rows, does every row's arithmetic in the same order whatever R is, so a
 // row's result is bit-identical whether it is multiplied alone (decode) or with a thousand others
 // (prefill, scoring): batch composition never changes a number.
 //
@@ -16,64 +17,13 @@
 
 #define INLINE static inline __attribute__((always_inline))
 
-// ---- Q8_0 / Q4_0 / Q5_0: 32-element blocks with one fp16 scale ------------------------------
-
-static inline int64_t block32_bytes(int type) { return type == PQ_Q8_0 ? 34 : type == PQ_Q5_0 ? 22 : 18; }
-
-// A block's 32 weights as signed bytes, offsets applied: Q8_0 {f16 d; i8 qs[32]}; Q4_0 {f16 d;
-// u8 qs[16]} (element j < 16: low nibble of qs[j], else the high nibble of qs[j−16]; minus 8);
-// Q5_0 {f16 d; u32 qh; u8 qs[16]} (as Q4_0 with bit j of qh as the fifth bit; minus 16).
-INLINE __m256i block32_signed(int type, const uint8_t *w) {
-    if (type == PQ_Q8_0) return _mm256_loadu_si256((const __m256i *)(w + 2));
-    if (type == PQ_Q4_0) return _mm256_sub_epi8(nibbles16(w + 2), _mm256_set1_epi8(8));
-    const __m256i q = _mm256_or_si256(nibbles16(w + 6), _mm256_and_si256(bits_to_bytes(w + 2), _mm256_set1_epi8(0x10)));
-    return _mm256_sub_epi8(q, _mm256_set1_epi8(16));
-}
-
-// Σ w·x over one block as 8 int32 lanes: |w| × (x with w's sign), as ggml's mul_sum_i8_pairs.
-INLINE __m256i block32_dot(__m256i absw, __m256i w, const int8_t *x) {
-    const __m256i sx = _mm256_sign_epi8(_mm256_loadu_si256((const __m256i *)x), w);
-    return _mm256_madd_epi16(_mm256_maddubs_epi16(absw, sx), _mm256_set1_epi16(1));
-}
-
-// One weight row against R activation rows (`xs` blocks apart); y[r·ldy] gets row r's result.
-// Even and odd blocks go to two accumulators per row (two FMA chains), summed at the end.
-INLINE void rows_block32(int type, int64_t n, const uint8_t *w, const pq_q8a32 *x, int64_t xs,
-                         float *y, int64_t ldy, const int R) {
-    __m256 even[4], odd[4];
-    for (int r = 0; r < R; r++) { even[r] = _mm256_setzero_ps(); odd[r] = _mm256_setzero_ps(); }
-    const int64_t bytes = block32_bytes(type), nb = n / 32;
-    int64_t b = 0;
-    for (; b + 2 <= nb; b += 2) {
-        const uint8_t *w0 = w + b * bytes, *w1 = w0 + bytes;
-        const __m256i q0 = block32_signed(type, w0), q1 = block32_signed(type, w1);
-        const __m256i a0 = _mm256_sign_epi8(q0, q0), a1 = _mm256_sign_epi8(q1, q1);
-        const float d0 = fp16(w0), d1 = fp16(w1);
-        for (int r = 0; r < R; r++) {
-            const pq_q8a32 *xb = x + r * xs + b;
-            even[r] = _mm256_fmadd_ps(_mm256_set1_ps(d0 * xb[0].d), _mm256_cvtepi32_ps(block32_dot(a0, q0, xb[0].qs)), even[r]);
-            odd[r] = _mm256_fmadd_ps(_mm256_set1_ps(d1 * xb[1].d), _mm256_cvtepi32_ps(block32_dot(a1, q1, xb[1].qs)), odd[r]);
-        }
-    }
-    if (b < nb) {
-        const uint8_t *w0 = w + b * bytes;
-        const __m256i q0 = block32_signed(type, w0), a0 = _mm256_sign_epi8(q0, q0);
-        const float d0 = fp16(w0);
-        for (int r = 0; r < R; r++) {
-            const pq_q8a32 *xb = x + r * xs + b;
-            even[r] = _mm256_fmadd_ps(_mm256_set1_ps(d0 * xb[0].d), _mm256_cvtepi32_ps(block32_dot(a0, q0, xb[0].qs)), even[r]);
-        }
-    }
-    for (int r = 0; r < R; r++) y[r * ldy] = hsum(_mm256_add_ps(even[r], odd[r]));
-}
-
 // ---- Q4_K / Q5_K ---------------------------------------------------------------------------
 // {f16 d; f16 dmin; u8 scales[12]; (Q5_K: u8 qh[32];) u8 qs[128]}: w = d·sc·q − dmin·m per
 // 32-element sub-block. Σ w·x = d·dx·Σ_s sc_s·(q·xq)_s − dmin·dx·Σ_s m_s·(bsum_{2s} + bsum_{2s+1}).
 
 INLINE void rows_q45_K(int five, int64_t n, const uint8_t *w, const pq_q8a256 *x, int64_t xs,
                        float *y, int64_t ldy, const int R) {
-    __m256 acc[4];
+    __m256 acc[3];
     for (int r = 0; r < R; r++) acc[r] = _mm256_setzero_ps();
     const int64_t bytes = five ? 176 : 144;
     for (int64_t b = 0; b < n / 256; b++, w += bytes) {
@@ -86,7 +36,7 @@ INLINE void rows_q45_K(int five, int64_t n, const uint8_t *w, const pq_q8a256 *x
         const __m256i mins = _mm256_set_m128i(_mm_unpackhi_epi16(m16, m16), _mm_unpacklo_epi16(m16, m16));
         const uint8_t *qs = w + (five ? 48 : 16);
         const __m256i hbits = five ? _mm256_loadu_si256((const __m256i *)(w + 16)) : _mm256_setzero_si256();
-        __m256i sumi[4];
+        __m256i sumi[3];
         for (int r = 0; r < R; r++) sumi[r] = _mm256_setzero_si256();
         for (int j = 0; j < 4; j++) {
             __m256i lo, hi;
@@ -114,12 +64,12 @@ INLINE void rows_q45_K(int five, int64_t n, const uint8_t *w, const pq_q8a256 *x
 // Σ w·x = d·dx·(Σ_g sc_g·(q·xq)_g − 32·Σ_g sc_g·bsum_g), all but the last product in integers.
 
 INLINE void rows_q6_K(int64_t n, const uint8_t *w, const pq_q8a256 *x, int64_t xs, float *y, int64_t ldy, const int R) {
-    __m256 acc[4];
+    __m256 acc[3];
     for (int r = 0; r < R; r++) acc[r] = _mm256_setzero_ps();
     for (int64_t b = 0; b < n / 256; b++, w += 210) {
         const int8_t *sc = (const int8_t *)(w + 192);
         const __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)sc));
-        __m256i sumi[4];
+        __m256i sumi[3];
         for (int r = 0; r < R; r++) sumi[r] = _mm256_setzero_si256();
         for (int h = 0; h < 2; h++) {
             __m256i q[4];
@@ -144,37 +94,11 @@ INLINE void rows_q6_K(int64_t n, const uint8_t *w, const pq_q8a256 *x, int64_t x
     for (int r = 0; r < R; r++) y[r * ldy] = hsum(acc[r]);
 }
 
-// ---- float weights (activations passed as floats) -----------------------------------------
-
-static float dot_f16(int64_t n, const uint16_t *w, const float *x) {
-    __m256 acc = _mm256_setzero_ps();
-    int64_t j = 0;
-    for (; j + 8 <= n; j += 8)
-        acc = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(w + j))), _mm256_loadu_ps(x + j), acc);
-    float s = hsum(acc);
-    for (; j < n; j++) s += _cvtsh_ss(w[j]) * x[j];
-    return s;
-}
-
-static float dot_bf16(int64_t n, const uint16_t *w, const float *x) {
-    __m256 acc = _mm256_setzero_ps();
-    int64_t j = 0;
-    for (; j + 8 <= n; j += 8) {
-        const __m256i v = _mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)(w + j))), 16);
-        acc = _mm256_fmadd_ps(_mm256_castsi256_ps(v), _mm256_loadu_ps(x + j), acc);
-    }
-    float s = hsum(acc);
-    for (; j < n; j++) s += bf16_to_f32(w[j]) * x[j];
-    return s;
-}
-
 // ---- entry point ---------------------------------------------------------------------------
 
 // One weight row, R activation rows `xstride` bytes apart.
 INLINE void rows_kernel(int type, int64_t n, const uint8_t *w, const char *x, int64_t xstride, float *y, int64_t ldy, const int R) {
     switch (type) {
-    case PQ_Q8_0: case PQ_Q4_0: case PQ_Q5_0:
-        rows_block32(type, n, w, (const pq_q8a32 *)x, xstride / (int64_t)sizeof(pq_q8a32), y, ldy, R); break;
     case PQ_Q4_K: rows_q45_K(0, n, w, (const pq_q8a256 *)x, xstride / (int64_t)sizeof(pq_q8a256), y, ldy, R); break;
     case PQ_Q5_K: rows_q45_K(1, n, w, (const pq_q8a256 *)x, xstride / (int64_t)sizeof(pq_q8a256), y, ldy, R); break;
     default: rows_q6_K(n, w, (const pq_q8a256 *)x, xstride / (int64_t)sizeof(pq_q8a256), y, ldy, R); break;
@@ -183,7 +107,6 @@ INLINE void rows_kernel(int type, int64_t n, const uint8_t *w, const char *x, in
 
 static void rows_any(int type, int64_t n, const uint8_t *w, const char *x, int64_t xstride, float *y, int64_t ldy, int R) {
     switch (R) {
-    case 4: rows_kernel(type, n, w, x, xstride, y, ldy, 4); break;
     case 3: rows_kernel(type, n, w, x, xstride, y, ldy, 3); break;
     case 2: rows_kernel(type, n, w, x, xstride, y, ldy, 2); break;
     default: rows_kernel(type, n, w, x, xstride, y, ldy, 1); break;
@@ -195,25 +118,14 @@ void pq_matmul(int type, int64_t n, const void *w, int64_t wstride, int64_t wrow
     const uint8_t *base = (const uint8_t *)w;
     const char *xs = (const char *)xq;
     const int64_t xstride = pq_activation_row_bytes(type, n);
-    if (type == PQ_F32 || type == PQ_F16 || type == PQ_BF16) {
-        for (int64_t i = 0; i < wrows; i++) {
-            const uint8_t *row = base + i * wstride;
-            for (int64_t r = 0; r < xrows; r++) {
-                const float *x = (const float *)(xs + r * xstride);
-                y[r * ldy + i] = type == PQ_F16 ? dot_f16(n, (const uint16_t *)row, x)
-                               : type == PQ_BF16 ? dot_bf16(n, (const uint16_t *)row, x) : dot_f32(n, (const float *)row, x);
-            }
-        }
-        return;
-    }
     if (xrows == 1) {
         for (int64_t i = 0; i < wrows; i++) rows_kernel(type, n, base + i * wstride, xs, xstride, y + i, ldy, 1);
         return;
     }
     // Activation rows in tiles of ≈ 128 KB (kept in L2) meet tiles of 16 weight rows (kept in L1),
-    // G activation rows per kernel call: 3 for the K-quants (4 spill registers: 25 against
-    // 37 GMAC/s on one core, 1536 × 4096 Q4_K, 64 rows), 4 for 32-element blocks.
-    const int G = type == PQ_Q4_K || type == PQ_Q5_K || type == PQ_Q6_K ? 3 : 4;
+    // G = 3 activation rows per kernel call (4 spill registers: 25 against 37 GMAC/s on one core,
+    // 1536 × 4096 Q4_K, 64 rows).
+    const int G = 3;
     int64_t tile = (128 << 10) / (xstride > 0 ? xstride : 1);
     tile = tile < G ? G : tile / G * G;
     for (int64_t r0 = 0; r0 < xrows; r0 += tile) {

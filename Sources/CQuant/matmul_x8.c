@@ -135,6 +135,17 @@ static void x8_any(int wide, int64_t nb, const uint8_t *p, const pq_q8a32 *x, in
     }
 }
 
+// Writes lanes [skip, skip + count) of each of R group results to dst + k·ldy (a group's 8
+// outputs, trimmed where the requested rows start or end inside it).
+static void store_group(const __m256 *out, int R, float *dst, int64_t ldy, int64_t skip, int64_t count) {
+    for (int k = 0; k < R; k++) {
+        if (count == 8) { _mm256_storeu_ps(dst + k * ldy, out[k]); continue; }
+        float lanes[8];
+        _mm256_storeu_ps(lanes, out[k]);
+        memcpy(dst + k * ldy, lanes + skip, (size_t)count * 4);
+    }
+}
+
 void pq_matmul_x8(int type, int64_t n, const void *packed, int64_t first, int64_t count,
                   const void *xq, int64_t xrows, float *y, int64_t ldy) {
     const int wide = type == PQ_Q8_0;
@@ -154,15 +165,7 @@ void pq_matmul_x8(int type, int64_t n, const void *packed, int64_t first, int64_
                 const int R = (int)(r1 - r < 4 ? r1 - r : 4);
                 __m256 out[4];
                 x8_any(wide, nb, p, x + r * xs, xs, out, R);
-                for (int k = 0; k < R; k++) {
-                    float *dst = y + (r + k) * ldy + (lo - first);
-                    if (hi - lo == 8) _mm256_storeu_ps(dst, out[k]);
-                    else {
-                        float lanes[8];
-                        _mm256_storeu_ps(lanes, out[k]);
-                        memcpy(dst, lanes + (lo - 8 * g), (size_t)(hi - lo) * 4);
-                    }
-                }
+                store_group(out, R, y + r * ldy + (lo - first), ldy, lo - 8 * g, hi - lo);
             }
         }
     }
@@ -217,11 +220,7 @@ void pq_matmul_x8_f32(int64_t n, const void *packed, int64_t first, int64_t coun
             const int R = (int)(xrows - r < 4 ? xrows - r : 4);
             __m256 out[4];
             x8f_any(nb, p, x + r * ldx, ldx, out, R);
-            for (int k = 0; k < R; k++) {
-                float lanes[8];
-                _mm256_storeu_ps(lanes, out[k]);
-                memcpy(y + (r + k) * ldy + (lo - first), lanes + (lo - 8 * g), (size_t)(hi - lo) * 4);
-            }
+            store_group(out, R, y + r * ldy + (lo - first), ldy, lo - 8 * g, hi - lo);
         }
     }
 }

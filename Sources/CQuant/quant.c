@@ -18,10 +18,8 @@ int pq_supported(int type) {
 }
 
 static int is_k(int type) { return type == PQ_Q4_K || type == PQ_Q5_K || type == PQ_Q6_K; }
-static int is_float(int type) { return type == PQ_F32 || type == PQ_F16 || type == PQ_BF16; }
 
 int64_t pq_activation_row_bytes(int type, int64_t n) {
-    if (is_float(type)) return n * 4;
     if (is_k(type)) return n / 256 * (int64_t)sizeof(pq_q8a256);
     return n / 32 * (int64_t)sizeof(pq_q8a32);
 }
@@ -32,14 +30,8 @@ static void quantize_q8a32(const float *x, pq_q8a32 *y, int64_t n) {
         float amax = 0;
         for (int j = 0; j < 32; j++) amax = fmaxf(amax, fabsf(x[j]));
         const float id = amax != 0 ? 127.0f / amax : 0.0f;
-        int32_t sum = 0;
-        for (int j = 0; j < 32; j++) {
-            const int q = (int)nearbyintf(x[j] * id);
-            y[b].qs[j] = (int8_t)q;
-            sum += q;
-        }
+        for (int j = 0; j < 32; j++) y[b].qs[j] = (int8_t)nearbyintf(x[j] * id);
         y[b].d = round_fp16(amax / 127.0f);
-        y[b].sum = sum;
     }
 }
 
@@ -70,8 +62,7 @@ void pq_quantize_activations(int type, const float *x, int64_t ldx, int64_t rows
     const int64_t stride = pq_activation_row_bytes(type, n);
     for (int64_t r = 0; r < rows; r++) {
         char *dst = (char *)out + r * stride;
-        if (is_float(type)) memcpy(dst, x + r * ldx, (size_t)n * 4);
-        else if (is_k(type)) quantize_q8a256(x + r * ldx, (pq_q8a256 *)dst, n);
+        if (is_k(type)) quantize_q8a256(x + r * ldx, (pq_q8a256 *)dst, n);
         else quantize_q8a32(x + r * ldx, (pq_q8a32 *)dst, n);
     }
 }

@@ -18,22 +18,22 @@ enum {
     PQ_Q4_K = 12, PQ_Q5_K = 13, PQ_Q6_K = 14, PQ_BF16 = 30
 };
 
-/// An activation block for 32-element weight blocks: x ≈ d·qs, with the sum of qs.
-typedef struct { float d; int32_t sum; int8_t qs[32]; } pq_q8a32;
+/// An activation block for 32-element weight blocks: x ≈ d·qs.
+typedef struct { float d; int8_t qs[32]; } pq_q8a32;
 /// An activation block for 256-element (K-quant) blocks: x ≈ d·qs, with sums of each 16 qs.
 typedef struct { float d; int16_t bsums[16]; int8_t qs[256]; } pq_q8a256;
 
 /// 1 when `type` has a kernel here.
 int pq_supported(int type);
-/// Bytes of quantized activations for `rows` rows of `n` elements each, for weights of `type`
-/// (F32/F16/BF16 weights take the activations as floats: n·4 per row).
+/// Bytes of quantized activations per row of `n` elements, for weights of a quantized `type`.
 int64_t pq_activation_row_bytes(int type, int64_t n);
 /// Quantizes `rows` rows of `n` floats (row stride `ldx`) into `out`, each row taking
 /// `pq_activation_row_bytes(type, n)` bytes.
 void pq_quantize_activations(int type, const float *x, int64_t ldx, int64_t rows, int64_t n, void *out);
 
-/// y[r·ldy + i] = dot(weight row i, activation row r) for weight rows [0, wrows) and activation
-/// rows [0, xrows). `w` points at weight row 0, `wstride` bytes apart; `xq` holds quantized
+/// y[r·ldy + i] = dot(weight row i, activation row r) for weight rows [0, wrows) of a K-quant
+/// `type` (Q4_K, Q5_K, Q6_K; 32-element block formats take pq_matmul_x8) and activation rows
+/// [0, xrows). `w` points at weight row 0, `wstride` bytes apart; `xq` holds quantized
 /// activations as `pq_quantize_activations` wrote them. A row's result is bit-identical for
 /// every `xrows` (one kernel, the same arithmetic per row).
 void pq_matmul(int type, int64_t n, const void *w, int64_t wstride, int64_t wrows,

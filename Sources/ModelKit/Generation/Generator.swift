@@ -46,10 +46,11 @@ public struct Generator {
 
     public init(model: LanguageModel) { self.model = model }
 
-    /// Fills a cache with `tokens` (for a shared prefix that many requests start from).
-    public func prefill(_ tokens: [Int32]) -> KVCache {
+    /// Fills a cache with `tokens` (for a shared prefix that many requests start from). `int8`
+    /// overrides the model's activation setting (a prefix for scoring, which runs Float32).
+    public func prefill(_ tokens: [Int32], int8: Bool? = nil) -> KVCache {
         let cache = model.transformer.makeCache(capacity: tokens.count + 256)
-        _ = model.transformer.forward([SequenceInput(cache: cache, tokens: tokens)])
+        _ = model.transformer.forward([SequenceInput(cache: cache, tokens: tokens)], int8: int8)
         return cache
     }
 

@@ -228,10 +228,9 @@ public final class WeightMatrix: @unchecked Sendable {
                 if Self.interleaves(s.type) {
                     // Groups of 8 interleaved rows, split across the cores.
                     let x8 = packedSegment(index), first = lower - s.firstRow
-                    let groups = (first + count + 7) / 8 - first / 8
-                    Parallel.chunks(groups, minimum: max(1, rowChunk / 8)) { range in
-                        let from = max(first, (first / 8 + range.lowerBound) * 8), to = min(first + count, (first / 8 + range.upperBound) * 8)
-                        pq_matmul_x8(type, Int64(columns), x8, Int64(from), Int64(to - from), xq, Int64(m), out + (from - first), Int64(ldy))
+                    Self.groupParts(first..<first + count, minimumRows: rowChunk) { part in
+                        pq_matmul_x8(type, Int64(columns), x8, Int64(part.lowerBound), Int64(part.count), xq, Int64(m),
+                                     out + (part.lowerBound - first), Int64(ldy))
                     }
                 } else {
                     Parallel.chunks(count, minimum: rowChunk) { range in
@@ -243,11 +242,10 @@ public final class WeightMatrix: @unchecked Sendable {
                 if let x8 = lockedPacked(index) {
                     // Repacked by an earlier 8-bit product (its original pages released): the
                     // Float32-activation kernel on the X8 layout.
-                    let first = lower - s.firstRow, groups = (first + count + 7) / 8 - first / 8
-                    Parallel.chunks(groups, minimum: max(1, rowChunk / 8)) { range in
-                        let from = max(first, (first / 8 + range.lowerBound) * 8), to = min(first + count, (first / 8 + range.upperBound) * 8)
-                        pq_matmul_x8_f32(Int64(columns), x8, Int64(from), Int64(to - from), x, Int64(columns), Int64(m),
-                                         out + (from - first), Int64(ldy))
+                    let first = lower - s.firstRow
+                    Self.groupParts(first..<first + count, minimumRows: rowChunk) { part in
+                        pq_matmul_x8_f32(Int64(columns), x8, Int64(part.lowerBound), Int64(part.count), x, Int64(columns), Int64(m),
+                                         out + (part.lowerBound - first), Int64(ldy))
                     }
                 } else {
                     Parallel.chunks(count, minimum: rowChunk) { range in
@@ -265,8 +263,16 @@ public final class WeightMatrix: @unchecked Sendable {
     private static func activationFormat(_ type: GGMLType) -> GGMLType {
         switch type {
         case .q4_K, .q5_K, .q6_K: .q4_K
-        case .f16, .bf16, .f32: .f32
         default: .q8_0
+        }
+    }
+
+    /// Splits segment rows `rows` of an X8 matrix across the cores at multiples of 8 (a group of
+    /// interleaved rows is never split), each part at least ≈ `minimumRows` rows.
+    private static func groupParts(_ rows: Range<Int>, minimumRows: Int, _ body: (Range<Int>) -> Void) {
+        let firstGroup = rows.lowerBound / 8, groups = (rows.upperBound + 7) / 8 - firstGroup
+        Parallel.chunks(groups, minimum: max(1, minimumRows / 8)) { range in
+            body(max(rows.lowerBound, (firstGroup + range.lowerBound) * 8)..<min(rows.upperBound, (firstGroup + range.upperBound) * 8))
         }
     }
 

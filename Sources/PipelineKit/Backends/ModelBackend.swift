@@ -127,8 +127,7 @@ public final class LocalBackend: ModelBackend, @unchecked Sendable {
         }
         guard common >= Self.minimumSharedPrefix else { return nil }
         let tokens = Array(first.prefix(common))
-        let cache = model.transformer.makeCache(capacity: tokens.count + 256)
-        _ = model.transformer.forward([SequenceInput(cache: cache, tokens: tokens)], int8: int8)
+        let cache = Generator(model: model).prefill(tokens, int8: int8)
         sharedPrefixes.append((tokens, cache, int8))
         if sharedPrefixes.count > Self.keptPrefixes { sharedPrefixes.removeFirst() }
         return cache
