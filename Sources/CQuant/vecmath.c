@@ -111,3 +111,25 @@ void pq_logsumexp_update(const float *x, int64_t n, float *max, double *sum) {
     *sum = *sum * rescale + pq_sum_exp(x, n, newMax);
     *max = newMax;
 }
+
+double pq_temperature_weights(const float *x, int64_t n, float max, float temperature, float *out) {
+    const __m256 m = _mm256_set1_ps(max), t = _mm256_set1_ps(temperature);
+    __m256d total = _mm256_setzero_pd();
+    int64_t j = 0;
+    for (; j + 8 <= n; j += 8) {
+        const __m256 e = exp8(_mm256_div_ps(_mm256_sub_ps(_mm256_loadu_ps(x + j), m), t));
+        _mm256_storeu_ps(out + j, e);
+        total = _mm256_add_pd(total, _mm256_cvtps_pd(_mm256_castps256_ps128(e)));
+        total = _mm256_add_pd(total, _mm256_cvtps_pd(_mm256_extractf128_ps(e, 1)));
+    }
+    double lanes[4];
+    _mm256_storeu_pd(lanes, total);
+    double sum = (lanes[0] + lanes[1]) + (lanes[2] + lanes[3]);
+    if (j < n) {
+        float scaled[8];
+        for (int64_t k = 0; k < n - j; k++) scaled[k] = (x[j + k] - max) / temperature;
+        exp_tail(scaled, n - j, 0, out + j);
+        for (int64_t k = j; k < n; k++) sum += out[k];
+    }
+    return sum;
+}

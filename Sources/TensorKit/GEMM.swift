@@ -34,6 +34,16 @@ public enum GEMM {
         get { Int(openblas_get_num_threads()) }
         set { openblas_set_num_threads(Int32(newValue)) }
     }
+
+    /// Runs `body` with OpenBLAS on one thread (callers that split the work across cores
+    /// themselves), restoring the thread count after. The count is process-wide: not for use
+    /// while other threads run their own products.
+    public static func singleThreaded<T>(_ body: () throws -> T) rethrows -> T {
+        let saved = threads
+        if saved != 1 { threads = 1 }
+        defer { if saved != 1 { threads = saved } }
+        return try body()
+    }
 }
 
 extension GEMM {

@@ -73,10 +73,18 @@ void pq_dequantize_rows(int type, int64_t n, const void *w, int64_t wstride, int
 /// Causal attention of one query head over one KV head: query row i < nNew sits at position
 /// nCtx − nNew + i and attends to keys [max(0, pos − window + 1), pos] (window ≤ 0: all keys up
 /// to pos). out[i·outStride + c] = Σ_j softmax_j(scale · q_i·k_j) · v_j[c]; rows of q, k and v
-/// are qStride, kvStride and kvStride floats apart; `scratch` holds nCtx floats. Each row is
+/// are qStride, kvStride and kvStride floats apart; `scratch` holds 4 · nCtx floats. Each row is
 /// computed in the same order whatever nNew is (chunked prefill and prefix caching are exact).
 void pq_attention(float *out, int64_t outStride, const float *q, int64_t qStride, const float *k, const float *v,
                   int64_t kvStride, int64_t nNew, int64_t nCtx, int64_t headDim, float scale, int64_t window, float *scratch);
+
+/// `pq_attention` of query rows rowBegin ..< rowEnd (of nNew) and `heads` query heads that share
+/// one KV head (GQA): head h's q and out columns start h·headDim after `q` and `out`. Every row
+/// and head gets exactly the numbers `pq_attention` gives it alone; a block of rows × heads reads
+/// each tile of keys and values once. `scratch` holds 4 · heads · nCtx floats.
+void pq_attention_heads(float *out, int64_t outStride, const float *q, int64_t qStride, const float *k, const float *v,
+                        int64_t kvStride, int64_t rowBegin, int64_t rowEnd, int64_t nNew, int64_t nCtx, int64_t heads,
+                        int64_t headDim, float scale, int64_t window, float *scratch);
 
 /// Makes malloc map allocations of at least `bytes` and unmap them when freed (glibc's
 /// M_MMAP_THRESHOLD). Returns 1 on success.
@@ -91,6 +99,9 @@ double pq_sum_exp(const float *x, int64_t n, float shift);
 /// A running log-sum-exp over chunks of a row: folds x[0..<n] into (max, Σ exp(· − max));
 /// start from (−∞, 0); the result is max + log(sum).
 void pq_logsumexp_update(const float *x, int64_t n, float *max, double *sum);
+/// out[j] = exp((x[j] − max) / temperature), vectorised as `pq_exp`; returns Σ out[j] (Float64
+/// lanes): a sampler's unnormalised weights at a temperature.
+double pq_temperature_weights(const float *x, int64_t n, float max, float temperature, float *out);
 /// x[j] ← scale · exp(x[j] − shift) (a softmax's gradient row).
 void pq_scaled_exp(float *x, int64_t n, float shift, float scale);
 

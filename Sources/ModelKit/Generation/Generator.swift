@@ -96,34 +96,43 @@ public struct Generator {
                 (last.data + k * model.config.hidden).update(from: hidden.row(row - 1), count: model.config.hidden)
             }
             let logits = model.head.logits(last.data, rows: active.count)
+            // Each sequence's draw reads only its own logits row and sampler: the rows on all cores.
+            var nexts = [Int32](repeating: 0, count: active.count)
             withExtendedLifetime((hidden, last, logits)) {
-                for (k, s) in active.enumerated() {
-                    let next = samplers[s].sample(logits.data + k * vocab, count: vocab)
-                    let parameters = requests[s].parameters
-                    if stopTokens.contains(next) && !parameters.ignoreEOS {
-                        finish[s] = .endOfSequence
-                        stopped[s] = next
-                        texts[s] += decoders[s].flush()
-                    } else {
-                        tokens[s].append(next)
-                        texts[s] += decoders[s].append(next)
-                        if let cut = Self.firstStop(in: texts[s], stops: parameters.stop) {
-                            texts[s] = String(texts[s][..<cut])
-                            finish[s] = .stopString
-                        } else if tokens[s].count >= parameters.maxTokens {
-                            texts[s] += decoders[s].flush()
-                            finish[s] = .length
+                samplers.withUnsafeMutableBufferPointer { samplers in
+                    nexts.withUnsafeMutableBufferPointer { nexts in
+                        Parallel.chunks(active.count) { range in
+                            for k in range { nexts[k] = samplers[active[k]].sample(logits.data + k * vocab, count: vocab) }
                         }
                     }
-                    pending[s] = [next]
-                    if let onText {
-                        let safe = finish[s] != nil ? texts[s].count : Self.safeLength(texts[s], stops: parameters.stop)
-                        if safe > emitted[s] {
-                            let start = texts[s].index(texts[s].startIndex, offsetBy: emitted[s])
-                            let end = texts[s].index(texts[s].startIndex, offsetBy: safe)
-                            onText(s, String(texts[s][start..<end]))
-                            emitted[s] = safe
-                        }
+                }
+            }
+            for (k, s) in active.enumerated() {
+                let next = nexts[k]
+                let parameters = requests[s].parameters
+                if stopTokens.contains(next) && !parameters.ignoreEOS {
+                    finish[s] = .endOfSequence
+                    stopped[s] = next
+                    texts[s] += decoders[s].flush()
+                } else {
+                    tokens[s].append(next)
+                    texts[s] += decoders[s].append(next)
+                    if let cut = Self.firstStop(in: texts[s], stops: parameters.stop) {
+                        texts[s] = String(texts[s][..<cut])
+                        finish[s] = .stopString
+                    } else if tokens[s].count >= parameters.maxTokens {
+                        texts[s] += decoders[s].flush()
+                        finish[s] = .length
+                    }
+                }
+                pending[s] = [next]
+                if let onText {
+                    let safe = finish[s] != nil ? texts[s].count : Self.safeLength(texts[s], stops: parameters.stop)
+                    if safe > emitted[s] {
+                        let start = texts[s].index(texts[s].startIndex, offsetBy: emitted[s])
+                        let end = texts[s].index(texts[s].startIndex, offsetBy: safe)
+                        onText(s, String(texts[s][start..<end]))
+                        emitted[s] = safe
                     }
                 }
             }

@@ -1,3 +1,4 @@
+import CQuant
 import Foundation
 
 /// Sampling settings for one sequence (one struct, as in mlx-swift-lm's GenerateParameters).
@@ -79,14 +80,10 @@ public struct Sampler: Sendable {
         for i in 1..<count where logits[i] > logits[best] { best = i }
         if p.temperature <= 0 { return Int32(best) }
 
-        // Probabilities at temperature T (unnormalised: exp((l − max) / T)).
-        let maxLogit = logits[best]
+        // Probabilities at temperature T (unnormalised: exp((l − max) / T), vectorised).
         var probs = [Float](repeating: 0, count: count)
-        var total: Double = 0
-        for i in 0..<count {
-            let e = expf((logits[i] - maxLogit) / p.temperature)
-            probs[i] = e
-            total += Double(e)
+        let total = probs.withUnsafeMutableBufferPointer {
+            pq_temperature_weights(logits, Int64(count), logits[best], p.temperature, $0.baseAddress!)
         }
         // The most likely token has weight 1; min-p keeps weights ≥ minP.
         var threshold: Float = p.minP > 0 ? p.minP : 0
@@ -97,7 +94,11 @@ public struct Sampler: Sendable {
             threshold = max(threshold, nucleusThreshold(probs, total: total, p: Double(p.topP)))
         }
         var kept: Double = 0
-        for i in 0..<count where probs[i] >= threshold { kept += Double(probs[i]) }
+        if threshold > 0 {
+            for i in 0..<count where probs[i] >= threshold { kept += Double(probs[i]) }
+        } else {
+            kept = total  // every weight is ≥ 0
+        }
         var target = rng.nextUnit() * kept
         for i in 0..<count where probs[i] >= threshold {
             target -= Double(probs[i])

@@ -70,15 +70,16 @@ public final class Transformer: @unchecked Sendable {
         let gateUp = Tensor(shape: [rows, 2 * c.ffn])     // gate | up per row
         let act = Tensor(shape: [rows, c.ffn])
         let maxContext = inputs.map { $0.cache.length + $0.tokens.count }.max() ?? 0
-        // Attention runs row by row in a fixed order (pq_attention), one (sequence, query head)
-        // pair per item, the items split across the cores when there is enough work
-        // (Σ new × context × headDim ≥ 2^16 multiply-adds over all heads); each part has its own
-        // scratch row.
-        let attentionWork = inputs.reduce(0) { $0 + $1.tokens.count * ($1.cache.length + $1.tokens.count) } * c.heads * c.headDim
-        let attentionItems = inputs.count * c.heads         // one query head of one sequence each
-        let attentionMinimum = attentionWork >= 1 << 16 ? 1 : max(attentionItems, 1)
-        let scratch = Tensor(shape: [Parallel.partCount(attentionItems, minimum: attentionMinimum) * max(maxContext, 1)])
+        // Attention runs row by row in a fixed order (pq_attention_heads): a prompt's rows in
+        // blocks of 16 with every query head of a KV head (each K/V tile read once per block),
+        // decoding rows with their KV group's heads. The items are dealt to the cores in
+        // lists of about equal cost when there is enough work (Σ new × context × headDim ≥ 2^16
+        // multiply-adds over all heads); each list has its own scratch.
         let group = c.heads / c.kvHeads
+        let attentionWork = inputs.reduce(0) { $0 + $1.tokens.count * ($1.cache.length + $1.tokens.count) } * c.heads * c.headDim
+        let attentionParts = attentionWork >= 1 << 16 ? Parallel.cores : 1
+        let scratchPerPart = 4 * group * max(maxContext, 1)  // ATT_ROWS × heads × context (attention.c)
+        let scratch = Tensor(shape: [attentionParts * scratchPerPart])
         // Pointers into these buffers outlive any single use of the objects: keep them alive.
         defer { withExtendedLifetime((h, qkv, attn, proj, gateUp, act, scratch)) {} }
 
@@ -101,16 +102,17 @@ public final class Transformer: @unchecked Sendable {
                 }
             }
             // Head h reads KV head h / group (GQA).
-            Parallel.parts(attentionItems, minimum: attentionMinimum) { part, range in
-                let buffer = scratch.data + part * max(maxContext, 1)
-                for item in range {
-                    let s = item / c.heads, h = item % c.heads, g = h / group
-                    let input = inputs[s], n = input.tokens.count, start = input.cache.length
-                    guard n > 0 else { continue }
-                    pq_attention(attn.row(offsets[s]) + h * c.headDim, Int64(c.qDim),
-                                 qkv.row(offsets[s]) + h * c.headDim, Int64(qkvWidth),
-                                 input.cache.keys(l) + g * c.headDim, input.cache.values(l) + g * c.headDim, Int64(c.kvDim),
-                                 Int64(n), Int64(start + n), Int64(c.headDim), c.attentionScale, Int64(sliding ?? 0), buffer)
+            let items = Transformer.attentionItems(inputs, heads: c.heads, group: group, window: sliding ?? 0, parts: attentionParts)
+            Parallel.parts(items.count) { part, range in
+                let buffer = scratch.data + part * scratchPerPart
+                for item in range.flatMap({ items[$0] }) {
+                    let input = inputs[item.sequence], n = input.tokens.count, start = input.cache.length
+                    let head = item.heads.lowerBound, kv = head / group
+                    pq_attention_heads(attn.row(offsets[item.sequence]) + head * c.headDim, Int64(c.qDim),
+                                       qkv.row(offsets[item.sequence]) + head * c.headDim, Int64(qkvWidth),
+                                       input.cache.keys(l) + kv * c.headDim, input.cache.values(l) + kv * c.headDim, Int64(c.kvDim),
+                                       Int64(item.rows.lowerBound), Int64(item.rows.upperBound), Int64(n), Int64(start + n),
+                                       Int64(item.heads.count), Int64(c.headDim), c.attentionScale, Int64(sliding ?? 0), buffer)
                 }
             }
             w.output.apply(attn.data, rows: rows, into: proj.data, int8: int8Activations)
@@ -157,6 +159,57 @@ public final class Transformer: @unchecked Sendable {
             rope_forward(qkv + c.qDim, rows: rows, heads: c.kvHeads, headDim: c.headDim, rowStride: width,
                          positions: p.baseAddress!, rope: rope)
         }
+    }
+
+    /// One call of `pq_attention_heads`: rows `rows` of sequence `sequence`, query heads `heads`
+    /// (all of one KV head's group).
+    struct AttentionItem: Equatable {
+        var sequence: Int
+        var heads: Range<Int>
+        var rows: Range<Int>
+    }
+
+    /// Attention items of one forward, dealt to `parts` lists of about equal cost: a sequence
+    /// with at least 16 new rows in blocks of 16 rows × a KV head's group of query heads; fewer
+    /// rows (decoding) all rows × the group, or × a share of it when there are fewer groups than
+    /// cores. Costs (rows × heads × keys seen) go largest first to the cheapest list.
+    static func attentionItems(_ inputs: [SequenceInput], heads: Int, group: Int, window: Int = 0, parts: Int,
+                               blockRows: Int = 16) -> [[AttentionItem]] {
+        var items: [(item: AttentionItem, cost: Int)] = []
+        // Decoding: a KV group's heads together, unless there are fewer groups than cores.
+        let fewRowGroups = inputs.filter { $0.tokens.count > 0 && $0.tokens.count < blockRows }.count * (heads / group)
+        let pieces = fewRowGroups >= parts ? 1 : min(group, parts)
+        for (s, input) in inputs.enumerated() {
+            let n = input.tokens.count, start = input.cache.length
+            guard n > 0 else { continue }
+            // Keys row i sees: its position + 1, at most the window.
+            let cost = { (rows: Range<Int>) in rows.reduce(0) { $0 + (window > 0 ? min(window, start + $1 + 1) : start + $1 + 1) } }
+            if n >= blockRows {
+                for first in stride(from: 0, to: n, by: blockRows) {
+                    let rows = first..<min(first + blockRows, n)
+                    for g in stride(from: 0, to: heads, by: group) {
+                        items.append((AttentionItem(sequence: s, heads: g..<g + group, rows: rows), cost(rows) * group))
+                    }
+                }
+            } else {
+                for g in stride(from: 0, to: heads, by: group) {
+                    for piece in 0..<pieces {
+                        let lower = g + group * piece / pieces, upper = g + group * (piece + 1) / pieces
+                        if upper > lower {
+                            items.append((AttentionItem(sequence: s, heads: lower..<upper, rows: 0..<n), cost(0..<n) * (upper - lower)))
+                        }
+                    }
+                }
+            }
+        }
+        var lists = [[AttentionItem]](repeating: [], count: max(parts, 1))
+        var totals = [Int](repeating: 0, count: lists.count)
+        for (item, cost) in items.enumerated().sorted(by: { ($0.element.cost, -$0.offset) > ($1.element.cost, -$1.offset) }).map(\.element) {
+            let p = totals.indices.min { totals[$0] < totals[$1] }!
+            lists[p].append(item)
+            totals[p] += cost
+        }
+        return lists
     }
 
     /// `rmsnorm_forward` with the rows split across the cores (prefill-sized inputs).

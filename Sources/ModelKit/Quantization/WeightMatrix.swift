@@ -276,30 +276,36 @@ public final class WeightMatrix: @unchecked Sendable {
         }
     }
 
-    /// Dequantizes `tileRows` weight rows at a time (both cores; from the X8 copy when there is
-    /// one) and multiplies with OpenBLAS. `rows` are segment `index`'s rows.
+    /// Each core takes its share of the rows, dequantizes a tile of them at a time (from the X8
+    /// copy when there is one) and multiplies it with a single-threaded OpenBLAS call. Splitting by
+    /// weight rows keeps both cores on their own tiles: no hand-off between our threads and
+    /// OpenBLAS's per tile (measured, docs/performance.md). `rows` are segment `index`'s rows.
     private func tiledGEMM(_ rows: Range<Int>, of index: Int, x: UnsafePointer<Float>, m: Int,
                            out: UnsafeMutablePointer<Float>, ldy: Int) {
         let s = segments[index], x8 = lockedPacked(index), count = rows.count
-        // ≈ 1 MB of Float32 per tile: stays in L2/L3 while the GEMM streams the activations past it.
-        let tileRows = max(16, min(count, Self.tileFloats / max(columns, 1)))
-        let tile = Tensor(shape: [tileRows, columns], zeroed: false)
-        defer { withExtendedLifetime(tile) {} }
-        var start = 0
-        while start < count {
-            let n = min(tileRows, count - start)
-            Parallel.chunks(n, minimum: 16) { range in
-                let first = rows.lowerBound + start + range.lowerBound
-                if let x8 {
-                    pq_dequantize_x8_rows(Int64(columns), x8, Int64(first), Int64(range.count), tile.row(range.lowerBound))
-                } else {
-                    pq_dequantize_rows(Int32(s.type.rawValue), Int64(columns), s.base + first * s.rowBytes,
-                                       Int64(s.rowBytes), Int64(range.count), tile.row(range.lowerBound))
+        let parts = Parallel.partCount(count, minimum: 64)
+        // Tiles of about `tileFloats` Float32 in all, stay in L2/L3 while the GEMM streams the
+        // activations past them.
+        let tileRows = max(16, min((count + parts - 1) / parts, Self.tileFloats / parts / max(columns, 1)))
+        let tiles = Tensor(shape: [parts * tileRows, columns], zeroed: false)
+        defer { withExtendedLifetime(tiles) {} }
+        GEMM.singleThreaded {
+            Parallel.parts(count, minimum: 64) { part, range in
+                let tile = tiles.row(part * tileRows)
+                var start = range.lowerBound
+                while start < range.upperBound {
+                    let n = min(tileRows, range.upperBound - start), first = rows.lowerBound + start
+                    if let x8 {
+                        pq_dequantize_x8_rows(Int64(columns), x8, Int64(first), Int64(n), tile)
+                    } else {
+                        pq_dequantize_rows(Int32(s.type.rawValue), Int64(columns), s.base + first * s.rowBytes,
+                                           Int64(s.rowBytes), Int64(n), tile)
+                    }
+                    GEMM.strided(transposeA: false, transposeB: true, m: m, n: n, k: columns, x, lda: columns,
+                                 tile, ldb: columns, beta: 0, out + start, ldc: ldy)
+                    start += n
                 }
             }
-            GEMM.strided(transposeA: false, transposeB: true, m: m, n: n, k: columns, x, lda: columns,
-                         tile.data, ldb: columns, beta: 0, out + start, ldc: ldy)
-            start += n
         }
     }
 }
