@@ -63,6 +63,18 @@ float pq_max(const float *x, int64_t n) {
     return m;
 }
 
+// total + the 8 Float32 lanes of a, widened to Float64 (4 lanes); and the 4 lanes' sum.
+static inline __m256d add_widened(__m256d total, __m256 a) {
+    total = _mm256_add_pd(total, _mm256_cvtps_pd(_mm256_castps256_ps128(a)));
+    return _mm256_add_pd(total, _mm256_cvtps_pd(_mm256_extractf128_ps(a, 1)));
+}
+
+static inline double fold(__m256d total) {
+    double lanes[4];
+    _mm256_storeu_pd(lanes, total);
+    return (lanes[0] + lanes[1]) + (lanes[2] + lanes[3]);
+}
+
 double pq_sum_exp(const float *x, int64_t n, float shift) {
     const __m256 s = _mm256_set1_ps(shift);
     __m256d total = _mm256_setzero_pd();
@@ -77,13 +89,9 @@ double pq_sum_exp(const float *x, int64_t n, float shift) {
             a1 = _mm256_add_ps(a1, exp8(_mm256_sub_ps(_mm256_loadu_ps(x + j + 8), s)));
         }
         if (j + 8 <= end) { a0 = _mm256_add_ps(a0, exp8(_mm256_sub_ps(_mm256_loadu_ps(x + j), s))); j += 8; }
-        const __m256 a = _mm256_add_ps(a0, a1);
-        total = _mm256_add_pd(total, _mm256_cvtps_pd(_mm256_castps256_ps128(a)));
-        total = _mm256_add_pd(total, _mm256_cvtps_pd(_mm256_extractf128_ps(a, 1)));
+        total = add_widened(total, _mm256_add_ps(a0, a1));
     }
-    double lanes[4];
-    _mm256_storeu_pd(lanes, total);
-    double sum = (lanes[0] + lanes[1]) + (lanes[2] + lanes[3]);
+    double sum = fold(total);
     if (j < n) {
         float e[8];
         exp_tail(x + j, n - j, shift, e);
@@ -119,12 +127,9 @@ double pq_temperature_weights(const float *x, int64_t n, float max, float temper
     for (; j + 8 <= n; j += 8) {
         const __m256 e = exp8(_mm256_div_ps(_mm256_sub_ps(_mm256_loadu_ps(x + j), m), t));
         _mm256_storeu_ps(out + j, e);
-        total = _mm256_add_pd(total, _mm256_cvtps_pd(_mm256_castps256_ps128(e)));
-        total = _mm256_add_pd(total, _mm256_cvtps_pd(_mm256_extractf128_ps(e, 1)));
+        total = add_widened(total, e);
     }
-    double lanes[4];
-    _mm256_storeu_pd(lanes, total);
-    double sum = (lanes[0] + lanes[1]) + (lanes[2] + lanes[3]);
+    double sum = fold(total);
     if (j < n) {
         float scaled[8];
         for (int64_t k = 0; k < n - j; k++) scaled[k] = (x[j + k] - max) / temperature;
