@@ -140,7 +140,7 @@ void pq_attention_heads(float *out, int64_t outStride, const float *q, int64_t q
             for (int64_t r = 0; r < rows; r++) {
                 const int64_t a = tile > lo[r] ? tile : lo[r], e = tileEnd < hi[r] ? tileEnd : hi[r];
                 const float *qr = q + (b + r) * qStride;
-                float *pr = scratch + r * heads * nCtx - lo[r];
+                float *pr = scratch + r * heads * nCtx;  // + (h + t)·nCtx + key − lo[r]
                 for (int64_t h = 0; h < heads; h += 4) {
                     const int nq = heads - h < 4 ? (int)(heads - h) : 4;
                     const float *qs[4] = {0};
@@ -153,7 +153,7 @@ void pq_attention_heads(float *out, int64_t outStride, const float *q, int64_t q
                         float sc[8];
                         dots_dispatch(qs, nq, ks, nk, headDim, scale, sc);
                         for (int t = 0; t < nq; t++)
-                            for (int u = 0; u < nk; u++) pr[(h + t) * nCtx + j + u] = sc[t * nk + u];
+                            for (int u = 0; u < nk; u++) pr[(h + t) * nCtx + (j + u - lo[r])] = sc[t * nk + u];
                     }
                 }
             }

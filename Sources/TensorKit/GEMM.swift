@@ -1,4 +1,5 @@
 import CBLAS
+import Foundation
 
 /// Row-major single-precision matrix products on OpenBLAS.
 ///
@@ -36,14 +37,29 @@ public enum GEMM {
     }
 
     /// Runs `body` with OpenBLAS on one thread (callers that split the work across cores
-    /// themselves), restoring the thread count after. The count is process-wide: not for use
-    /// while other threads run their own products.
+    /// themselves). OpenBLAS's thread count is process-wide: overlapping callers share one
+    /// single-threaded period (counted under a lock), and the count in force before the first is
+    /// restored after the last; other products that run meanwhile use one thread too.
     public static func singleThreaded<T>(_ body: () throws -> T) rethrows -> T {
-        let saved = threads
-        if saved != 1 { threads = 1 }
-        defer { if saved != 1 { threads = saved } }
+        singleThreadLock.lock()
+        if singleThreadUsers == 0 {
+            savedThreads = threads
+            if savedThreads != 1 { threads = 1 }
+        }
+        singleThreadUsers += 1
+        singleThreadLock.unlock()
+        defer {
+            singleThreadLock.lock()
+            singleThreadUsers -= 1
+            if singleThreadUsers == 0 && savedThreads != 1 { threads = savedThreads }
+            singleThreadLock.unlock()
+        }
         return try body()
     }
+
+    private static let singleThreadLock = NSLock()
+    nonisolated(unsafe) private static var singleThreadUsers = 0
+    nonisolated(unsafe) private static var savedThreads = 1
 }
 
 extension GEMM {

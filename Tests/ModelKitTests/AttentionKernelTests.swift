@@ -31,7 +31,7 @@ import Testing
     @Test(arguments: [(1, 9, 0), (7, 7, 0), (5, 40, 0), (12, 30, 6), (1, 50, 16)])
     func matchesFloat64AndIsChunkInvariant(nNew: Int, nCtx: Int, window: Int) {
         // Head dimensions with and without a 64-column tail; the head sits at a column offset.
-        for headDim in [64, 72, 256] {
+        for headDim in [64, 68, 72, 256] {
             var rng = SeededGenerator(seed: UInt64(nNew * 1000 + nCtx + headDim))
             let offset = 8, qStride = headDim + 16, kvStride = headDim + 24
             let q = (0..<nNew * qStride).map { _ in Float.random(in: -1...1, using: &rng) }
@@ -59,12 +59,14 @@ import Testing
     }
 
     /// Two, three, five and seven query heads sharing one KV head (every split into the kernel's
-    /// groups of up to four heads × up to eight keys), rows in ranges that do and do not align with
+    /// groups of up to four heads × up to eight keys), head sizes with and without a tail past the
+    /// last 8 columns, rows in ranges that do and do not align with
     /// its 4-row blocks: every head and row equals `pq_attention` of that head alone.
     @Test(arguments: [(19, 19, 0), (13, 40, 0), (9, 60, 16)], [2, 3, 5, 7])
     func groupedHeadsAndRowRangesEqualOneHeadAtATime(shape: (nNew: Int, nCtx: Int, window: Int), heads: Int) {
         let (nNew, nCtx, window) = shape
-        let headDim = 72, qStride = heads * headDim + 8, kvStride = headDim + 24
+        for headDim in [68, 72] {  // with and without columns past the last 8-lane chunk
+        let qStride = heads * headDim + 8, kvStride = headDim + 24
         var rng = SeededGenerator(seed: UInt64(nNew * 31 + nCtx))
         let q = (0..<nNew * qStride).map { _ in Float.random(in: -1...1, using: &rng) }
         let k = (0..<nCtx * kvStride).map { _ in Float.random(in: -1...1, using: &rng) }
@@ -91,8 +93,9 @@ import Testing
         for i in 0..<nNew {
             for h in 0..<heads {
                 let range = (i * qStride + h * headDim)..<(i * qStride + (h + 1) * headDim)
-                #expect(Array(grouped[range]) == Array(alone[range]), "row \(i) head \(h) of \(heads)")
+                #expect(Array(grouped[range]) == Array(alone[range]), "row \(i) head \(h) of \(heads), headDim \(headDim)")
             }
+        }
         }
     }
 
@@ -107,7 +110,7 @@ import Testing
             #expect(lists.count == 2)
             var seen: [String: Int] = [:]
             for item in lists.joined() {
-                #expect(item.heads.count == group, "two sequences decode: a whole group per item")
+                #expect(item.heads.count == group, "two KV groups per sequence: a whole group per item")
                 #expect(item.heads.lowerBound / group == (item.heads.upperBound - 1) / group, "heads of one KV group")
                 for r in item.rows { for h in item.heads { seen["\(item.sequence) \(r) \(h)", default: 0] += 1 } }
             }
@@ -120,6 +123,11 @@ import Testing
             let largest = lists.joined().map(cost).max()!
             #expect(abs(totals[0] - totals[1]) <= largest, "window \(window): parts cost \(totals)")
         }
+        // One KV group and a single 16-row block plus 4 rows (a suffix after a cached prefix): the
+        // heads are split so that both cores get half of every block.
+        let suffix = SequenceInput(cache: KVCache(layers: 1, kvDim: 8), tokens: [Int32](repeating: 1, count: 20))
+        let few = Transformer.attentionItems([suffix], heads: 4, group: 4, parts: 2)
+        #expect(few.map { $0.reduce(0) { $0 + $1.rows.count * $1.heads.count } } == [40, 40])
         // One sequence decoding with one KV group: the group's heads split between the two cores.
         let decode = Transformer.attentionItems([inputs[1]], heads: 4, group: 4, parts: 2)
         #expect(decode.map { $0.map(\.heads) } == [[0..<2], [2..<4]] || decode.map { $0.map(\.heads) } == [[2..<4], [0..<2]])

@@ -42,7 +42,6 @@ import TensorKit
         }
     }
 
-    /// The softmax-gradient row: x ← scale·exp(x − shift), tails included.
     /// A sampler's weights exp((x − max) / T) and their sum, at every tail length and at a
     /// vocabulary size, against Float64: relative 1e-6 per weight and on the sum, which is within
     /// 1e-9 of the written weights' own sum.
@@ -67,6 +66,7 @@ import TensorKit
         }
     }
 
+    /// The softmax-gradient row: x ← scale·exp(x − shift), tails included.
     @Test func scaledExponential() {
         var rng = SeededGenerator(seed: 11)
         for n in [1, 7, 8, 9, 33, 1_000] {

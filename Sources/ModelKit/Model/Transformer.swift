@@ -79,7 +79,7 @@ public final class Transformer: @unchecked Sendable {
         let attentionWork = inputs.reduce(0) { $0 + $1.tokens.count * ($1.cache.length + $1.tokens.count) } * c.heads * c.headDim
         let attentionParts = attentionWork >= 1 << 16 ? Parallel.cores : 1
         let scratchPerPart = 4 * group * max(maxContext, 1)  // ATT_ROWS × heads × context (attention.c)
-        let scratch = Tensor(shape: [attentionParts * scratchPerPart])
+        let scratch = Tensor(shape: [attentionParts * scratchPerPart], zeroed: false)  // written before read
         // Pointers into these buffers outlive any single use of the objects: keep them alive.
         defer { withExtendedLifetime((h, qkv, attn, proj, gateUp, act, scratch)) {} }
 
@@ -170,15 +170,17 @@ public final class Transformer: @unchecked Sendable {
     }
 
     /// Attention items of one forward, dealt to `parts` lists of about equal cost: a sequence
-    /// with at least 16 new rows in blocks of 16 rows × a KV head's group of query heads; fewer
-    /// rows (decoding) all rows × the group, or × a share of it when there are fewer groups than
-    /// cores. Costs (rows × heads × keys seen) go largest first to the cheapest list.
+    /// with at least 16 new rows in blocks of 16 rows × a KV head's group of query heads, fewer
+    /// rows (decoding) all rows × the group; each group split into shares of its heads when there
+    /// are fewer than two such items per core. Costs (rows × heads × keys seen) go largest first to the
+    /// cheapest list.
     static func attentionItems(_ inputs: [SequenceInput], heads: Int, group: Int, window: Int = 0, parts: Int,
                                blockRows: Int = 16) -> [[AttentionItem]] {
         var items: [(item: AttentionItem, cost: Int)] = []
-        // Decoding: a KV group's heads together, unless there are fewer groups than cores.
-        let fewRowGroups = inputs.filter { $0.tokens.count > 0 && $0.tokens.count < blockRows }.count * (heads / group)
-        let pieces = fewRowGroups >= parts ? 1 : min(group, parts)
+        // A KV group's heads together, unless there are too few (block, group) items to balance
+        // (fewer than two per core, e.g. one KV head decoding, or 16 + 4 rows after a prefix).
+        let groupItems = inputs.reduce(0) { $0 + ($1.tokens.count + blockRows - 1) / blockRows } * (heads / group)
+        let pieces = groupItems >= 2 * parts ? 1 : min(group, parts)
         for (s, input) in inputs.enumerated() {
             let n = input.tokens.count, start = input.cache.length
             guard n > 0 else { continue }
@@ -187,18 +189,13 @@ public final class Transformer: @unchecked Sendable {
             if n >= blockRows {
                 for first in stride(from: 0, to: n, by: blockRows) {
                     let rows = first..<min(first + blockRows, n)
-                    for g in stride(from: 0, to: heads, by: group) {
-                        items.append((AttentionItem(sequence: s, heads: g..<g + group, rows: rows), cost(rows) * group))
+                    for heads in shares(heads: heads, group: group, pieces: pieces) {
+                        items.append((AttentionItem(sequence: s, heads: heads, rows: rows), cost(rows) * heads.count))
                     }
                 }
             } else {
-                for g in stride(from: 0, to: heads, by: group) {
-                    for piece in 0..<pieces {
-                        let lower = g + group * piece / pieces, upper = g + group * (piece + 1) / pieces
-                        if upper > lower {
-                            items.append((AttentionItem(sequence: s, heads: lower..<upper, rows: 0..<n), cost(0..<n) * (upper - lower)))
-                        }
-                    }
+                for heads in shares(heads: heads, group: group, pieces: pieces) {
+                    items.append((AttentionItem(sequence: s, heads: heads, rows: 0..<n), cost(0..<n) * heads.count))
                 }
             }
         }
@@ -210,6 +207,13 @@ public final class Transformer: @unchecked Sendable {
             totals[p] += cost
         }
         return lists
+    }
+
+    /// Each KV group's query heads, in `pieces` contiguous shares.
+    private static func shares(heads: Int, group: Int, pieces: Int) -> [Range<Int>] {
+        stride(from: 0, to: heads, by: group).flatMap { g in
+            (0..<pieces).map { g + group * $0 / pieces..<g + group * ($0 + 1) / pieces }.filter { !$0.isEmpty }
+        }
     }
 
     /// `rmsnorm_forward` with the rows split across the cores (prefill-sized inputs).

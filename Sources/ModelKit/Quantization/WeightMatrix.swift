@@ -59,8 +59,8 @@ public final class WeightMatrix: @unchecked Sendable {
     nonisolated(unsafe) public static var gemmThreshold =
         ProcessInfo.processInfo.environment["PRECEPT_GEMM_THRESHOLD"].flatMap { Int($0) }.map { max(1, $0) } ?? 48
 
-    /// Float32 elements per dequantized tile on the GEMM path (environment: `PRECEPT_TILE_FLOATS`;
-    /// 2 Mi measured on the 1.5B model's prefill, docs/performance.md).
+    /// Float32 elements of dequantized tiles on the GEMM path, all cores' together (environment:
+    /// `PRECEPT_TILE_FLOATS`; 2 Mi measured on the 1.5B model's prefill, docs/performance.md).
     nonisolated(unsafe) public static var tileFloats =
         ProcessInfo.processInfo.environment["PRECEPT_TILE_FLOATS"].flatMap { Int($0) } ?? (1 << 21)
 
@@ -286,10 +286,13 @@ public final class WeightMatrix: @unchecked Sendable {
         let parts = Parallel.partCount(count, minimum: 64)
         // Tiles of about `tileFloats` Float32 in all, stay in L2/L3 while the GEMM streams the
         // activations past them.
-        let tileRows = max(16, min((count + parts - 1) / parts, Self.tileFloats / parts / max(columns, 1)))
+        // (multiples of 8 rows: whole groups of an X8 copy).
+        let tileRows = max(16, min((count + parts - 1) / parts, Self.tileFloats / parts / max(columns, 1)) / 8 * 8)
         let tiles = Tensor(shape: [parts * tileRows, columns], zeroed: false)
         defer { withExtendedLifetime(tiles) {} }
-        GEMM.singleThreaded {
+        // One part (a small segment): OpenBLAS keeps its threads for the product.
+        let run = { (body: () -> Void) in parts > 1 ? GEMM.singleThreaded(body) : body() }
+        run {
             Parallel.parts(count, minimum: 64) { part, range in
                 let tile = tiles.row(part * tileRows)
                 var start = range.lowerBound
