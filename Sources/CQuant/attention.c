@@ -134,7 +134,7 @@ void pq_attention_heads(float *out, int64_t outStride, const float *q, int64_t q
             hi[r] = pos + 1;
         }
         // Vector x's probabilities over its keys: scratch[x·nCtx + (j − lo)].
-        // Scores: p_j = scale · q·k_j, a tile of keys at a time, four vectors per key load.
+        // Scores: p_j = scale · q·k_j, a tile of keys at a time, up to 4 heads × 8 keys per dots() call.
         for (int64_t tile = lo[0]; tile < hi[rows - 1]; tile += ATT_KEYS) {
             const int64_t tileEnd = tile + ATT_KEYS < hi[rows - 1] ? tile + ATT_KEYS : hi[rows - 1];
             for (int64_t r = 0; r < rows; r++) {

@@ -80,6 +80,9 @@ public final class Transformer: @unchecked Sendable {
         let attentionParts = attentionWork >= 1 << 16 ? Parallel.cores : 1
         let scratchPerPart = 4 * group * max(maxContext, 1)  // ATT_ROWS × heads × context (attention.c)
         let scratch = Tensor(shape: [attentionParts * scratchPerPart], zeroed: false)  // written before read
+        // The items depend only on the inputs and the window: one list for global layers, one for sliding.
+        let globalItems = Transformer.attentionItems(inputs, heads: c.heads, group: group, parts: attentionParts)
+        let slidingItems = c.slidingWindow.map { Transformer.attentionItems(inputs, heads: c.heads, group: group, window: $0, parts: attentionParts) }
         // Pointers into these buffers outlive any single use of the objects: keep them alive.
         defer { withExtendedLifetime((h, qkv, attn, proj, gateUp, act, scratch)) {} }
 
@@ -102,7 +105,7 @@ public final class Transformer: @unchecked Sendable {
                 }
             }
             // Head h reads KV head h / group (GQA).
-            let items = Transformer.attentionItems(inputs, heads: c.heads, group: group, window: sliding ?? 0, parts: attentionParts)
+            let items = sliding != nil ? slidingItems ?? globalItems : globalItems
             Parallel.parts(items.count) { part, range in
                 let buffer = scratch.data + part * scratchPerPart
                 for item in range.flatMap({ items[$0] }) {
@@ -186,16 +189,11 @@ public final class Transformer: @unchecked Sendable {
             guard n > 0 else { continue }
             // Keys row i sees: its position + 1, at most the window.
             let cost = { (rows: Range<Int>) in rows.reduce(0) { $0 + (window > 0 ? min(window, start + $1 + 1) : start + $1 + 1) } }
-            if n >= blockRows {
-                for first in stride(from: 0, to: n, by: blockRows) {
-                    let rows = first..<min(first + blockRows, n)
-                    for heads in shares(heads: heads, group: group, pieces: pieces) {
-                        items.append((AttentionItem(sequence: s, heads: heads, rows: rows), cost(rows) * heads.count))
-                    }
-                }
-            } else {
+            // Blocks of `blockRows` rows (fewer new rows than that, decoding: one block of all).
+            for first in stride(from: 0, to: n, by: blockRows) {
+                let rows = first..<min(first + blockRows, n)
                 for heads in shares(heads: heads, group: group, pieces: pieces) {
-                    items.append((AttentionItem(sequence: s, heads: heads, rows: 0..<n), cost(0..<n) * heads.count))
+                    items.append((AttentionItem(sequence: s, heads: heads, rows: rows), cost(rows) * heads.count))
                 }
             }
         }
