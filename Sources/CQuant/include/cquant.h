@@ -105,6 +105,15 @@ double pq_temperature_weights(const float *x, int64_t n, float max, float temper
 /// x[j] ← scale · exp(x[j] − shift) (a softmax's gradient row).
 void pq_scaled_exp(float *x, int64_t n, float shift, float scale);
 
+/// One part of a pool job: `part` in 0 ..< parts.
+typedef void (*pq_part_fn)(void *ctx, int64_t part);
+/// Runs fn(ctx, 0 ..< parts) on the calling thread and the pool's workers (one per further core,
+/// started on first use), each part exactly once, and returns 1 when all are done. Returns 0,
+/// running nothing, when the pool is busy with another caller's job (or a part calls back in).
+int pq_pool_run(int64_t parts, pq_part_fn fn, void *ctx);
+/// How long an idle worker polls for the next job before it sleeps (default 200 µs; PRECEPT_POOL_SPIN_US overrides it).
+void pq_pool_set_spin(int64_t nanoseconds);
+
 #ifdef __cplusplus
 }
 #endif

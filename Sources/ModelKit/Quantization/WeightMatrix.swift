@@ -312,30 +312,3 @@ public final class WeightMatrix: @unchecked Sendable {
         }
     }
 }
-
-/// Splits work across the machine's cores (DispatchQueue.concurrentPerform).
-public enum Parallel {
-    public static let cores = max(1, ProcessInfo.processInfo.activeProcessorCount)
-
-    /// Calls `body` on up to `cores` contiguous ranges covering 0..<count, each at least
-    /// `minimum` long, concurrently; one range runs on the calling thread alone.
-    public static func chunks(_ count: Int, minimum: Int = 1, _ body: (Range<Int>) -> Void) {
-        parts(count, minimum: minimum) { _, range in body(range) }
-    }
-
-    /// How many ranges `parts` splits `count` items into.
-    public static func partCount(_ count: Int, minimum: Int = 1) -> Int {
-        max(1, min(cores, count / max(minimum, 1)))
-    }
-
-    /// As `chunks`, also passing each range's index (0 ..< `partCount`), e.g. to pick its own
-    /// scratch buffer.
-    public static func parts(_ count: Int, minimum: Int = 1, _ body: (Int, Range<Int>) -> Void) {
-        let parts = partCount(count, minimum: minimum)
-        if parts == 1 { if count > 0 { body(0, 0..<count) }; return }
-        DispatchQueue.concurrentPerform(iterations: parts) { p in
-            let lower = count * p / parts, upper = count * (p + 1) / parts
-            if upper > lower { body(p, lower..<upper) }
-        }
-    }
-}
