@@ -21,95 +21,139 @@
 // {f16 d; f16 dmin; u8 scales[12]; (Q5_K: u8 qh[32];) u8 qs[128]}: w = d·sc·q − dmin·m per
 // 32-element sub-block. Σ w·x = d·dx·Σ_s sc_s·(q·xq)_s − dmin·dx·Σ_s m_s·(bsum_{2s} + bsum_{2s+1}).
 
-INLINE void rows_q45_K(int five, int64_t n, const uint8_t *w, const pq_q8a256 *x, int64_t xs,
-                       float *y, int64_t ldy, const int R) {
-    __m256 acc[3];
-    for (int r = 0; r < R; r++) acc[r] = _mm256_setzero_ps();
-    const int64_t bytes = five ? 176 : 144;
-    for (int64_t b = 0; b < n / 256; b++, w += bytes) {
-        uint8_t sc[8], m[8];
-        scales_mins_k4(w + 4, sc, m);
-        const float d = fp16(w), dmin = fp16(w + 2);
-        // The 8 mins, each twice, as 16-bit lanes: one madd with the 16 bsums gives m_s·(bsum pair).
-        int64_t m8; memcpy(&m8, m, 8);
-        const __m128i m16 = _mm_cvtepu8_epi16(_mm_cvtsi64_si128(m8));
-        const __m256i mins = _mm256_set_m128i(_mm_unpackhi_epi16(m16, m16), _mm_unpacklo_epi16(m16, m16));
-        const uint8_t *qs = w + (five ? 48 : 16);
-        const __m256i hbits = five ? _mm256_loadu_si256((const __m256i *)(w + 16)) : _mm256_setzero_si256();
-        __m256i sumi[3];
-        for (int r = 0; r < R; r++) sumi[r] = _mm256_setzero_si256();
-        for (int j = 0; j < 4; j++) {
-            __m256i lo, hi;
-            unpack_q45_K_chunk(qs + 32 * j, hbits, j, five, &lo, &hi);
-            const __m256i slo = _mm256_set1_epi16(sc[2 * j]), shi = _mm256_set1_epi16(sc[2 * j + 1]);
-            for (int r = 0; r < R; r++) {
-                const int8_t *a = x[r * xs + b].qs + 64 * j;
-                const __m256i plo = _mm256_madd_epi16(_mm256_maddubs_epi16(lo, _mm256_loadu_si256((const __m256i *)a)), slo);
-                const __m256i phi = _mm256_madd_epi16(_mm256_maddubs_epi16(hi, _mm256_loadu_si256((const __m256i *)(a + 32))), shi);
-                sumi[r] = _mm256_add_epi32(sumi[r], _mm256_add_epi32(plo, phi));
-            }
-        }
+// The 8 six-bit scales and 8 mins of a Q4_K/Q5_K block (scales_mins_k4's bytes), unpacked in
+// 32-bit lanes: scales 0–3 and mins 0–3 are the low 6 bits of bytes 0–3 and 4–7; scales 4–7 are
+// the low nibbles of bytes 8–11 with the top 2 bits of bytes 0–3 above them, mins 4–7 the high
+// nibbles of bytes 8–11 with the top 2 bits of bytes 4–7.
+INLINE void scales_mins_k4_words(const uint8_t *p, uint64_t *sc, uint64_t *m) {
+    uint32_t a, b, c;
+    memcpy(&a, p, 4); memcpy(&b, p + 4, 4); memcpy(&c, p + 8, 4);
+    const uint32_t six = 0x3F3F3F3F, four = 0x0F0F0F0F, two = 0x03030303;
+    *sc = (uint64_t)(a & six) | (uint64_t)((c & four) | (((a >> 6) & two) << 4)) << 32;
+    *m = (uint64_t)(b & six) | (uint64_t)(((c >> 4) & four) | (((b >> 6) & two) << 4)) << 32;
+}
+
+// vpshufb masks: in each 128-bit lane, 16-bit word w repeated (w = 0…7).
+static const uint8_t word_masks[8][32] __attribute__((aligned(32))) = {
+#define W(w) {2*w,2*w+1,2*w,2*w+1,2*w,2*w+1,2*w,2*w+1,2*w,2*w+1,2*w,2*w+1,2*w,2*w+1,2*w,2*w+1, \
+               2*w,2*w+1,2*w,2*w+1,2*w,2*w+1,2*w,2*w+1,2*w,2*w+1,2*w,2*w+1,2*w,2*w+1,2*w,2*w+1}
+    W(0), W(1), W(2), W(3), W(4), W(5), W(6), W(7)
+#undef W
+};
+
+INLINE __m256i word_broadcast(__m256i v, int w) {
+    return _mm256_shuffle_epi8(v, _mm256_load_si256((const __m256i *)word_masks[w]));
+}
+
+// One block of a weight row against activation block rows x[r·xs] (r < R), accumulated into
+// acc[r]. Every row's arithmetic is the same whatever R is.
+INLINE void block_q45_K(int five, const uint8_t *w, const pq_q8a256 *x, int64_t xs, __m256 *acc, const int R) {
+    uint64_t sc8, m8;
+    scales_mins_k4_words(w + 4, &sc8, &m8);
+    const float d = fp16(w), dmin = fp16(w + 2);
+    // The 8 scales as 16-bit words in both lanes, one broadcast per sub-block; the 8 mins,
+    // each twice, as 16-bit lanes: one madd with the 16 bsums gives m_s·(bsum pair).
+    const __m128i sc16 = _mm_cvtepu8_epi16(_mm_cvtsi64_si128((int64_t)sc8));
+    const __m256i scales = _mm256_set_m128i(sc16, sc16);
+    const __m128i m16 = _mm_cvtepu8_epi16(_mm_cvtsi64_si128((int64_t)m8));
+    const __m256i mins = _mm256_set_m128i(_mm_unpackhi_epi16(m16, m16), _mm_unpacklo_epi16(m16, m16));
+    const uint8_t *qs = w + (five ? 48 : 16);
+    const __m256i hbits = five ? _mm256_loadu_si256((const __m256i *)(w + 16)) : _mm256_setzero_si256();
+    __m256i sumi[3];
+    for (int r = 0; r < R; r++) sumi[r] = _mm256_setzero_si256();
+    for (int j = 0; j < 4; j++) {
+        __m256i lo, hi;
+        unpack_q45_K_chunk(qs + 32 * j, hbits, j, five, &lo, &hi);
+        const __m256i slo = word_broadcast(scales, 2 * j), shi = word_broadcast(scales, 2 * j + 1);
         for (int r = 0; r < R; r++) {
-            const pq_q8a256 *xb = x + r * xs + b;
-            const __m256i msum = _mm256_madd_epi16(mins, _mm256_loadu_si256((const __m256i *)xb->bsums));
-            acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(d * xb->d), _mm256_cvtepi32_ps(sumi[r]), acc[r]);
-            acc[r] = _mm256_fnmadd_ps(_mm256_set1_ps(dmin * xb->d), _mm256_cvtepi32_ps(msum), acc[r]);
+            const int8_t *a = x[r * xs].qs + 64 * j;
+            const __m256i plo = _mm256_madd_epi16(_mm256_maddubs_epi16(lo, _mm256_loadu_si256((const __m256i *)a)), slo);
+            const __m256i phi = _mm256_madd_epi16(_mm256_maddubs_epi16(hi, _mm256_loadu_si256((const __m256i *)(a + 32))), shi);
+            sumi[r] = _mm256_add_epi32(sumi[r], _mm256_add_epi32(plo, phi));
         }
     }
-    for (int r = 0; r < R; r++) y[r * ldy] = hsum(acc[r]);
+    for (int r = 0; r < R; r++) {
+        const pq_q8a256 *xb = x + r * xs;
+        const __m256i msum = _mm256_madd_epi16(mins, _mm256_loadu_si256((const __m256i *)xb->bsums));
+        acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(d * xb->d), _mm256_cvtepi32_ps(sumi[r]), acc[r]);
+        acc[r] = _mm256_fnmadd_ps(_mm256_set1_ps(dmin * xb->d), _mm256_cvtepi32_ps(msum), acc[r]);
+    }
 }
 
 // ---- Q6_K ----------------------------------------------------------------------------------
 // {u8 ql[128]; u8 qh[64]; i8 scales[16]; f16 d}: w = d·sc_g·(q − 32) per 16-element group g, so
 // Σ w·x = d·dx·(Σ_g sc_g·(q·xq)_g − 32·Σ_g sc_g·bsum_g), all but the last product in integers.
 
-INLINE void rows_q6_K(int64_t n, const uint8_t *w, const pq_q8a256 *x, int64_t xs, float *y, int64_t ldy, const int R) {
-    __m256 acc[3];
-    for (int r = 0; r < R; r++) acc[r] = _mm256_setzero_ps();
-    for (int64_t b = 0; b < n / 256; b++, w += 210) {
-        const int8_t *sc = (const int8_t *)(w + 192);
-        const __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)sc));
-        __m256i sumi[3];
-        for (int r = 0; r < R; r++) sumi[r] = _mm256_setzero_si256();
-        for (int h = 0; h < 2; h++) {
-            __m256i q[4];
-            unpack_q6_K_half(w + 64 * h, w + 128 + 32 * h, q);
-            for (int k = 0; k < 4; k++) {
-                const int g = 8 * h + 2 * k;
-                const __m256i scale = _mm256_set_m128i(_mm_set1_epi16(sc[g + 1]), _mm_set1_epi16(sc[g]));
-                for (int r = 0; r < R; r++) {
-                    const __m256i a = _mm256_loadu_si256((const __m256i *)(x[r * xs + b].qs + 128 * h + 32 * k));
-                    sumi[r] = _mm256_add_epi32(sumi[r], _mm256_madd_epi16(_mm256_maddubs_epi16(q[k], a), scale));
-                }
+// vpshufb masks for group pair (2k, 2k+1) of a half: word 2k in the low lane, 2k+1 in the high.
+static const uint8_t pair_masks[4][32] __attribute__((aligned(32))) = {
+#define P(k) {4*k,4*k+1,4*k,4*k+1,4*k,4*k+1,4*k,4*k+1,4*k,4*k+1,4*k,4*k+1,4*k,4*k+1,4*k,4*k+1, \
+               4*k+2,4*k+3,4*k+2,4*k+3,4*k+2,4*k+3,4*k+2,4*k+3,4*k+2,4*k+3,4*k+2,4*k+3,4*k+2,4*k+3,4*k+2,4*k+3}
+    P(0), P(1), P(2), P(3)
+#undef P
+};
+
+INLINE void block_q6_K(const uint8_t *w, const pq_q8a256 *x, int64_t xs, __m256 *acc, const int R) {
+    const __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(w + 192)));
+    __m256i sumi[3];
+    for (int r = 0; r < R; r++) sumi[r] = _mm256_setzero_si256();
+    for (int h = 0; h < 2; h++) {
+        __m256i q[4];
+        unpack_q6_K_half(w + 64 * h, w + 128 + 32 * h, q);
+        // Scales 8h…8h+7 as 16-bit words in both lanes.
+        const __m256i half = h ? _mm256_permute4x64_epi64(sc16, 0xEE) : _mm256_permute4x64_epi64(sc16, 0x44);
+        for (int g = 0; g < 4; g++) {
+            // Groups 8h+2g (low lane) and 8h+2g+1 (high lane).
+            const __m256i scale = _mm256_shuffle_epi8(half, _mm256_load_si256((const __m256i *)pair_masks[g]));
+            for (int r = 0; r < R; r++) {
+                const __m256i a = _mm256_loadu_si256((const __m256i *)(x[r * xs].qs + 128 * h + 32 * g));
+                sumi[r] = _mm256_add_epi32(sumi[r], _mm256_madd_epi16(_mm256_maddubs_epi16(q[g], a), scale));
             }
         }
-        const float d = fp16(w + 208);
-        for (int r = 0; r < R; r++) {
-            const pq_q8a256 *xb = x + r * xs + b;
-            const __m256i offset = _mm256_madd_epi16(sc16, _mm256_loadu_si256((const __m256i *)xb->bsums));
-            const __m256i s = _mm256_sub_epi32(sumi[r], _mm256_slli_epi32(offset, 5));
-            acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(d * xb->d), _mm256_cvtepi32_ps(s), acc[r]);
+    }
+    const float d = fp16(w + 208);
+    for (int r = 0; r < R; r++) {
+        const pq_q8a256 *xb = x + r * xs;
+        const __m256i offset = _mm256_madd_epi16(sc16, _mm256_loadu_si256((const __m256i *)xb->bsums));
+        const __m256i s = _mm256_sub_epi32(sumi[r], _mm256_slli_epi32(offset, 5));
+        acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(d * xb->d), _mm256_cvtepi32_ps(s), acc[r]);
+    }
+}
+
+// One weight row × R activation rows (`xs` blocks apart): the block loop, then y[r·ldy] = Σ of
+// row r's accumulator.
+INLINE void rows_kernel(const int type, int64_t n, const uint8_t *w, const pq_q8a256 *x, int64_t xs,
+                        float *y, int64_t ldy, const int R) {
+    __m256 acc[3];
+    for (int r = 0; r < R; r++) acc[r] = _mm256_setzero_ps();
+    const int64_t bytes = type == PQ_Q4_K ? 144 : type == PQ_Q5_K ? 176 : 210;
+    for (int64_t b = 0; b < n / 256; b++) {
+        switch (type) {
+        case PQ_Q4_K: block_q45_K(0, w + b * bytes, x + b, xs, acc, R); break;
+        case PQ_Q5_K: block_q45_K(1, w + b * bytes, x + b, xs, acc, R); break;
+        default: block_q6_K(w + b * bytes, x + b, xs, acc, R); break;
         }
     }
     for (int r = 0; r < R; r++) y[r * ldy] = hsum(acc[r]);
 }
 
-// ---- entry point ---------------------------------------------------------------------------
-
-// One weight row, R activation rows `xstride` bytes apart.
-INLINE void rows_kernel(int type, int64_t n, const uint8_t *w, const char *x, int64_t xstride, float *y, int64_t ldy, const int R) {
+// rows_kernel with the type a constant in each instantiation (no switch in the block loop).
+INLINE void rows_typed(int type, int64_t n, const uint8_t *w, const pq_q8a256 *x, int64_t xs, float *y, int64_t ldy, const int R) {
     switch (type) {
-    case PQ_Q4_K: rows_q45_K(0, n, w, (const pq_q8a256 *)x, xstride / (int64_t)sizeof(pq_q8a256), y, ldy, R); break;
-    case PQ_Q5_K: rows_q45_K(1, n, w, (const pq_q8a256 *)x, xstride / (int64_t)sizeof(pq_q8a256), y, ldy, R); break;
-    default: rows_q6_K(n, w, (const pq_q8a256 *)x, xstride / (int64_t)sizeof(pq_q8a256), y, ldy, R); break;
+    case PQ_Q4_K: rows_kernel(PQ_Q4_K, n, w, x, xs, y, ldy, R); break;
+    case PQ_Q5_K: rows_kernel(PQ_Q5_K, n, w, x, xs, y, ldy, R); break;
+    default: rows_kernel(PQ_Q6_K, n, w, x, xs, y, ldy, R); break;
     }
 }
 
+// ---- entry point ---------------------------------------------------------------------------
+
 static void rows_any(int type, int64_t n, const uint8_t *w, const char *x, int64_t xstride, float *y, int64_t ldy, int R) {
+    const pq_q8a256 *xa = (const pq_q8a256 *)x;
+    const int64_t xs = xstride / (int64_t)sizeof(pq_q8a256);
     switch (R) {
-    case 3: rows_kernel(type, n, w, x, xstride, y, ldy, 3); break;
-    case 2: rows_kernel(type, n, w, x, xstride, y, ldy, 2); break;
-    default: rows_kernel(type, n, w, x, xstride, y, ldy, 1); break;
+    case 3: rows_typed(type, n, w, xa, xs, y, ldy, 3); break;
+    case 2: rows_typed(type, n, w, xa, xs, y, ldy, 2); break;
+    default: rows_typed(type, n, w, xa, xs, y, ldy, 1); break;
     }
 }
 
@@ -119,7 +163,7 @@ void pq_matmul(int type, int64_t n, const void *w, int64_t wstride, int64_t wrow
     const char *xs = (const char *)xq;
     const int64_t xstride = pq_activation_row_bytes(type, n);
     if (xrows == 1) {
-        for (int64_t i = 0; i < wrows; i++) rows_kernel(type, n, base + i * wstride, xs, xstride, y + i, ldy, 1);
+        for (int64_t i = 0; i < wrows; i++) rows_typed(type, n, base + i * wstride, (const pq_q8a256 *)xq, 0, y + i, ldy, 1);
         return;
     }
     // Activation rows in tiles of ≈ 128 KB (kept in L2) meet tiles of 16 weight rows (kept in L1),
