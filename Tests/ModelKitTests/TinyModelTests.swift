@@ -11,7 +11,7 @@ import TestSupport
 
     func load(_ family: TinyModel.Family, seed: UInt64) throws -> (TinyModel, LanguageModel) {
         let tiny = TinyModel(family: family, seed: seed)
-        let url = FileManager.default.temporaryDirectory.appendingPathComponent("tiny-\(family)-\(UUID().uuidString).gguf")
+        let url = scratchURL("tiny-\(family)-\(UUID().uuidString).gguf")
         try tiny.write(to: url)
         return (tiny, try LanguageModel(path: url.path))
     }

@@ -3,6 +3,7 @@ import ModelKit
 import Testing
 import PipelineTestSupport
 @testable import PipelineKit
+import TestSupport
 
 /// The pieces of the CAI recipe that make training data carry the constitution: on-topic
 /// principles (`principles: match`), combined constitutions and prompt sets, the revision gate,
@@ -204,7 +205,7 @@ import PipelineTestSupport
         #expect(merged.examples(forCategory: "no-such-category") == merged.fewShot)
         #expect(merged.examples(forCategory: nil) == merged.fewShot)
 
-        let cache = try CallCache(directory: FileManager.default.temporaryDirectory.appendingPathComponent("precept-cache-\(UUID())"))
+        let cache = try CallCache(directory: scratchURL("precept-cache-\(UUID())"))
         for (category, expected) in [("cooking", overRefusal), ("illegal-acts", harmless.fewShot)] {
             let recorder = RecordingBackend(answer: [-1])
             var spec = JudgeSpec.evaluation(models: ["policy"])

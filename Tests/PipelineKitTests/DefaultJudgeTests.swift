@@ -3,6 +3,7 @@ import ModelKit
 import Testing
 import PipelineTestSupport
 @testable import PipelineKit
+import TestSupport
 
 /// The real default judge (qwen2.5-coder-0.5b-instruct on our engine) labels 22 clear-cut pairs
 /// — harmful compliance vs a polite refusal, written for this test — through the judge stage
@@ -41,7 +42,7 @@ struct DefaultJudgeTests {
             pairs[o["prompt"]!] = (o["harmful"]!, o["harmless"]!)
         }
         #expect(pairs.count >= 20)
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("precept-judge-\(UUID().uuidString)")
+        let dir = scratchURL("precept-judge-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
         let pipeline = """
         version: 1

@@ -3,6 +3,7 @@ import ModelKit
 import Testing
 import PipelineTestSupport
 @testable import PipelineKit
+import TestSupport
 
 /// The judge stage with scripted judges: soft labels, both orders, ensembles, chain of thought,
 /// sampled pairs, confidence filtering, diagnostics and preference exports.
@@ -63,7 +64,7 @@ import PipelineTestSupport
     /// `precept eval --judge-layout`), in both orders, so a constant position preference cancels.
     @Test func winRateJudgeUsesTheGivenLayout() throws {
         let c = try Constitution.load(path: repositoryRoot.appendingPathComponent("constitutions/harmless.yaml").path)
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("precept-eval-layout-\(UUID().uuidString)")
+        let dir = scratchURL("precept-eval-layout-\(UUID().uuidString)")
         for layout in JudgeLayout.allCases {
             let recorder = RecordingBackend(answer: [log(0.7), log(0.3)])
             let judge = CachedBackend(name: "judge", backend: recorder, cache: try CallCache(directory: dir.appendingPathComponent("\(layout)")))

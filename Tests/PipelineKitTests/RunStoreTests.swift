@@ -2,11 +2,12 @@ import Foundation
 import Testing
 import PipelineTestSupport
 @testable import PipelineKit
+import TestSupport
 
 /// The run store under concurrent opening: schema creation is idempotent and readers never write.
 @Suite struct RunStoreTests {
     @Test func concurrentOpeningOfANewRunDirectory() throws {
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("precept-store-race-\(UUID().uuidString)")
+        let dir = scratchURL("precept-store-race-\(UUID().uuidString)")
         let errors = NSLock()
         var failures: [String] = []
         DispatchQueue.concurrentPerform(iterations: 8) { _ in
@@ -22,7 +23,7 @@ import PipelineTestSupport
     }
 
     @Test func readersAreReadOnly() throws {
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("precept-store-ro-\(UUID().uuidString)")
+        let dir = scratchURL("precept-store-ro-\(UUID().uuidString)")
         _ = try RunStore(directory: dir)
         let reader = try RunStore(directory: dir, create: false)
         #expect(throws: (any Error).self) { try reader.setMeta(["k": "v"]) }

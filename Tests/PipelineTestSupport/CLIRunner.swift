@@ -1,6 +1,7 @@
 import Foundation
 import ModelKit
 import Testing
+import TestSupport
 
 /// Runs the built `precept` executable and captures its output and exit status.
 public struct CLIResult {
@@ -56,7 +57,7 @@ public let repositoryRoot = URL(fileURLWithPath: #filePath)
 
 /// A fresh temporary directory for one test.
 public func temporaryDirectory() throws -> URL {
-    let url = FileManager.default.temporaryDirectory.appendingPathComponent("precept-test-\(UUID().uuidString)")
+    let url = scratchURL("precept-test-\(UUID().uuidString)")
     try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
     return url
 }

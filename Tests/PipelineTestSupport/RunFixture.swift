@@ -1,6 +1,7 @@
 import Foundation
 import ModelKit
 import PipelineKit
+import TestSupport
 
 /// A deterministic stand-in for a model: the output is a function of the exact prompt and seed,
 /// so cache keys, resumes and edits can be checked by counting calls.
@@ -86,7 +87,7 @@ public struct RunFixture {
     """
 
     public init(prompts: [String], stages: String, extra: String = "") throws {
-        directory = FileManager.default.temporaryDirectory.appendingPathComponent("precept-run-\(UUID().uuidString)")
+        directory = scratchURL("precept-run-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         try Data(Self.constitutionText.utf8).write(to: constitution)
         let lines = prompts.enumerated().map { i, p in

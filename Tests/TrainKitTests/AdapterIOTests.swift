@@ -8,7 +8,7 @@ import TestSupport
 /// PEFT adapter layout, safetensors parsing and merged GGUF export.
 @Suite struct AdapterIOTests {
     func tempDirectory() -> URL {
-        let url = FileManager.default.temporaryDirectory.appendingPathComponent("precept-adapter-\(UUID())")
+        let url = scratchURL("precept-adapter-\(UUID())")
         try? FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
         return url
     }
@@ -63,7 +63,7 @@ import TestSupport
     }
 
     @Test func saveLoadRoundTripIncludingScoreHead() throws {
-        let url = FileManager.default.temporaryDirectory.appendingPathComponent("precept-io-\(UUID()).gguf")
+        let url = scratchURL("precept-io-\(UUID()).gguf")
         try TinyModel(family: .llama3, seed: 3).write(to: url)
         let lm = try LanguageModel(path: url.path)
         let adapter = LoRAAdapter(config: LoRAConfig(rank: 2, alpha: 4, targets: [.q, .k, .down]), model: lm.config, seed: 4)
@@ -102,7 +102,7 @@ import TestSupport
 
     @Test(arguments: [MergedModel.Precision.f32, .f16, .q8_0])
     func mergedGGUFReproducesTheAdaptedModel(precision: MergedModel.Precision) throws {
-        let url = FileManager.default.temporaryDirectory.appendingPathComponent("precept-merge-\(UUID()).gguf")
+        let url = scratchURL("precept-merge-\(UUID()).gguf")
         let tiny = TinyModel(family: .gemma3, seed: 5, vocab: 40, hidden: 64, layers: 2)   // rows of 64 and 96: whole Q8_0 blocks
         try tiny.write(to: url)
         let lm = try LanguageModel(path: url.path)

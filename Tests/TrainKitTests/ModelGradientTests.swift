@@ -11,7 +11,7 @@ import TestSupport
 /// log-softmax and the reward head) against central finite differences of the forward pass.
 @Suite struct ModelGradientTests {
     func load(_ family: TinyModel.Family) throws -> LanguageModel {
-        let url = FileManager.default.temporaryDirectory.appendingPathComponent("precept-grad-\(family)-\(UUID()).gguf")
+        let url = scratchURL("precept-grad-\(family)-\(UUID()).gguf")
         try TinyModel(family: family, seed: 7).write(to: url)
         defer { try? FileManager.default.removeItem(at: url) }
         return try LanguageModel(path: url.path)

@@ -76,7 +76,7 @@ import TestSupport
     static let target: Int32 = 9
 
     func model(seed: UInt64 = 21) throws -> LanguageModel {
-        let url = FileManager.default.temporaryDirectory.appendingPathComponent("precept-ppo-\(UUID()).gguf")
+        let url = scratchURL("precept-ppo-\(UUID()).gguf")
         try TinyModel(family: .gemma3, seed: seed).write(to: url)
         return try LanguageModel(path: url.path)
     }
@@ -152,11 +152,11 @@ import TestSupport
             return PPOTrainer(model: lm, adapter: LoRAAdapter(config: LoRAConfig(rank: 4, alpha: 16), model: lm.config, seed: 1),
                               config: config(.ppo, steps: 4), reward: Self.share)
         }
-        let straightDir = FileManager.default.temporaryDirectory.appendingPathComponent("precept-ppo-\(UUID())")
+        let straightDir = scratchURL("precept-ppo-\(UUID())")
         let straight = try trainer()
         let final = try straight.train(prompts: prompts, ids: ids, directory: straightDir, fingerprint: "f")
 
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("precept-ppo-\(UUID())")
+        let dir = scratchURL("precept-ppo-\(UUID())")
         let first = try trainer()
         var polls = 0
         #expect(throws: TrainingError.interrupted(step: 2)) {

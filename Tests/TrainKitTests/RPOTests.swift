@@ -11,7 +11,7 @@ import TestSupport
     /// loss, for α = 0 and α = 1, and with length desensitization (`ld_alpha` 0.5) under α = 0.5,
     /// on a LoRA B entry of a tiny model.
     @Test func rpoGradientMatchesFiniteDifferences() throws {
-        let url = FileManager.default.temporaryDirectory.appendingPathComponent("precept-rpo-\(UUID()).gguf")
+        let url = scratchURL("precept-rpo-\(UUID()).gguf")
         try TinyModel(family: .gemma3, seed: 21).write(to: url)
         let lm = try LanguageModel(path: url.path)
         let pairs = (0..<3).map { (i: Int) -> PreferenceExample in
@@ -58,7 +58,7 @@ import TestSupport
     /// sequence's log-probability is linear in α between "shared tokens only" (0) and plain DPO (1);
     /// the plain sums (RPO's NLL) do not move.
     @Test func lengthDesensitizedLogProbsWeighTheExcessTokens() throws {
-        let url = FileManager.default.temporaryDirectory.appendingPathComponent("precept-ld-\(UUID()).gguf")
+        let url = scratchURL("precept-ld-\(UUID()).gguf")
         try TinyModel(family: .gemma3, seed: 22).write(to: url)
         let lm = try LanguageModel(path: url.path)
         // Pair 1: chosen longer by 2 tokens; pair 2: rejected longer by 1.

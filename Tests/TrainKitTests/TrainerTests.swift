@@ -10,13 +10,13 @@ import TestSupport
 /// uninterrupted one does.
 @Suite struct TrainerTests {
     func model(_ family: TinyModel.Family = .gemma3, rank: Int = 4) throws -> (LanguageModel, TrainableTransformer) {
-        let url = FileManager.default.temporaryDirectory.appendingPathComponent("precept-train-\(UUID()).gguf")
+        let url = scratchURL("precept-train-\(UUID()).gguf")
         try TinyModel(family: family, seed: 21).write(to: url)
         let lm = try LanguageModel(path: url.path)
         return (lm, TrainableTransformer(base: lm.transformer, adapter: LoRAAdapter(config: LoRAConfig(rank: rank, alpha: 16), model: lm.config, seed: 1)))
     }
 
-    func directory() -> URL { FileManager.default.temporaryDirectory.appendingPathComponent("precept-run-\(UUID())") }
+    func directory() -> URL { scratchURL("precept-run-\(UUID())") }
 
     func config(steps: Int, lr: Double = 1e-2) -> TrainingConfig {
         var c = TrainingConfig()

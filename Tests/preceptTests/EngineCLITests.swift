@@ -2,6 +2,7 @@ import Foundation
 import ModelKit
 import Testing
 import PipelineTestSupport
+import TestSupport
 
 enum DefaultModel {
     static var cached: Bool { modelAvailable("gemma-3-270m") }
@@ -65,7 +66,7 @@ struct EngineCLITests {
         let r = try CLI.run(["generate", "--model", "gemma-9", "--prompt", "x"])
         #expect(r.status == 1)
         #expect(r.stderr.contains("`gemma-9` is neither a catalog model nor a .gguf file"))
-        let broken = FileManager.default.temporaryDirectory.appendingPathComponent("broken-\(UUID().uuidString).gguf")
+        let broken = scratchURL("broken-\(UUID().uuidString).gguf")
         try Data("GGUF not really".utf8).write(to: broken)
         let r2 = try CLI.run(["model", "info", "--model", broken.path])
         #expect(r2.status == 1)

@@ -326,7 +326,11 @@ import Glibc
         // nobody must be able to reach the binary and the folder; when it cannot, say why.
         let probe = try CLI.run(["--version"], prefix: prefix)
         try #require(probe.status == 0, "cannot run precept as nobody here: \(probe.stderr)")
-        let out = FileManager.default.temporaryDirectory.appendingPathComponent("precept-ro-\(UUID().uuidString).html").path
+        // The report goes to a folder nobody can write to, as /tmp is.
+        let outFolder = scratchURL("precept-ro-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: outFolder, withIntermediateDirectories: true)
+        chmod(outFolder.path, 0o1777)
+        let out = outFolder.appendingPathComponent("report.html").path
         for command in [["diff", archive.path, "--plain"], ["report", archive.path, "--out", out]] {
             let result = try CLI.run(command, prefix: prefix)
             #expect(result.status == 0, "\(command): \(result.stderr)")

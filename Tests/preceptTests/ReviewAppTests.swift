@@ -3,6 +3,7 @@ import ModelKit
 import Testing
 import PipelineTestSupport
 @testable import PipelineKit
+import TestSupport
 
 /// A `precept review RUN` server in a child process, stopped when the value goes away.
 final class ReviewServerProcess {
@@ -56,7 +57,7 @@ final class ReviewServerProcess {
         for (k, v) in all.sorted(by: { $0.key < $1.key }) { arguments += ["-H", "\(k): \(v)"] }
         var bodyFile: URL?
         if let body {
-            let file = FileManager.default.temporaryDirectory.appendingPathComponent("review-body-\(UUID().uuidString)")
+            let file = scratchURL("review-body-\(UUID().uuidString)")
             try body.write(to: file)
             bodyFile = file
             arguments += ["--data-binary", "@" + file.path]
