@@ -1,6 +1,6 @@
 // A persistent worker pool for the engine's parallel parts (Parallel.parts in ModelKit).
 //
-// Decoding one token of a 1.5B model is ~200 matrix products of 0.1–1.5 ms each; waking a
+// Decoding one token of a 1.5B model is about 120 products of 0.02–1.5 ms each; waking a
 // sleeping thread per product (libdispatch on Linux: a futex wake, tens of µs on a VM) left one
 // core idle for a measurable share of each. Here the workers spin on the job word for a short
 // while after each job (as ggml's thread pool polls), so the next product starts on both cores

@@ -233,7 +233,9 @@ public final class WeightMatrix: @unchecked Sendable {
                                      out + (part.lowerBound - first), Int64(ldy))
                     }
                 } else {
-                    Parallel.chunks(count, minimum: rowChunk) { range in
+                    // Few activation rows (decoding): weight rows in 4 pieces per core, claimed
+                    // as the cores finish (each row's result is the same whatever the split).
+                    Parallel.chunks(count, minimum: rowChunk, piecesPerCore: m <= 4 ? 4 : 1) { range in
                         pq_matmul(type, Int64(columns), weights + range.lowerBound * s.rowBytes, Int64(s.rowBytes), Int64(range.count),
                                   xq, Int64(m), out + range.lowerBound, Int64(ldy))
                     }

@@ -9,9 +9,20 @@ public enum Parallel {
     public static let cores = max(1, ProcessInfo.processInfo.activeProcessorCount)
 
     /// Calls `body` on up to `cores` contiguous ranges covering 0..<count, each at least
-    /// `minimum` long, concurrently; one range runs on the calling thread alone.
-    public static func chunks(_ count: Int, minimum: Int = 1, _ body: (Range<Int>) -> Void) {
-        parts(count, minimum: minimum) { _, range in body(range) }
+    /// `minimum` long, concurrently; one range runs on the calling thread alone. With
+    /// `piecesPerCore` > 1 the count is cut into up to that many ranges per core, which the
+    /// threads claim as they finish, so a core that is held up (a VM's stolen time) does less.
+    public static func chunks(_ count: Int, minimum: Int = 1, piecesPerCore: Int = 1, _ body: (Range<Int>) -> Void) {
+        let pieces = max(1, min(cores * max(piecesPerCore, 1), count / max(minimum, 1)))
+        guard piecesPerCore > 1, pieces > cores else {
+            parts(count, minimum: minimum) { _, range in body(range) }
+            return
+        }
+        let piece = { (p: Int) in
+            let lower = count * p / pieces, upper = count * (p + 1) / pieces
+            if upper > lower { body(lower..<upper) }
+        }
+        if !onPool(pieces, piece) { DispatchQueue.concurrentPerform(iterations: pieces, execute: piece) }
     }
 
     /// How many ranges `parts` splits `count` items into.
