@@ -8,10 +8,12 @@
 //
 // One job at a time: a caller that finds the pool busy (a concurrent caller, or a part calling
 // back in) gets 0 and runs its parts some other way.
+#define _GNU_SOURCE
 #include "cquant.h"
 
 #include <immintrin.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <time.h>
@@ -28,14 +30,16 @@ static struct {
     pthread_mutex_t busy;              // held by the calling thread for a whole job
     pthread_mutex_t lock;              // guards sleeping workers
     pthread_cond_t wake;
-    _Atomic uint64_t word;
-    _Atomic int64_t done;              // parts of the current job finished
-    _Atomic int sleepers;
     pq_part_fn fn;
     void *ctx;
     int workers;
+    int requested;                     // workers to start (pq_pool_set_workers), −1: cores − 1
     _Atomic int64_t spin_ns;
-} pool = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER};
+    _Atomic int sleepers;
+    // Claimed by every part and counted by every finish: each on its own cache line.
+    _Alignas(64) _Atomic uint64_t word;
+    _Alignas(64) _Atomic int64_t done;  // parts of the current job finished
+} pool = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, .requested = -1};
 
 static pthread_once_t started = PTHREAD_ONCE_INIT;
 
@@ -67,7 +71,7 @@ static void *worker(void *arg) {
         // Spin for the next job (pause between polls), checking the clock every 64 polls.
         uint64_t gen = atomic_load_explicit(&pool.word, memory_order_acquire) >> GEN_SHIFT;
         const int64_t start = now_ns();
-        for (int i = 1; gen == seen; i++) {
+        for (uint64_t i = 1; gen == seen; i++) {
             _mm_pause();
             if ((i & 63) == 0 && now_ns() - start > atomic_load_explicit(&pool.spin_ns, memory_order_relaxed)) break;
             gen = atomic_load_explicit(&pool.word, memory_order_acquire) >> GEN_SHIFT;
@@ -86,7 +90,10 @@ static void *worker(void *arg) {
 }
 
 static void start_workers(void) {
-    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    // The cores this process may run on (affinity), unless the caller said how many workers.
+    cpu_set_t set;
+    long cores = sched_getaffinity(0, sizeof set, &set) == 0 ? CPU_COUNT(&set) : sysconf(_SC_NPROCESSORS_ONLN);
+    if (pool.requested >= 0) cores = pool.requested + 1;
     // 200 µs by default: longer than the gaps between a forward's products, short enough not to
     // hold a core from OpenBLAS's threads in the GEMMs that follow (bench-train, measured).
     const char *spin = getenv("PRECEPT_POOL_SPIN_US");
@@ -118,9 +125,18 @@ int pq_pool_run(int64_t parts, pq_part_fn fn, void *ctx) {
         pthread_mutex_unlock(&pool.lock);
     }
     run_parts(gen);
-    while (atomic_load_explicit(&pool.done, memory_order_acquire) < parts) _mm_pause();
+    // The workers' last parts: poll, then yield the core (a worker pre-empted mid-part may need it).
+    const int64_t start = now_ns();
+    for (uint64_t i = 1; atomic_load_explicit(&pool.done, memory_order_acquire) < parts; i++) {
+        if (i > 4096 && now_ns() - start > atomic_load_explicit(&pool.spin_ns, memory_order_relaxed)) sched_yield();
+        else _mm_pause();
+    }
     pthread_mutex_unlock(&pool.busy);
     return 1;
+}
+
+void pq_pool_set_workers(int workers) {
+    pool.requested = workers < 0 ? 0 : workers;
 }
 
 void pq_pool_set_spin(int64_t nanoseconds) {

@@ -6,52 +6,42 @@ import Testing
 /// The worker pool behind `Parallel.parts` (CQuant/pool.c): every part runs exactly once per job,
 /// over many jobs in a row, with concurrent and nested callers falling back to libdispatch.
 @Suite struct ParallelTests {
-    /// Counts, per job, how often each part ran.
-    private final class Tally: @unchecked Sendable {
-        let counts: UnsafeMutablePointer<Int>
-        let size: Int
-        init(size: Int) {
-            self.size = size
-            counts = .allocate(capacity: size)
-            counts.initialize(repeating: 0, count: size)
-        }
-        deinit { counts.deallocate() }
-        func reset() { counts.update(repeating: 0, count: size) }
-        var all: [Int] { Array(UnsafeBufferPointer(start: counts, count: size)) }
-    }
-
     /// 20 000 back-to-back jobs (what decoding does: a job every few µs, workers polling between
     /// them), then jobs after idle gaps long enough for the workers to sleep: each part once.
-    @Test func everyPartRunsOncePerJob() {
+    /// Counts go through a lock, so a part run twice at once cannot hide as one increment.
+    @Test func everyPartRunsOncePerJob() throws {
         let parts = 7
-        let tally = Tally(size: parts)
-        let job = { (p: Int) in tally.counts[p] += 1 }
+        let counts = Mutex([Int](repeating: 0, count: parts))
         let ones = [Int](repeating: 1, count: parts)
         var wrong: [String] = []
+        let deadline = Date().addingTimeInterval(300)
         for round in 0..<20_000 {
             // Tests run concurrently: another suite's job may hold the pool; wait for it.
-            while !Parallel.onPool(parts, job) { sched_yield() }
-            if tally.all != ones { wrong.append("job \(round): \(tally.all)") }
-            tally.reset()
+            while !Parallel.onPool(parts, { p in counts.withLock { $0[p] += 1 } }) {
+                try #require(Date() < deadline, "the pool was busy for 300 s (job \(round))")
+                sched_yield()
+            }
+            let seen = counts.withLock { c in defer { c = [Int](repeating: 0, count: parts) }; return c }
+            if seen != ones { wrong.append("job \(round): \(seen)") }
             if round % 5_000 == 4_999 { usleep(5_000) }  // past the 200 µs poll: workers sleep
         }
         #expect(wrong.isEmpty, "\(wrong.prefix(5))")
     }
 
-    /// Two parts that each sleep 20 ms run on two threads (the caller and a woken worker), not
+    /// Two parts that each sleep 50 ms run on two threads (the caller and a woken worker), not
     /// one after the other on the caller. Other suites' model runs hold the pool most of the time
-    /// while the tests run concurrently: the job is retried until the pool takes it, up to three
+    /// while the tests run concurrently: the job is retried until the pool takes it, up to five
     /// times, with workers both polling and asleep.
     @Test func aWorkerTakesAPart() throws {
         guard Parallel.cores > 1 else { return }
         var threads = Set<UInt>(), taken = 0
         let deadline = Date().addingTimeInterval(120)
-        while taken < 3 && threads.count < 2 && Date() < deadline {
+        while taken < 5 && threads.count < 2 && Date() < deadline {
             let seen = Mutex(Set<UInt>())
-            if Parallel.onPool(2, { _ in usleep(20_000); seen.withLock { _ = $0.insert(UInt(bitPattern: Int(bitPattern: pthread_self()))) } }) {
+            if Parallel.onPool(2, { _ in usleep(50_000); seen.withLock { _ = $0.insert(UInt(bitPattern: Int(bitPattern: pthread_self()))) } }) {
                 threads = seen.withLock { $0 }
                 taken += 1
-                usleep(taken == 1 ? 0 : 5_000)  // the next try after the workers' 200 µs poll
+                usleep(taken % 2 == 1 ? 0 : 5_000)  // alternately with the workers polling and asleep
             } else {
                 sched_yield()
             }
@@ -71,6 +61,14 @@ import Testing
             }
             #expect(seen.withLock { $0 } == [Int](repeating: 1, count: count), "count \(count)")
             #expect(indices.withLock { $0 } == Set(0..<Parallel.partCount(count)), "count \(count)")
+            // Pieces claimed as the cores finish (decoding's split), with and without a minimum.
+            for minimum in [1, 7] {
+                let pieces = Mutex([Int](repeating: 0, count: count))
+                Parallel.chunks(count, minimum: minimum, piecesPerCore: 4) { range in
+                    pieces.withLock { for i in range { $0[i] += 1 } }
+                }
+                #expect(pieces.withLock { $0 } == [Int](repeating: 1, count: count), "count \(count), minimum \(minimum)")
+            }
         }
     }
 

@@ -6,7 +6,7 @@ import Foundation
 public let scratchRoot: URL = {
     let root = URL(fileURLWithPath: scratchRootPath)
     try? FileManager.default.createDirectory(at: root, withIntermediateDirectories: true)
-    if ProcessInfo.processInfo.environment["PRECEPT_KEEP_TEST_FILES"] == nil {
+    if ProcessInfo.processInfo.environment["PRECEPT_KEEP_TEST_FILES"] != "1" {
         atexit { try? FileManager.default.removeItem(atPath: scratchRootPath) }
     }
     return root

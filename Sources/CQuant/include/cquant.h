@@ -111,6 +111,9 @@ typedef void (*pq_part_fn)(void *ctx, int64_t part);
 /// started on first use), each part exactly once, and returns 1 when all are done. Returns 0,
 /// running nothing, when the pool is busy with another caller's job (or a part calls back in).
 int pq_pool_run(int64_t parts, pq_part_fn fn, void *ctx);
+/// How many workers the pool starts on first use (default: the cores this process may run on,
+/// less one). No effect once the pool has started.
+void pq_pool_set_workers(int workers);
 /// How long an idle worker polls for the next job before it sleeps (default 200 µs; PRECEPT_POOL_SPIN_US overrides it).
 void pq_pool_set_spin(int64_t nanoseconds);
 

@@ -48,9 +48,13 @@ public enum Parallel {
         let part: (Int) -> Void
     }
 
+    /// One worker per core after the caller's (`cores` counts what the process may use).
+    private static let sized: Void = pq_pool_set_workers(Int32(cores - 1))
+
     /// Runs `part(0 ..< parts)` on the pool; false, running nothing, when another job holds it.
     static func onPool(_ parts: Int, _ part: (Int) -> Void) -> Bool {
-        withoutActuallyEscaping(part) { part in
+        _ = sized
+        return withoutActuallyEscaping(part) { part in
             withUnsafePointer(to: Job(part: part)) { job in
                 pq_pool_run(Int64(parts), { context, p in
                     context!.assumingMemoryBound(to: Job.self).pointee.part(Int(p))
