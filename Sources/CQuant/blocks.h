@@ -21,12 +21,24 @@ static inline float hsum(__m256 v) {
     return _mm_cvtss_f32(s);
 }
 
+// The 8 six-bit scales and 8 mins of a Q4_K/Q5_K block's 12 scale bytes, unpacked in 32-bit
+// lanes (byte j of *sc is scale j, of *m min j): scales 0–3 and mins 0–3 are the low 6 bits of
+// bytes 0–3 and 4–7; scales 4–7 are the low nibbles of bytes 8–11 with the top 2 bits of bytes
+// 0–3 above them, mins 4–7 the high nibbles of bytes 8–11 with the top 2 bits of bytes 4–7.
+static inline void scales_mins_k4_words(const uint8_t *p, uint64_t *sc, uint64_t *m) {
+    uint32_t a, b, c;
+    memcpy(&a, p, 4); memcpy(&b, p + 4, 4); memcpy(&c, p + 8, 4);
+    const uint32_t six = 0x3F3F3F3F, four = 0x0F0F0F0F, two = 0x03030303;
+    *sc = (uint64_t)(a & six) | (uint64_t)((c & four) | (((a >> 6) & two) << 4)) << 32;
+    *m = (uint64_t)(b & six) | (uint64_t)(((c >> 4) & four) | (((b >> 6) & two) << 4)) << 32;
+}
+
+// The same as bytes: sc[j], m[j] for sub-block j.
 static inline void scales_mins_k4(const uint8_t *s, uint8_t sc[8], uint8_t m[8]) {
-    for (int j = 0; j < 4; j++) { sc[j] = s[j] & 63; m[j] = s[j + 4] & 63; }
-    for (int j = 4; j < 8; j++) {
-        sc[j] = (s[j + 4] & 0x0F) | ((s[j - 4] >> 6) << 4);
-        m[j] = (s[j + 4] >> 4) | ((s[j] >> 6) << 4);
-    }
+    uint64_t sw, mw;
+    scales_mins_k4_words(s, &sw, &mw);
+    memcpy(sc, &sw, 8);
+    memcpy(m, &mw, 8);
 }
 
 // Chunk j (64 elements) of a Q4_K/Q5_K block as two 32-byte vectors of values 0–15 (0–31 with

@@ -21,18 +21,6 @@
 // {f16 d; f16 dmin; u8 scales[12]; (Q5_K: u8 qh[32];) u8 qs[128]}: w = d·sc·q − dmin·m per
 // 32-element sub-block. Σ w·x = d·dx·Σ_s sc_s·(q·xq)_s − dmin·dx·Σ_s m_s·(bsum_{2s} + bsum_{2s+1}).
 
-// The 8 six-bit scales and 8 mins of a Q4_K/Q5_K block (scales_mins_k4's bytes), unpacked in
-// 32-bit lanes: scales 0–3 and mins 0–3 are the low 6 bits of bytes 0–3 and 4–7; scales 4–7 are
-// the low nibbles of bytes 8–11 with the top 2 bits of bytes 0–3 above them, mins 4–7 the high
-// nibbles of bytes 8–11 with the top 2 bits of bytes 4–7.
-INLINE void scales_mins_k4_words(const uint8_t *p, uint64_t *sc, uint64_t *m) {
-    uint32_t a, b, c;
-    memcpy(&a, p, 4); memcpy(&b, p + 4, 4); memcpy(&c, p + 8, 4);
-    const uint32_t six = 0x3F3F3F3F, four = 0x0F0F0F0F, two = 0x03030303;
-    *sc = (uint64_t)(a & six) | (uint64_t)((c & four) | (((a >> 6) & two) << 4)) << 32;
-    *m = (uint64_t)(b & six) | (uint64_t)(((c >> 4) & four) | (((b >> 6) & two) << 4)) << 32;
-}
-
 // vpshufb masks: in each 128-bit lane, 16-bit word w repeated (w = 0…7).
 static const uint8_t word_masks[8][32] __attribute__((aligned(32))) = {
 #define W(w) {2*w,2*w+1,2*w,2*w+1,2*w,2*w+1,2*w,2*w+1,2*w,2*w+1,2*w,2*w+1,2*w,2*w+1,2*w,2*w+1, \

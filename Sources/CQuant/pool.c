@@ -49,16 +49,14 @@ static int64_t now_ns(void) {
     return (int64_t)t.tv_sec * 1000000000 + t.tv_nsec;
 }
 
-// Claims and runs parts of generation `gen` until none is left; returns how many it ran.
-static int64_t run_parts(uint64_t gen) {
-    int64_t ran = 0;
+// Claims and runs parts of generation `gen` until none is left.
+static void run_parts(uint64_t gen) {
     uint64_t w = atomic_load_explicit(&pool.word, memory_order_acquire);
     for (;;) {
         const uint64_t parts = (w >> PART_BITS) & PART_MASK, next = w & PART_MASK;
-        if ((w >> GEN_SHIFT) != gen || next >= parts) return ran;
+        if ((w >> GEN_SHIFT) != gen || next >= parts) return;
         if (!atomic_compare_exchange_weak_explicit(&pool.word, &w, w + 1, memory_order_acq_rel, memory_order_acquire)) continue;
         pool.fn(pool.ctx, (int64_t)next);
-        ran++;
         atomic_fetch_add_explicit(&pool.done, 1, memory_order_release);
         w = atomic_load_explicit(&pool.word, memory_order_acquire);
     }
@@ -137,9 +135,4 @@ int pq_pool_run(int64_t parts, pq_part_fn fn, void *ctx) {
 
 void pq_pool_set_workers(int workers) {
     pool.requested = workers < 0 ? 0 : workers;
-}
-
-void pq_pool_set_spin(int64_t nanoseconds) {
-    pthread_once(&started, start_workers);
-    atomic_store(&pool.spin_ns, nanoseconds);
 }

@@ -110,12 +110,11 @@ typedef void (*pq_part_fn)(void *ctx, int64_t part);
 /// Runs fn(ctx, 0 ..< parts) on the calling thread and the pool's workers (one per further core,
 /// started on first use), each part exactly once, and returns 1 when all are done. Returns 0,
 /// running nothing, when the pool is busy with another caller's job (or a part calls back in).
+/// Idle workers poll for the next job for 200 µs (PRECEPT_POOL_SPIN_US overrides it), then sleep.
 int pq_pool_run(int64_t parts, pq_part_fn fn, void *ctx);
 /// How many workers the pool starts on first use (default: the cores this process may run on,
 /// less one). No effect once the pool has started.
 void pq_pool_set_workers(int workers);
-/// How long an idle worker polls for the next job before it sleeps (default 200 µs; PRECEPT_POOL_SPIN_US overrides it).
-void pq_pool_set_spin(int64_t nanoseconds);
 
 #ifdef __cplusplus
 }

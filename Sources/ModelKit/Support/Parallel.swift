@@ -14,15 +14,11 @@ public enum Parallel {
     /// threads claim as they finish, so a core that is held up (a VM's stolen time) does less.
     public static func chunks(_ count: Int, minimum: Int = 1, piecesPerCore: Int = 1, _ body: (Range<Int>) -> Void) {
         let pieces = max(1, min(cores * max(piecesPerCore, 1), count / max(minimum, 1)))
-        guard piecesPerCore > 1, pieces > cores else {
+        if piecesPerCore > 1, pieces > cores {
+            split(count, into: pieces) { _, range in body(range) }
+        } else {
             parts(count, minimum: minimum) { _, range in body(range) }
-            return
         }
-        let piece = { (p: Int) in
-            let lower = count * p / pieces, upper = count * (p + 1) / pieces
-            if upper > lower { body(lower..<upper) }
-        }
-        if !onPool(pieces, piece) { DispatchQueue.concurrentPerform(iterations: pieces, execute: piece) }
     }
 
     /// How many ranges `parts` splits `count` items into.
@@ -35,11 +31,16 @@ public enum Parallel {
     public static func parts(_ count: Int, minimum: Int = 1, _ body: (Int, Range<Int>) -> Void) {
         let parts = partCount(count, minimum: minimum)
         if parts == 1 { if count > 0 { body(0, 0..<count) }; return }
-        let part = { (p: Int) in
-            let lower = count * p / parts, upper = count * (p + 1) / parts
+        split(count, into: parts, body)
+    }
+
+    /// `body(p, range p)` for the `pieces` contiguous ranges of 0..<count, concurrently.
+    private static func split(_ count: Int, into pieces: Int, _ body: (Int, Range<Int>) -> Void) {
+        let piece = { (p: Int) in
+            let lower = count * p / pieces, upper = count * (p + 1) / pieces
             if upper > lower { body(p, lower..<upper) }
         }
-        if !onPool(parts, part) { DispatchQueue.concurrentPerform(iterations: parts, execute: part) }
+        if !onPool(pieces, piece) { DispatchQueue.concurrentPerform(iterations: pieces, execute: piece) }
     }
 
     /// A job for `pq_pool_run`: the closure in a struct, so C hands back a pointer to it as stored
