@@ -42,7 +42,7 @@ let package = Package(
         ),
         .target(
             name: "TensorKit",
-            dependencies: ["CBLAS"],
+            dependencies: ["CBLAS", "CQuant"],
             swiftSettings: simdFlags
         ),
         .target(

@@ -138,3 +138,29 @@ double pq_temperature_weights(const float *x, int64_t n, float max, float temper
     }
     return sum;
 }
+
+// act(g) for 8 gates: x·σ(x) (SiLU) or the tanh-approximated GELU written as x·σ(2u),
+// u = √(2/π)·x·(1 + 0.044715·x²), as TensorKit's scalar geluTanh.
+static inline __m256 gated8(int kind, __m256 x) {
+    __m256 t = x;
+    if (kind == PQ_GELU_TANH) {
+        const __m256 x2 = _mm256_mul_ps(x, x);
+        const __m256 u = _mm256_mul_ps(_mm256_mul_ps(_mm256_set1_ps(0.7978845608028654f), x),
+                                       _mm256_fmadd_ps(_mm256_set1_ps(0.044715f), x2, _mm256_set1_ps(1.0f)));
+        t = _mm256_add_ps(u, u);
+    }
+    const __m256 e = exp8(_mm256_sub_ps(_mm256_setzero_ps(), t));
+    return _mm256_div_ps(x, _mm256_add_ps(_mm256_set1_ps(1.0f), e));
+}
+
+void pq_gated_activation(int kind, const float *gate, const float *up, int64_t n, float *out) {
+    int64_t j = 0;
+    for (; j + 8 <= n; j += 8)
+        _mm256_storeu_ps(out + j, _mm256_mul_ps(gated8(kind, _mm256_loadu_ps(gate + j)), _mm256_loadu_ps(up + j)));
+    if (j < n) {
+        float g[8] = {0}, u[8] = {0}, o[8];
+        for (int64_t k = 0; k < n - j; k++) { g[k] = gate[j + k]; u[k] = up[j + k]; }
+        _mm256_storeu_ps(o, _mm256_mul_ps(gated8(kind, _mm256_loadu_ps(g)), _mm256_loadu_ps(u)));
+        for (int64_t k = 0; k < n - j; k++) out[j + k] = o[k];
+    }
+}

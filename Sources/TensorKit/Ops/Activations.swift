@@ -1,3 +1,4 @@
+import CQuant
 import Foundation
 
 /// Gated MLP activations: out = act(gate) ⊙ up, elementwise over `count` values.
@@ -17,20 +18,13 @@ func geluTanh(_ x: Float) -> Float {
     return x / (1 + expf(-2 * u))
 }
 
-/// Shapes: `gate`, `up`, `out` (count); `out` may alias `gate`.
+/// Shapes: `gate`, `up`, `out` (count); `out` may alias `gate`. Vectorised (CQuant's
+/// `pq_gated_activation`, the exponential of `pq_exp`).
 public func gated_activation_forward(
     _ out: UnsafeMutablePointer<Float>, gate: UnsafePointer<Float>, up: UnsafePointer<Float>,
     count: Int, activation: GatedActivation
 ) {
-    switch activation {
-    case .geluTanh:
-        for i in 0..<count { out[i] = geluTanh(gate[i]) * up[i] }
-    case .silu:
-        for i in 0..<count {
-            let x = gate[i]
-            out[i] = x / (1 + expf(-x)) * up[i]
-        }
-    }
+    pq_gated_activation(activation == .silu ? Int32(PQ_SILU) : Int32(PQ_GELU_TANH), gate, up, Int64(count), out)
 }
 
 /// Numerically stable softmax of each row in place. Shapes: `x` (rows, cols).
