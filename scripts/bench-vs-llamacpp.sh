@@ -7,7 +7,8 @@
 #
 # Per model: decode at batch 1 and 32 (64-token prompts, 32 new tokens, greedy), prefill of
 # 32 x 64 tokens, one 600-token prompt at its last position with 8-bit and with Float32 activations
-# (the judge's case: judges score with Float32 activations), and peak
+# (the judge's case: judges score with Float32 activations; with bfloat16 products too where the
+# CPU has AVX512-BF16), and peak
 # RSS at batch 1 with 256-token prompts against the GGUF file size; each
 # the best of BENCH_REPEATS (3) runs. llama.cpp is the portable build the tests use (AVX2/FMA, no
 # AVX-512: a native build segfaults on AMX CPUs here), so it is slower than a native build.
@@ -63,6 +64,12 @@ for m in "${models[@]}"; do
     ls=$(best "$python" scripts/bench-llamacpp.py "$gguf" 1 600 1 "$threads" 2>/dev/null)
     echo "| prefill 1 x 600, 8-bit activations (prompt tok/s) | $(fmt "$(field "$ps" prefill_tokens_per_s)") | $(fmt "$(field "$ls" prefill_tokens_per_s)") | $(ratio "$(field "$ps" prefill_tokens_per_s)" "$(field "$ls" prefill_tokens_per_s)") |"
     echo "| scoring 1 x 600, Float32 activations as judges score (prompt tok/s) | $(fmt "$(field "$pf" prefill_tokens_per_s)") | $(fmt "$(field "$ls" prefill_tokens_per_s)") | $(ratio "$(field "$pf" prefill_tokens_per_s)" "$(field "$ls" prefill_tokens_per_s)") |"
+    # `scoring: bfloat16` (a model key): Float32 activations with bfloat16 products, on CPUs with
+    # AVX512-BF16 only.
+    if grep -qw avx512_bf16 /proc/cpuinfo; then
+        pb=$(best "$precept" bench --model "$gguf" --batch 1 --prompt-tokens 600 --new-tokens 1 --scoring bfloat16 --json)
+        echo "| scoring 1 x 600, bfloat16 products (scoring: bfloat16) (prompt tok/s) | $(fmt "$(field "$pb" prefill_tokens_per_s)") | $(fmt "$(field "$ls" prefill_tokens_per_s)") | $(ratio "$(field "$pb" prefill_tokens_per_s)" "$(field "$ls" prefill_tokens_per_s)") |"
+    fi
     pm=$(best "$precept" bench --model "$gguf" --batch 1 --prompt-tokens 256 --new-tokens 32 --json)
     lm=$(best "$python" scripts/bench-llamacpp.py "$gguf" 1 256 32 "$threads" 2>/dev/null)
     mb() { python3 -c "import sys; print(f'{int(sys.argv[1]) / 1e6:.0f} MB')" "$1"; }

@@ -15,11 +15,22 @@ extension Precept {
         @Option(help: "Sequences per batch.") var batch = 1
         @Option(help: "Prompt tokens per sequence.") var promptTokens = 128
         @Option(help: "Tokens to decode per sequence.") var newTokens = 32
+        @Option(help: "Run the prefill as a scoring pass does: Float32 activations multiplied in float32 or bfloat16 (bfloat16 needs AVX512-BF16). Default: generation's 8-bit activations.")
+        var scoring: String?
         @Flag(help: "Print JSON.") var json = false
 
         func run() throws {
             try running {
                 guard batch > 0, promptTokens > 1, newTokens > 0 else { throw ValidationError("batch, prompt-tokens and new-tokens must be positive") }
+                let precision = try scoring.map { word in
+                    guard let p = ScoringPrecision(rawValue: word) else {
+                        throw ValidationError("--scoring `\(word)` is not one of \(ScoringPrecision.allCases.map(\.rawValue).joined(separator: ", "))")
+                    }
+                    if p == .bfloat16 && !ScoringPrecision.bfloat16Supported {
+                        throw ValidationError("--scoring bfloat16 needs a CPU with AVX512-BF16; this one has none")
+                    }
+                    return p
+                }
                 let lm = try model.load()
                 let c = lm.config
                 var rng = SeededGenerator(seed: 1)
@@ -36,10 +47,11 @@ extension Precept {
                 // Prefill: every prompt in one forward pass, logits for each last position.
                 let caches = prompts.map { lm.transformer.makeCache(capacity: $0.count + newTokens) }
                 let prefillStart = Date()
-                let hidden = lm.transformer.forward(zip(caches, prompts).map { SequenceInput(cache: $0, tokens: $1) })
+                let inputs = zip(caches, prompts).map { SequenceInput(cache: $0, tokens: $1) }
+                let hidden = precision.map { lm.transformer.forward(inputs, int8: false, precision: $0) } ?? lm.transformer.forward(inputs)
                 let last = Tensor(shape: [batch, c.hidden])
                 for b in 0..<batch { (last.data + b * c.hidden).update(from: hidden.row((b + 1) * promptTokens - 1), count: c.hidden) }
-                _ = lm.head.logits(last.data, rows: batch)
+                _ = lm.head.logits(last.data, rows: batch, int8: precision == nil ? nil : false)
                 let prefillSeconds = Date().timeIntervalSince(prefillStart)
                 withExtendedLifetime((hidden, last)) {}
                 let tokens = Double(batch * promptTokens)
@@ -67,7 +79,7 @@ extension Precept {
                 // Scoring: half prompt, half continuation per sequence, all in one batch.
                 let half = promptTokens / 2
                 let scoringStart = Date()
-                _ = Scorer(model: lm).score(prompts.map { ScoringRequest(prompt: Array($0[..<half]), continuation: Array($0[half...])) })
+                _ = Scorer(model: lm, precision: precision ?? .float32).score(prompts.map { ScoringRequest(prompt: Array($0[..<half]), continuation: Array($0[half...])) })
                 let scoringSeconds = Date().timeIntervalSince(scoringStart)
 
                 var usage = rusage()
@@ -84,6 +96,7 @@ extension Precept {
                     "sgemm_gflops": sgemm,
                     "peak_rss_bytes": Int(usage.ru_maxrss) * 1024,
                     "threads": GEMM.threads,
+                    "prefill_activations": precision?.rawValue ?? (lm.transformer.int8Activations ? "int8" : "float32"),
                 ]
                 if json {
                     try printJSON(report)

@@ -298,6 +298,26 @@ import PipelineTestSupport
         #expect(r.status != 0 && r.stderr.contains("nope"), "\(r.stderr)")
     }
 
+    /// `scoring: bfloat16` on a local model reaches its backend, joins its fingerprint where the
+    /// CPU runs bfloat16 products (so cached Float32 results are not reused), and labels a file.
+    @Test func bfloat16ScoringReachesTheBackend() throws {
+        let f = try RunFixture(prompts: ["please help"], stages: JudgeMethodTests.stages("model: judge, principles: 2"),
+                               extra: "  judge: { source: tiny.gguf, scoring: bfloat16 }\n")
+        try TinyModel(family: .gemma3, seed: 4, vocab: 300, hidden: 64, layers: 2).write(to: f.directory.appendingPathComponent("tiny.gguf"))
+        let pipeline = try Pipeline.load(path: f.pipeline.path)
+        let spec = try #require(pipeline.models.first { $0.name == "judge" })
+        #expect(spec.scoring == .bfloat16)
+        let backend = try #require(try PipelineRunner.backends(reporter: nil)(spec) as? LocalBackend)
+        let supported = ScoringPrecision.bfloat16Supported
+        #expect(backend.scoring == (supported ? .bfloat16 : .float32))
+        #expect(backend.fingerprint.hasSuffix("#scoring=bfloat16") == supported, "\(backend.fingerprint)")
+        let pairs = try write(f, "pairs.jsonl", [#"{"prompt": "Is 7 prime?", "response_a": "No.", "response_b": "Yes.", "better": "b", "category": "honesty"}"#])
+        let out = f.directory.appendingPathComponent("labels.jsonl").path
+        let r = try CLI.run(["judge", pairs, "--pipeline", f.pipeline.path, "--output", out])
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(try jsonLines(out).count == 1)
+    }
+
     /// The engine's shortcuts for judge calls (one pass for all single-token options, a shared stem
     /// prefilled once per run of calls) give the log-probabilities of the plain path.
     @Test func optionScoringShortcutsMatchThePlainPath() throws {

@@ -104,6 +104,18 @@ void pq_logsumexp_update(const float *x, int64_t n, float *max, double *sum);
 double pq_temperature_weights(const float *x, int64_t n, float max, float temperature, float *out);
 /// x[j] ← scale · exp(x[j] − shift) (a softmax's gradient row).
 void pq_scaled_exp(float *x, int64_t n, float shift, float scale);
+/// 1 when the CPU has AVX512-BF16 (and AVX512F/BW), which the pq_bf16_* functions need.
+int pq_bf16_supported(void);
+/// Bytes `pq_bf16_pack_panels` writes for n rows of k elements.
+int64_t pq_bf16_panel_bytes(int64_t n, int64_t k);
+/// Rows of x (m × k, rows `ldx` apart) rounded to bfloat16, rows (k rounded up to even) apart.
+void pq_bf16_pack_rows(const float *x, int64_t ldx, int64_t m, int64_t k, uint16_t *out);
+/// Rows of w (n × k, rows `ldw` apart) rounded to bfloat16, in the kernel's panels of 16 rows.
+void pq_bf16_pack_panels(const float *w, int64_t ldw, int64_t n, int64_t k, uint16_t *out);
+/// y(m, n) = a · wᵀ (rows `ldy` apart) from packed rows and panels: bfloat16 products summed in
+/// Float32 (one thread).
+void pq_bf16_gemm(int64_t m, int64_t n, int64_t k, const uint16_t *a, const uint16_t *panels, float *y, int64_t ldy);
+
 /// Gated activations of `pq_gated_activation`.
 enum { PQ_GELU_TANH = 0, PQ_SILU = 1 };
 /// out[j] = act(gate[j]) · up[j] for j < n, with act SiLU or the tanh-approximated GELU,

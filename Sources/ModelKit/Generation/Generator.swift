@@ -48,9 +48,9 @@ public struct Generator {
 
     /// Fills a cache with `tokens` (for a shared prefix that many requests start from). `int8`
     /// overrides the model's activation setting (a prefix for scoring, which runs Float32).
-    public func prefill(_ tokens: [Int32], int8: Bool? = nil) -> KVCache {
+    public func prefill(_ tokens: [Int32], int8: Bool? = nil, precision: ScoringPrecision = .float32) -> KVCache {
         let cache = model.transformer.makeCache(capacity: tokens.count + 256)
-        _ = model.transformer.forward([SequenceInput(cache: cache, tokens: tokens)], int8: int8)
+        _ = model.transformer.forward([SequenceInput(cache: cache, tokens: tokens)], int8: int8, precision: precision)
         return cache
     }
 

@@ -35,10 +35,14 @@ public struct Scorer {
     /// 0.03 of 0.5), which 8-bit rounding noise can flip (docs/performance.md § 8-bit activations
     /// on every path); generation keeps the model's setting.
     public var int8Activations: Bool
+    /// How the Float32 activations of the transformer's products meet the weights; the LM head's
+    /// few scored rows stay Float32.
+    public var precision: ScoringPrecision
 
-    public init(model: LanguageModel, int8Activations: Bool = false) {
+    public init(model: LanguageModel, int8Activations: Bool = false, precision: ScoringPrecision = .float32) {
         self.model = model
         self.int8Activations = int8Activations
+        self.precision = precision
     }
 
     public func score(_ requests: [ScoringRequest], topK: Int = 0) -> [ContinuationScore] {
@@ -49,7 +53,7 @@ public struct Scorer {
             inputs.append(input)
             starts.append(r.prompt.count - 1 - skip)
         }
-        let hidden = model.transformer.forward(inputs, int8: int8Activations)
+        let hidden = model.transformer.forward(inputs, int8: int8Activations, precision: precision)
         let rows = requests.reduce(0) { $0 + $1.continuation.count }
         let gathered = Tensor(shape: [max(rows, 1), model.config.hidden])
         var targets: [Int32?] = []
@@ -91,7 +95,7 @@ extension Scorer {
         precondition(prompts.count == candidates.count && prompts.count == prefixes.count)
         let inputs = zip(prompts, prefixes).map { sequence($0, promptCount: $0.count, prefix: $1).input }
         guard !inputs.isEmpty else { return [] }
-        let hidden = model.transformer.forward(inputs, int8: int8Activations)
+        let hidden = model.transformer.forward(inputs, int8: int8Activations, precision: precision)
         let rows = candidates.reduce(0) { $0 + $1.count }
         guard rows > 0 else { return candidates.map { _ in [] } }
         let gathered = Tensor(shape: [rows, model.config.hidden])

@@ -39,8 +39,9 @@ public final class Transformer: @unchecked Sendable {
 
     /// Runs the new tokens of every sequence through all layers, appending to their caches.
     /// Returns the final-norm hidden states, (Σ tokens, hidden), sequences in order. `int8`
-    /// overrides `int8Activations` for this pass (scoring runs Float32 activations).
-    public func forward(_ inputs: [SequenceInput], int8: Bool? = nil) -> Tensor {
+    /// overrides `int8Activations` for this pass (scoring runs Float32 activations); `precision`
+    /// is how Float32 activations meet the weights (`WeightMatrix.apply`).
+    public func forward(_ inputs: [SequenceInput], int8: Bool? = nil, precision: ScoringPrecision = .float32) -> Tensor {
         let int8Activations = int8 ?? self.int8Activations
         let c = config
         let rows = inputs.reduce(0) { $0 + $1.tokens.count }
@@ -90,7 +91,7 @@ public final class Transformer: @unchecked Sendable {
             let sliding = c.slidingLayers[l] ? c.slidingWindow : nil
             // Attention sublayer.
             Transformer.rmsnormRows(h.data, x.data, w.attnNorm.data, rows: rows, dim: c.hidden, eps: c.normEps)
-            w.qkv.apply(h.data, rows: rows, into: qkv.data, int8: int8Activations)
+            w.qkv.apply(h.data, rows: rows, into: qkv.data, int8: int8Activations, precision: precision)
             if let bias = w.qkvBias {
                 for r in 0..<rows { let q = qkv.row(r); for j in 0..<qkvWidth { q[j] += bias.data[j] } }
             }
@@ -118,7 +119,7 @@ public final class Transformer: @unchecked Sendable {
                                        Int64(item.heads.count), Int64(c.headDim), c.attentionScale, Int64(sliding ?? 0), buffer)
                 }
             }
-            w.output.apply(attn.data, rows: rows, into: proj.data, int8: int8Activations)
+            w.output.apply(attn.data, rows: rows, into: proj.data, int8: int8Activations, precision: precision)
             if let post = w.postAttnNorm {
                 Transformer.rmsnormRows(proj.data, proj.data, post.data, rows: rows, dim: c.hidden, eps: c.normEps)
             }
@@ -126,14 +127,14 @@ public final class Transformer: @unchecked Sendable {
 
             // MLP sublayer: down(act(gate · h) ⊙ (up · h)).
             Transformer.rmsnormRows(h.data, x.data, w.ffnNorm.data, rows: rows, dim: c.hidden, eps: c.normEps)
-            w.gateUp.apply(h.data, rows: rows, into: gateUp.data, int8: int8Activations)
+            w.gateUp.apply(h.data, rows: rows, into: gateUp.data, int8: int8Activations, precision: precision)
             Parallel.chunks(rows, minimum: 16) { range in
                 for r in range {
                     let g = gateUp.row(r)
                     gated_activation_forward(act.row(r), gate: g, up: g + c.ffn, count: c.ffn, activation: c.activation)
                 }
             }
-            w.down.apply(act.data, rows: rows, into: proj.data, int8: int8Activations)
+            w.down.apply(act.data, rows: rows, into: proj.data, int8: int8Activations, precision: precision)
             if let post = w.postFFNNorm {
                 Transformer.rmsnormRows(proj.data, proj.data, post.data, rows: rows, dim: c.hidden, eps: c.normEps)
             }

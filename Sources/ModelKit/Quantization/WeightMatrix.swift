@@ -3,6 +3,18 @@ import Foundation
 import TensorKit
 
 /// How a loaded model keeps its linear weights.
+/// How scoring multiplies Float32 activations with the weights: exact Float32 products
+/// (`float32`, the default), or both rounded to bfloat16 with Float32 sums (`bfloat16`: about twice
+/// as fast on CPUs with AVX512-BF16, labels move by about 0.1 logit; docs/performance.md). Where
+/// the CPU lacks AVX512-BF16, `bfloat16` runs the Float32 products.
+public enum ScoringPrecision: String, Sendable, CaseIterable {
+    case float32
+    case bfloat16
+
+    /// Whether this CPU runs `bfloat16` products (AVX512-BF16).
+    public static let bfloat16Supported = pq_bf16_supported() != 0
+}
+
 public enum WeightStorage: Sendable {
     /// In the GGUF file's block formats, read from the memory-mapped file (no Float32 copy).
     case quantized
@@ -185,9 +197,10 @@ public final class WeightMatrix: @unchecked Sendable {
     private static func interleaves(_ type: GGMLType) -> Bool { type == .q8_0 || type == .q5_0 || type == .q4_0 }
 
     /// `Y(m, outputs.count) = X(m, columns) · W[outputs]ᵀ`, with `Y`'s rows `ldy` apart.
-    /// `int8` overrides `int8Activations` for this call.
+    /// `int8` overrides `int8Activations` for this call; `precision` applies to Float32
+    /// activations on the GEMM path (at least `gemmThreshold` rows).
     public func apply(_ x: UnsafePointer<Float>, rows m: Int, into y: UnsafeMutablePointer<Float>, ldy: Int? = nil,
-                      outputs: Range<Int>? = nil, int8: Bool? = nil) {
+                      outputs: Range<Int>? = nil, int8: Bool? = nil, precision: ScoringPrecision = .float32) {
         let int8 = int8 ?? Self.int8Activations
         let outputs = outputs ?? 0..<rows
         let ldy = ldy ?? outputs.count
@@ -200,7 +213,11 @@ public final class WeightMatrix: @unchecked Sendable {
         }
         let rowChunk = max(1, 32_768 / max(columns, 1))             // weight rows per core, at least ≈ 32 K weights
         var quantized: [GGMLType: UnsafeMutableRawPointer] = [:]   // activations, per activation format
-        defer { for p in quantized.values { p.deallocate() } }
+        var packedBF16: UnsafeMutablePointer<UInt16>?              // activations as bfloat16 rows
+        defer {
+            for p in quantized.values { p.deallocate() }
+            packedBF16?.deallocate()
+        }
         for (index, s) in segments.enumerated() {
             let lower = max(outputs.lowerBound, s.firstRow), upper = min(outputs.upperBound, s.firstRow + s.rows)
             guard upper > lower else { continue }
@@ -255,8 +272,20 @@ public final class WeightMatrix: @unchecked Sendable {
                                       Int64(range.count), x, Int64(columns), Int64(m), out + range.lowerBound, Int64(ldy))
                     }
                 }
+            } else if precision == .bfloat16 && ScoringPrecision.bfloat16Supported {
+                let xa: UnsafeMutablePointer<UInt16>
+                if let p = packedBF16 { xa = p } else {
+                    let kp = (columns + 1) & ~1
+                    xa = .allocate(capacity: m * kp)
+                    Parallel.chunks(m, minimum: 16) { range in
+                        pq_bf16_pack_rows(x + range.lowerBound * columns, Int64(columns), Int64(range.count), Int64(columns),
+                                          xa + range.lowerBound * kp)
+                    }
+                    packedBF16 = xa
+                }
+                tiledGEMM(lower - s.firstRow..<upper - s.firstRow, of: index, x: x, bf16: xa, m: m, out: out, ldy: ldy)
             } else {
-                tiledGEMM(lower - s.firstRow..<upper - s.firstRow, of: index, x: x, m: m, out: out, ldy: ldy)
+                tiledGEMM(lower - s.firstRow..<upper - s.firstRow, of: index, x: x, bf16: nil, m: m, out: out, ldy: ldy)
             }
         }
     }
@@ -282,7 +311,9 @@ public final class WeightMatrix: @unchecked Sendable {
     /// copy when there is one) and multiplies it with a single-threaded OpenBLAS call. Splitting by
     /// weight rows keeps both cores on their own tiles: no hand-off between our threads and
     /// OpenBLAS's per tile (measured, docs/performance.md). `rows` are segment `index`'s rows.
-    private func tiledGEMM(_ rows: Range<Int>, of index: Int, x: UnsafePointer<Float>, m: Int,
+    /// With `bf16` (the activations packed by `pq_bf16_pack_rows`), each tile is packed to
+    /// bfloat16 panels and multiplied by `pq_bf16_gemm` instead.
+    private func tiledGEMM(_ rows: Range<Int>, of index: Int, x: UnsafePointer<Float>, bf16: UnsafePointer<UInt16>?, m: Int,
                            out: UnsafeMutablePointer<Float>, ldy: Int) {
         let s = segments[index], x8 = lockedPacked(index), count = rows.count
         let parts = Parallel.partCount(count, minimum: 64)
@@ -291,7 +322,12 @@ public final class WeightMatrix: @unchecked Sendable {
         // (multiples of 8 rows: whole groups of an X8 copy).
         let tileRows = max(16, min((count + parts - 1) / parts, Self.tileFloats / parts / max(columns, 1)) / 8 * 8)
         let tiles = Tensor(shape: [parts * tileRows, columns], zeroed: false)
-        defer { withExtendedLifetime(tiles) {} }
+        let panelBytes = bf16 == nil ? 0 : Int(pq_bf16_panel_bytes(Int64(tileRows), Int64(columns)))
+        let panels = UnsafeMutableRawPointer.allocate(byteCount: max(parts * panelBytes, 1), alignment: 64)
+        defer {
+            withExtendedLifetime(tiles) {}
+            panels.deallocate()
+        }
         // One part (a small segment): OpenBLAS keeps its threads for the product.
         let run = { (body: () -> Void) in parts > 1 ? GEMM.singleThreaded(body) : body() }
         run {
@@ -306,8 +342,14 @@ public final class WeightMatrix: @unchecked Sendable {
                         pq_dequantize_rows(Int32(s.type.rawValue), Int64(columns), s.base + first * s.rowBytes,
                                            Int64(s.rowBytes), Int64(n), tile)
                     }
-                    GEMM.strided(transposeA: false, transposeB: true, m: m, n: n, k: columns, x, lda: columns,
-                                 tile, ldb: columns, beta: 0, out + start, ldc: ldy)
+                    if let bf16 {
+                        let panel = (panels + part * panelBytes).assumingMemoryBound(to: UInt16.self)
+                        pq_bf16_pack_panels(tile, Int64(columns), Int64(n), Int64(columns), panel)
+                        pq_bf16_gemm(Int64(m), Int64(n), Int64(columns), bf16, panel, out + start, Int64(ldy))
+                    } else {
+                        GEMM.strided(transposeA: false, transposeB: true, m: m, n: n, k: columns, x, lda: columns,
+                                     tile, ldb: columns, beta: 0, out + start, ldc: ldy)
+                    }
                     start += n
                 }
             }

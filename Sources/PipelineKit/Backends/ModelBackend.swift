@@ -83,15 +83,29 @@ public final class LocalBackend: ModelBackend, @unchecked Sendable {
     public let promptStyle: PromptStyle
     /// Prefixes prefilled for earlier batches, least recently used first: a judge that alternates
     /// between a few long contexts (the `contrast` method's) prefills each once.
-    private var sharedPrefixes: [(tokens: [Int32], cache: KVCache, int8: Bool)] = []
+    private var sharedPrefixes: [(tokens: [Int32], cache: KVCache, pass: Pass)] = []
     static let keptPrefixes = 8
     private let lock = NSLock()
     /// Shorter shared prefixes are not worth a separate prefill.
     static let minimumSharedPrefix = 32
 
-    public init(model: LanguageModel, fingerprint: String, promptStyle: PromptStyle) {
+    /// How scoring passes multiply Float32 activations, where this CPU can (`ModelSpec.scoring`).
+    public let scoring: ScoringPrecision
+
+    /// The arithmetic of a forward pass: generation's (8-bit activations, or the model's
+    /// setting) or scoring's; a kept prefix serves only passes of its own kind.
+    enum Pass: Equatable {
+        case generation(int8: Bool)
+        case scoring(ScoringPrecision)
+    }
+
+    /// `scoring: .bfloat16` takes effect where the CPU has AVX512-BF16; it then joins the
+    /// fingerprint, so cached results of the two arithmetics never mix.
+    public init(model: LanguageModel, fingerprint: String, promptStyle: PromptStyle, scoring: ScoringPrecision = .float32) {
         self.model = model
-        self.fingerprint = fingerprint
+        let effective: ScoringPrecision = scoring == .bfloat16 && ScoringPrecision.bfloat16Supported ? .bfloat16 : .float32
+        self.scoring = effective
+        self.fingerprint = effective == .float32 ? fingerprint : fingerprint + "#scoring=\(effective.rawValue)"
         self.promptStyle = promptStyle
     }
 
@@ -107,9 +121,9 @@ public final class LocalBackend: ModelBackend, @unchecked Sendable {
     }
 
     /// A cache for the prefix all `prompts` share, reusing a kept one when it still applies.
-    /// `int8`: the activations of the passes that will continue it (generation rounds them to
-    /// 8 bits, scoring keeps Float32), so the cache holds the same numbers a full pass would.
-    func prefix(for prompts: [[Int32]], int8: Bool) -> KVCache? {
+    /// `pass`: the arithmetic of the passes that will continue it (generation rounds activations
+    /// to 8 bits, scoring keeps Float32), so the cache holds the same numbers a full pass would.
+    func prefix(for prompts: [[Int32]], pass: Pass) -> KVCache? {
         guard let first = prompts.first, let shortest = prompts.map(\.count).min() else { return nil }
         var common = shortest - 1  // leave at least one token to feed
         for p in prompts.dropFirst() {
@@ -118,7 +132,7 @@ public final class LocalBackend: ModelBackend, @unchecked Sendable {
             common = i
         }
         if let index = sharedPrefixes.lastIndex(where: { kept in
-            kept.int8 == int8 && kept.tokens.count <= common && kept.tokens.count >= Self.minimumSharedPrefix
+            kept.pass == pass && kept.tokens.count <= common && kept.tokens.count >= Self.minimumSharedPrefix
                 && Array(first.prefix(kept.tokens.count)) == kept.tokens
         }) {
             let kept = sharedPrefixes.remove(at: index)
@@ -127,8 +141,12 @@ public final class LocalBackend: ModelBackend, @unchecked Sendable {
         }
         guard common >= Self.minimumSharedPrefix else { return nil }
         let tokens = Array(first.prefix(common))
-        let cache = Generator(model: model).prefill(tokens, int8: int8)
-        sharedPrefixes.append((tokens, cache, int8))
+        let cache: KVCache
+        switch pass {
+        case .generation(let int8): cache = Generator(model: model).prefill(tokens, int8: int8)
+        case .scoring(let precision): cache = Generator(model: model).prefill(tokens, int8: false, precision: precision)
+        }
+        sharedPrefixes.append((tokens, cache, pass))
         if sharedPrefixes.count > Self.keptPrefixes { sharedPrefixes.removeFirst() }
         return cache
     }
@@ -153,7 +171,8 @@ public final class LocalBackend: ModelBackend, @unchecked Sendable {
             }
             if j - i >= 2 {
                 let cache = shared?.copy(reserving: common - base) ?? model.transformer.makeCache(capacity: common)
-                _ = model.transformer.forward([SequenceInput(cache: cache, tokens: Array(prompts[i][base..<common]))], int8: false)
+                _ = model.transformer.forward([SequenceInput(cache: cache, tokens: Array(prompts[i][base..<common]))], int8: false,
+                                              precision: scoring)
                 for k in i..<j { caches[k] = cache }
             }
             i = j
@@ -165,7 +184,7 @@ public final class LocalBackend: ModelBackend, @unchecked Sendable {
         lock.lock()
         defer { lock.unlock() }
         let prompts = calls.map { tokens($0.prompt) }
-        let shared = prefix(for: prompts, int8: model.transformer.int8Activations)
+        let shared = prefix(for: prompts, pass: .generation(int8: model.transformer.int8Activations))
         let requests = zip(prompts, calls).map { GenerationRequest(prompt: $0, parameters: $1.parameters, prefix: shared) }
         return Generator(model: model).generate(requests).map {
             GenerationOutput(text: $0.text, finishReason: $0.finishReason, promptTokens: $0.promptTokens,
@@ -177,11 +196,11 @@ public final class LocalBackend: ModelBackend, @unchecked Sendable {
         lock.lock()
         defer { lock.unlock() }
         let prompts = calls.map { model.tokenizer.encode($0.prompt, addBOS: nil, parseSpecial: false) }
-        let prefixes = groupPrefixes(prompts, shared: prefix(for: prompts, int8: false))
+        let prefixes = groupPrefixes(prompts, shared: prefix(for: prompts, pass: .scoring(scoring)))
         let encoded = calls.map { $0.continuations.map { model.tokenizer.encode($0, addBOS: false, parseSpecial: false) } }
         // Option tokens (every continuation one token): one pass per prompt instead of one per option.
         if encoded.allSatisfy({ $0.allSatisfy { $0.count == 1 } }) {
-            return Scorer(model: model).nextTokenLogProbs(prompts: prompts, candidates: encoded.map { $0.map { $0[0] } }, prefixes: prefixes)
+            return Scorer(model: model, precision: scoring).nextTokenLogProbs(prompts: prompts, candidates: encoded.map { $0.map { $0[0] } }, prefixes: prefixes)
                 .map { $0.map(Double.init) }
         }
         var requests: [ScoringRequest] = []
@@ -190,7 +209,7 @@ public final class LocalBackend: ModelBackend, @unchecked Sendable {
                 requests.append(ScoringRequest(prompt: prompt, continuation: continuation, prefix: prefixes[n]))
             }
         }
-        let scores = Scorer(model: model).score(requests).map { Double($0.sum) }
+        let scores = Scorer(model: model, precision: scoring).score(requests).map { Double($0.sum) }
         return scores.slices(lengths: calls.map(\.continuations.count)).map(Array.init)
     }
 }

@@ -39,12 +39,17 @@ public struct ModelSpec: Sendable, Equatable {
     /// Explicit prompt style; nil means the default for the source (see `effectivePromptStyle`).
     public var promptStyle: PromptStyle?
     public var location: SourceLocation
+    /// How a local model's scoring passes (judges, log-probabilities) multiply Float32
+    /// activations (`scoring:`; `float32` unless set).
+    public var scoring: ScoringPrecision
 
-    public init(name: String, source: ModelSource, promptStyle: PromptStyle?, location: SourceLocation) {
+    public init(name: String, source: ModelSource, promptStyle: PromptStyle?, location: SourceLocation,
+                scoring: ScoringPrecision = .float32) {
         self.name = name
         self.source = source
         self.promptStyle = promptStyle
         self.location = location
+        self.scoring = scoring
     }
 
     /// `completion` for base models, `chat` for instruction-tuned and remote ones; the judge
@@ -134,7 +139,7 @@ public struct Pipeline: Sendable {
 extension Pipeline {
     static let topKeys = ["version", "name", "description", "seed", "constitution", "models", "prompts", "stages", "output"]
     static let modelKeys = ["source", "provider", "base_url", "model", "api_key_env", "max_concurrency",
-                            "timeout", "prompt_style"]
+                            "timeout", "prompt_style", "scoring"]
     static let promptKeys = ["file", "field", "id_field", "limit", "tags"]
 
     /// Loads a pipeline file. Relative paths inside it resolve against its directory.
@@ -242,7 +247,11 @@ extension Pipeline {
                                     resolve: (NodeReader) throws -> String) throws -> ModelSpec {
         let m = try reader.mapping(allowed: modelKeys)
         let style = try m["prompt_style"]?.oneOf(PromptStyle.self)
+        let scoring = try m["scoring"]?.oneOf(ScoringPrecision.self) ?? .float32
         if let provider = m["provider"] {
+            if m.has("scoring") {
+                throw m.invalid("scoring", "`scoring` sets the local engine's arithmetic; a remote server chooses its own")
+            }
             guard try provider.string() == "openai" else {
                 throw provider.invalid("`\(try provider.string())` is not a known provider; use `openai` for any OpenAI-compatible server")
             }
@@ -268,13 +277,14 @@ extension Pipeline {
         let sourceReader = try m.require("source")
         let source = try sourceReader.text()
         if source.hasSuffix(".gguf") {
-            return ModelSpec(name: name, source: .file(try resolve(sourceReader)), promptStyle: style, location: reader.location)
+            return ModelSpec(name: name, source: .file(try resolve(sourceReader)), promptStyle: style, location: reader.location,
+                             scoring: scoring)
         }
         guard ModelCatalog.entry(named: source) != nil else {
             let hint = closestMatch(to: source, in: ModelCatalog.names).map { "; did you mean `\($0)`?" }
                 ?? " (known: \(ModelCatalog.names.joined(separator: ", ")))"
             throw sourceReader.invalid("`\(source)` is neither a catalog model nor a .gguf path\(hint)")
         }
-        return ModelSpec(name: name, source: .catalog(source), promptStyle: style, location: reader.location)
+        return ModelSpec(name: name, source: .catalog(source), promptStyle: style, location: reader.location, scoring: scoring)
     }
 }

@@ -52,7 +52,7 @@ public final class PipelineRunner {
             let model = try LanguageModel(path: url.path)
             reporter?.message(String(format: "loaded model `%@` (%@) in %.1f s", spec.name, model.config.architecture,
                                      Date().timeIntervalSince(start)))
-            return LocalBackend(model: model, fingerprint: fingerprint, promptStyle: spec.effectivePromptStyle)
+            return LocalBackend(model: model, fingerprint: fingerprint, promptStyle: spec.effectivePromptStyle, scoring: spec.scoring)
         }
     }
 
