@@ -12,7 +12,7 @@
 int pq_bf16_supported(void) {
     __builtin_cpu_init();
     return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-           __builtin_cpu_supports("avx512bf16");
+           __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512bf16");
 }
 
 // Rows of X as bfloat16, k rounded up to even (a zero pads an odd k): pairs (2q, 2q+1) adjacent.
@@ -116,6 +116,10 @@ BF16 static void kernel_rows(int R, const uint16_t *a, int64_t kp, const uint16_
 BF16 void pq_bf16_gemm(int64_t m, int64_t n, int64_t k, const uint16_t *a, const uint16_t *panels, float *y, int64_t ldy) {
     const int64_t kp = (k + 1) & ~1LL, pairs = kp / 2, QC = 512, PG = 6;
     const int64_t npanels = panel_count(n);
+    if (pairs == 0) {   // k = 0: every sum is empty
+        for (int64_t i = 0; i < m; i++) memset(y + i * ldy, 0, (size_t)n * sizeof(float));
+        return;
+    }
     for (int64_t q0 = 0; q0 < pairs; q0 += QC) {
         const int64_t q1 = q0 + QC < pairs ? q0 + QC : pairs;
         for (int64_t p0 = 0; p0 < npanels; p0 += PG) {

@@ -140,7 +140,7 @@ double pq_temperature_weights(const float *x, int64_t n, float max, float temper
 }
 
 // act(g) for 8 gates: x·σ(x) (SiLU) or the tanh-approximated GELU written as x·σ(2u),
-// u = √(2/π)·x·(1 + 0.044715·x²), as TensorKit's scalar geluTanh.
+// u = √(2/π)·x·(1 + 0.044715·x²) (½(1 + tanh u) = σ(2u): one exponential instead of a tanh).
 static inline __m256 gated8(int kind, __m256 x) {
     __m256 t = x;
     if (kind == PQ_GELU_TANH) {

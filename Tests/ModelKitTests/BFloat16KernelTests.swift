@@ -33,7 +33,7 @@ struct BFloat16KernelTests {
 
     /// The C kernel alone, with an odd k (a padded pair), rows that fill no whole 8-row block and
     /// columns that fill no whole 48-column group, and k past one 1024-element chunk.
-    @Test(arguments: [(11, 53, 37), (19, 100, 2100)])
+    @Test(arguments: [(11, 53, 37), (13, 53, 64), (19, 100, 2100)])
     func kernelMatchesRoundedReference(m: Int, n: Int, k: Int) {
         var rng = SeededGenerator(seed: 5)
         let x = (0..<m * k).map { _ in Float.random(in: -3...3, using: &rng) }
@@ -49,11 +49,13 @@ struct BFloat16KernelTests {
         #expect(worst < 1e-5, "worst relative error \(worst)")
     }
 
-    /// A quantized matrix on the GEMM path (at least `gemmThreshold` rows): bfloat16 products of the
-    /// decoded weights; not the Float32 products' numbers.
-    @Test(arguments: [GGMLType.q4_K, .q6_K, .q8_0])
+    /// A quantized matrix: bfloat16 products of the decoded weights (split across the cores'
+    /// tiles), not the Float32 products' numbers, and the same numbers for a row whether 3 or 50
+    /// rows share the call. Q8_0 and Q5_0 are also taken after an 8-bit product, from their
+    /// repacked copies.
+    @Test(arguments: [GGMLType.q4_K, .q6_K, .q8_0, .q5_0])
     func weightMatrixTakesBFloat16Products(type: GGMLType) {
-        let rows = 53, columns = 512, m = max(50, WeightMatrix.gemmThreshold)
+        let rows = 200, columns = 512, m = max(50, WeightMatrix.gemmThreshold)
         var bytes = QuantizedKernelTests.randomRows(type, rows: rows, columns: columns, seed: 7)
         var rng = SeededGenerator(seed: 11)
         let x = (0..<m * columns).map { _ in Float.random(in: -2...2, using: &rng) }
@@ -64,14 +66,21 @@ struct BFloat16KernelTests {
                                       owner: NSObject())
             var decoded = [Float](repeating: 0, count: rows * columns)
             Dequantize.run(type, base, &decoded, count: rows * columns)
-            var yb = [Float](repeating: 0, count: m * rows), yf = yb
+            var yb = [Float](repeating: 0, count: m * rows), yf = yb, y3 = [Float](repeating: 0, count: 3 * rows), y8 = yb
             x.withUnsafeBufferPointer {
                 matrix.apply($0.baseAddress!, rows: m, into: &yb, int8: false, precision: .bfloat16)
                 matrix.apply($0.baseAddress!, rows: m, into: &yf, int8: false, precision: .float32)
+                matrix.apply($0.baseAddress!, rows: 3, into: &y3, int8: false, precision: .bfloat16)
+                matrix.apply($0.baseAddress!, rows: m, into: &y8, int8: true)
             }
             let worst = Self.worstError(yb, w: decoded, x: x, m: m, n: rows, k: columns)
             #expect(worst < 1e-5, "\(type): worst relative error \(worst)")
             #expect(yb != yf, "\(type): the bfloat16 products gave the Float32 products' numbers")
+            #expect(Array(yb.prefix(3 * rows)) == y3, "\(type): 3 rows gave other numbers than the same rows among \(m)")
+            // After the 8-bit product (which repacks Q8_0), the same bfloat16 numbers.
+            var again = [Float](repeating: 0, count: m * rows)
+            x.withUnsafeBufferPointer { matrix.apply($0.baseAddress!, rows: m, into: &again, int8: false, precision: .bfloat16) }
+            #expect(again == yb, "\(type): bfloat16 products changed after an 8-bit product")
         }
     }
 

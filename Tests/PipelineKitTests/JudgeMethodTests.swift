@@ -298,8 +298,8 @@ import PipelineTestSupport
         #expect(r.status != 0 && r.stderr.contains("nope"), "\(r.stderr)")
     }
 
-    /// `scoring: bfloat16` on a local model reaches its backend, joins its fingerprint where the
-    /// CPU runs bfloat16 products (so cached Float32 results are not reused), and labels a file.
+    /// `scoring: bfloat16` on a local model reaches its backend, joins its scoring fingerprint where
+    /// the CPU runs bfloat16 products (so cached Float32 scores are not reused), and labels a file.
     @Test func bfloat16ScoringReachesTheBackend() throws {
         let f = try RunFixture(prompts: ["please help"], stages: JudgeMethodTests.stages("model: judge, principles: 2"),
                                extra: "  judge: { source: tiny.gguf, scoring: bfloat16 }\n")
@@ -310,7 +310,8 @@ import PipelineTestSupport
         let backend = try #require(try PipelineRunner.backends(reporter: nil)(spec) as? LocalBackend)
         let supported = ScoringPrecision.bfloat16Supported
         #expect(backend.scoring == (supported ? .bfloat16 : .float32))
-        #expect(backend.fingerprint.hasSuffix("#scoring=bfloat16") == supported, "\(backend.fingerprint)")
+        #expect(backend.scoringFingerprint.hasSuffix("#scoring=bfloat16") == supported, "\(backend.scoringFingerprint)")
+        #expect(!backend.fingerprint.contains("#scoring"), "generation keys keep the plain fingerprint")
         let pairs = try write(f, "pairs.jsonl", [#"{"prompt": "Is 7 prime?", "response_a": "No.", "response_b": "Yes.", "better": "b", "category": "honesty"}"#])
         let out = f.directory.appendingPathComponent("labels.jsonl").path
         let r = try CLI.run(["judge", pairs, "--pipeline", f.pipeline.path, "--output", out])

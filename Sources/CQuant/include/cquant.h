@@ -104,7 +104,7 @@ void pq_logsumexp_update(const float *x, int64_t n, float *max, double *sum);
 double pq_temperature_weights(const float *x, int64_t n, float max, float temperature, float *out);
 /// x[j] ← scale · exp(x[j] − shift) (a softmax's gradient row).
 void pq_scaled_exp(float *x, int64_t n, float shift, float scale);
-/// 1 when the CPU has AVX512-BF16 (and AVX512F/BW), which the pq_bf16_* functions need.
+/// 1 when the CPU has AVX512-BF16 (and AVX512F/BW/VL), which the pq_bf16_* functions need.
 int pq_bf16_supported(void);
 /// Bytes `pq_bf16_pack_panels` writes for n rows of k elements.
 int64_t pq_bf16_panel_bytes(int64_t n, int64_t k);

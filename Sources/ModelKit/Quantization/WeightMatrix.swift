@@ -2,11 +2,10 @@ import CQuant
 import Foundation
 import TensorKit
 
-/// How a loaded model keeps its linear weights.
 /// How scoring multiplies Float32 activations with the weights: exact Float32 products
 /// (`float32`, the default), or both rounded to bfloat16 with Float32 sums (`bfloat16`: about twice
-/// as fast on CPUs with AVX512-BF16, labels move by about 0.1 logit; docs/performance.md). Where
-/// the CPU lacks AVX512-BF16, `bfloat16` runs the Float32 products.
+/// as fast on CPUs with AVX512-BF16, gold labels moved by a median 0.04 logit; docs/judge.md).
+/// Where the CPU lacks AVX512-BF16, `bfloat16` runs the Float32 products.
 public enum ScoringPrecision: String, Sendable, CaseIterable {
     case float32
     case bfloat16
@@ -15,6 +14,7 @@ public enum ScoringPrecision: String, Sendable, CaseIterable {
     public static let bfloat16Supported = pq_bf16_supported() != 0
 }
 
+/// How a loaded model keeps its linear weights.
 public enum WeightStorage: Sendable {
     /// In the GGUF file's block formats, read from the memory-mapped file (no Float32 copy).
     case quantized
@@ -257,6 +257,20 @@ public final class WeightMatrix: @unchecked Sendable {
                                   xq, Int64(m), out + range.lowerBound, Int64(ldy))
                     }
                 }
+            } else if precision == .bfloat16 && ScoringPrecision.bfloat16Supported {
+                // Every row count takes the bfloat16 GEMM, so a row's result does not depend on
+                // how many rows share the call (the kernel sums each row in one order).
+                let xa: UnsafeMutablePointer<UInt16>
+                if let p = packedBF16 { xa = p } else {
+                    let kp = (columns + 1) & ~1
+                    xa = .allocate(capacity: m * kp)
+                    Parallel.chunks(m, minimum: 16) { range in
+                        pq_bf16_pack_rows(x + range.lowerBound * columns, Int64(columns), Int64(range.count), Int64(columns),
+                                          xa + range.lowerBound * kp)
+                    }
+                    packedBF16 = xa
+                }
+                tiledGEMM(lower - s.firstRow..<upper - s.firstRow, of: index, x: x, bf16: xa, m: m, out: out, ldy: ldy)
             } else if m < Self.gemmThreshold {
                 if let x8 = lockedPacked(index) {
                     // Repacked by an earlier 8-bit product (its original pages released): the
@@ -272,18 +286,6 @@ public final class WeightMatrix: @unchecked Sendable {
                                       Int64(range.count), x, Int64(columns), Int64(m), out + range.lowerBound, Int64(ldy))
                     }
                 }
-            } else if precision == .bfloat16 && ScoringPrecision.bfloat16Supported {
-                let xa: UnsafeMutablePointer<UInt16>
-                if let p = packedBF16 { xa = p } else {
-                    let kp = (columns + 1) & ~1
-                    xa = .allocate(capacity: m * kp)
-                    Parallel.chunks(m, minimum: 16) { range in
-                        pq_bf16_pack_rows(x + range.lowerBound * columns, Int64(columns), Int64(range.count), Int64(columns),
-                                          xa + range.lowerBound * kp)
-                    }
-                    packedBF16 = xa
-                }
-                tiledGEMM(lower - s.firstRow..<upper - s.firstRow, of: index, x: x, bf16: xa, m: m, out: out, ldy: ldy)
             } else {
                 tiledGEMM(lower - s.firstRow..<upper - s.firstRow, of: index, x: x, bf16: nil, m: m, out: out, ldy: ldy)
             }
@@ -323,10 +325,10 @@ public final class WeightMatrix: @unchecked Sendable {
         let tileRows = max(16, min((count + parts - 1) / parts, Self.tileFloats / parts / max(columns, 1)) / 8 * 8)
         let tiles = Tensor(shape: [parts * tileRows, columns], zeroed: false)
         let panelBytes = bf16 == nil ? 0 : Int(pq_bf16_panel_bytes(Int64(tileRows), Int64(columns)))
-        let panels = UnsafeMutableRawPointer.allocate(byteCount: max(parts * panelBytes, 1), alignment: 64)
+        let panels = bf16 == nil ? nil : UnsafeMutableRawPointer.allocate(byteCount: parts * panelBytes, alignment: 64)
         defer {
             withExtendedLifetime(tiles) {}
-            panels.deallocate()
+            panels?.deallocate()
         }
         // One part (a small segment): OpenBLAS keeps its threads for the product.
         let run = { (body: () -> Void) in parts > 1 ? GEMM.singleThreaded(body) : body() }
@@ -342,7 +344,7 @@ public final class WeightMatrix: @unchecked Sendable {
                         pq_dequantize_rows(Int32(s.type.rawValue), Int64(columns), s.base + first * s.rowBytes,
                                            Int64(s.rowBytes), Int64(n), tile)
                     }
-                    if let bf16 {
+                    if let bf16, let panels {
                         let panel = (panels + part * panelBytes).assumingMemoryBound(to: UInt16.self)
                         pq_bf16_pack_panels(tile, Int64(columns), Int64(n), Int64(columns), panel)
                         pq_bf16_gemm(Int64(m), Int64(n), Int64(columns), bf16, panel, out + start, Int64(ldy))

@@ -66,6 +66,9 @@ public struct ScoringCall: Sendable, Equatable {
 public protocol ModelBackend: AnyObject, Sendable {
     /// Identifies the weights (file hash, or endpoint + model id): part of every cache key.
     var fingerprint: String { get }
+    /// Identifies what decides scores (`fingerprint`, plus the scoring arithmetic where it is not
+    /// the default): part of the keys of scoring calls and of judge stages.
+    var scoringFingerprint: String { get }
     /// Whether prompts should be chat conversations or completion transcripts.
     var promptStyle: PromptStyle { get }
     /// Generates for a batch of calls, in order.
@@ -74,12 +77,17 @@ public protocol ModelBackend: AnyObject, Sendable {
     func score(_ calls: [ScoringCall]) throws -> [[Double]]
 }
 
+extension ModelBackend {
+    public var scoringFingerprint: String { fingerprint }
+}
+
 /// The in-process engine. Calls of one batch run as one batched generation; a token prefix
 /// that every prompt of a batch shares (the few-shot block of critique, revision and judge
 /// prompts) is prefilled once and kept for later batches that share it too.
 public final class LocalBackend: ModelBackend, @unchecked Sendable {
     public let model: LanguageModel
     public let fingerprint: String
+    public let scoringFingerprint: String
     public let promptStyle: PromptStyle
     /// Prefixes prefilled for earlier batches, least recently used first: a judge that alternates
     /// between a few long contexts (the `contrast` method's) prefills each once.
@@ -99,13 +107,14 @@ public final class LocalBackend: ModelBackend, @unchecked Sendable {
         case scoring(ScoringPrecision)
     }
 
-    /// `scoring: .bfloat16` takes effect where the CPU has AVX512-BF16; it then joins the
-    /// fingerprint, so cached results of the two arithmetics never mix.
+    /// `scoring: .bfloat16` takes effect where the CPU has AVX512-BF16; it then joins the scoring
+    /// fingerprint, so cached scores of the two arithmetics never mix (generation is unchanged).
     public init(model: LanguageModel, fingerprint: String, promptStyle: PromptStyle, scoring: ScoringPrecision = .float32) {
         self.model = model
         let effective: ScoringPrecision = scoring == .bfloat16 && ScoringPrecision.bfloat16Supported ? .bfloat16 : .float32
         self.scoring = effective
-        self.fingerprint = effective == .float32 ? fingerprint : fingerprint + "#scoring=\(effective.rawValue)"
+        self.fingerprint = fingerprint
+        self.scoringFingerprint = effective == .float32 ? fingerprint : fingerprint + "#scoring=\(effective.rawValue)"
         self.promptStyle = promptStyle
     }
 

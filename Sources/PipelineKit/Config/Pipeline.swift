@@ -247,7 +247,6 @@ extension Pipeline {
                                     resolve: (NodeReader) throws -> String) throws -> ModelSpec {
         let m = try reader.mapping(allowed: modelKeys)
         let style = try m["prompt_style"]?.oneOf(PromptStyle.self)
-        let scoring = try m["scoring"]?.oneOf(ScoringPrecision.self) ?? .float32
         if let provider = m["provider"] {
             if m.has("scoring") {
                 throw m.invalid("scoring", "`scoring` sets the local engine's arithmetic; a remote server chooses its own")
@@ -274,6 +273,7 @@ extension Pipeline {
         for key in ["base_url", "model", "api_key_env", "max_concurrency", "timeout"] where m.has(key) {
             throw m.invalid(key, "`\(key)` applies to remote models; add `provider: openai`")
         }
+        let scoring = try m["scoring"]?.oneOf(ScoringPrecision.self) ?? .float32
         let sourceReader = try m.require("source")
         let source = try sourceReader.text()
         if source.hasSuffix(".gguf") {

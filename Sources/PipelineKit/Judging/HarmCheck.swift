@@ -47,7 +47,7 @@ public struct HarmCheck {
 
     /// Everything that decides a check's answer besides the pair: part of the label's input hash.
     public var fingerprint: [String] {
-        ["harm_check", examples, spec.question, "\(spec.threshold)", backend.backend.fingerprint]
+        ["harm_check", examples, spec.question, "\(spec.threshold)", backend.backend.scoringFingerprint]
     }
 
     static func item(prompt: String, response: String, question: String) -> String {

@@ -71,7 +71,7 @@ public final class PairJudge {
     /// settings existed stay up to date.
     public var fingerprint: [String] {
         var fields = [examples]
-        fields += ["\(spec.orders)", "\(spec.layout)", "\(spec.cot)", "\(spec.cotClamp)"] + backends.map(\.backend.fingerprint)
+        fields += ["\(spec.orders)", "\(spec.layout)", "\(spec.cot)", "\(spec.cotClamp)"] + backends.map(\.backend.scoringFingerprint)
         if spec.method != .pairwise { fields += ["method", spec.method.rawValue, "\(spec.temperature)"] }
         if spec.positionCalibration != .none { fields += ["position", spec.positionCalibration.rawValue] }
         if let c = calibration { fields += ["calibration", c.fit.rawValue, "\(c.a)", "\(c.b)"] }

@@ -96,7 +96,7 @@ public final class CachedBackend: @unchecked Sendable {
     }
 
     public func score(_ calls: [ScoringCall]) throws -> [(scores: [Double], cached: Bool)] {
-        try cached(calls, key: { CallCache.key(fingerprint: backend.fingerprint, call: $0) },
+        try cached(calls, key: { CallCache.key(fingerprint: backend.scoringFingerprint, call: $0) },
                    lookup: cache.scores, store: { try self.cache.store($0, scores: $1) },
                    run: backend.score) { _ in }
             .map { (scores: $0.0, cached: $0.cached) }

@@ -9,22 +9,20 @@ public enum GatedActivation: Sendable {
     case silu
 }
 
-/// GELU, tanh approximation: 0.5·x·(1 + tanh(u)), u = √(2/π)·x·(1 + 0.044715·x²),
-/// computed as x·σ(2u) (the same function, since ½(1 + tanh u) = 1/(1 + e^(−2u))) so it costs
-/// one exp instead of a tanh.
-@inline(__always)
-func geluTanh(_ x: Float) -> Float {
-    let u = 0.797_884_560_802_865_4 * x * (1 + 0.044715 * x * x)
-    return x / (1 + expf(-2 * u))
-}
-
 /// Shapes: `gate`, `up`, `out` (count); `out` may alias `gate`. Vectorised (CQuant's
 /// `pq_gated_activation`, the exponential of `pq_exp`).
 public func gated_activation_forward(
     _ out: UnsafeMutablePointer<Float>, gate: UnsafePointer<Float>, up: UnsafePointer<Float>,
     count: Int, activation: GatedActivation
 ) {
-    pq_gated_activation(activation == .silu ? Int32(PQ_SILU) : Int32(PQ_GELU_TANH), gate, up, Int64(count), out)
+    // GELU-tanh as x·σ(2u), u = √(2/π)·x·(1 + 0.044715·x²): ½(1 + tanh u) = 1/(1 + e^(−2u)), one
+    // exponential instead of a tanh.
+    let kind: Int32
+    switch activation {
+    case .geluTanh: kind = Int32(PQ_GELU_TANH)
+    case .silu: kind = Int32(PQ_SILU)
+    }
+    pq_gated_activation(kind, gate, up, Int64(count), out)
 }
 
 /// Numerically stable softmax of each row in place. Shapes: `x` (rows, cols).
