@@ -3,7 +3,7 @@ import Foundation
 import TensorKit
 
 /// How scoring multiplies Float32 activations with the weights: exact Float32 products
-/// (`float32`, the default), or both rounded to bfloat16 with Float32 sums (`bfloat16`: about twice
+/// (`float32`, the default), or both rounded to bfloat16 with Float32 sums (`bfloat16`: 1.4–1.6×
 /// as fast on CPUs with AVX512-BF16, gold labels moved by a median 0.04 logit; docs/judge.md).
 /// Where the CPU lacks AVX512-BF16, `bfloat16` runs the Float32 products.
 public enum ScoringPrecision: String, Sendable, CaseIterable {
