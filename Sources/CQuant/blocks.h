@@ -69,6 +69,15 @@ static inline void unpack_q6_K_half(const uint8_t *ql, const uint8_t *qh, __m256
                            _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 6), low2), 4));
 }
 
+// Runs CALL with ROWS an integer constant equal to r (1…4 or 1…8; anything else runs as 1), so
+// an always-inline kernel taking ROWS is instantiated, unrolled, once per row count.
+#define ROWS_CASE(n, CALL) case n: { enum { ROWS = n }; CALL; } break;
+#define WITH_ROWS_UP_TO_4(r, CALL) switch (r) { \
+    ROWS_CASE(4, CALL) ROWS_CASE(3, CALL) ROWS_CASE(2, CALL) default: { enum { ROWS = 1 }; CALL; } break; }
+#define WITH_ROWS_UP_TO_8(r, CALL) switch (r) { \
+    ROWS_CASE(8, CALL) ROWS_CASE(7, CALL) ROWS_CASE(6, CALL) ROWS_CASE(5, CALL) \
+    ROWS_CASE(4, CALL) ROWS_CASE(3, CALL) ROWS_CASE(2, CALL) default: { enum { ROWS = 1 }; CALL; } break; }
+
 static inline float bf16_to_f32(uint16_t h) { uint32_t u = (uint32_t)h << 16; float f; memcpy(&f, &u, 4); return f; }
 
 // Σ w[j]·x[j] over n floats.

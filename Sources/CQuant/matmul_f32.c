@@ -235,16 +235,7 @@ static inline __attribute__((always_inline)) void multi_row(int type, int64_t n,
 }
 
 static void multi_rows(int type, int64_t n, const uint8_t *w, const float *x, int64_t ldx, float *y, int64_t ldy, int R) {
-    switch (R) {
-    case 8: multi_row(type, n, w, x, ldx, y, ldy, 8); break;
-    case 7: multi_row(type, n, w, x, ldx, y, ldy, 7); break;
-    case 6: multi_row(type, n, w, x, ldx, y, ldy, 6); break;
-    case 5: multi_row(type, n, w, x, ldx, y, ldy, 5); break;
-    case 4: multi_row(type, n, w, x, ldx, y, ldy, 4); break;
-    case 3: multi_row(type, n, w, x, ldx, y, ldy, 3); break;
-    case 2: multi_row(type, n, w, x, ldx, y, ldy, 2); break;
-    default: multi_row(type, n, w, x, ldx, y, ldy, 1); break;
-    }
+    WITH_ROWS_UP_TO_8(R, multi_row(type, n, w, x, ldx, y, ldy, ROWS))
 }
 
 // ---- entry point ----------------------------------------------------------------------------

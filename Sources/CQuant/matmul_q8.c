@@ -142,16 +142,7 @@ INLINE void rows_typed(int type, int64_t n, const uint8_t *w, const pq_q8a256 *x
 static void rows_any(int type, int64_t n, const uint8_t *w, const char *x, int64_t xstride, float *y, int64_t ldy, int R) {
     const pq_q8a256 *xa = (const pq_q8a256 *)x;
     const int64_t xs = xstride / (int64_t)sizeof(pq_q8a256);
-    switch (R) {
-    case 8: rows_typed(type, n, w, xa, xs, y, ldy, 8); break;
-    case 7: rows_typed(type, n, w, xa, xs, y, ldy, 7); break;
-    case 6: rows_typed(type, n, w, xa, xs, y, ldy, 6); break;
-    case 5: rows_typed(type, n, w, xa, xs, y, ldy, 5); break;
-    case 4: rows_typed(type, n, w, xa, xs, y, ldy, 4); break;
-    case 3: rows_typed(type, n, w, xa, xs, y, ldy, 3); break;
-    case 2: rows_typed(type, n, w, xa, xs, y, ldy, 2); break;
-    default: rows_typed(type, n, w, xa, xs, y, ldy, 1); break;
-    }
+    WITH_ROWS_UP_TO_8(R, rows_typed(type, n, w, xa, xs, y, ldy, ROWS))
 }
 
 void pq_matmul(int type, int64_t n, const void *w, int64_t wstride, int64_t wrows,

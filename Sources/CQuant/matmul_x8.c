@@ -127,12 +127,7 @@ INLINE void x8_rows(int wide, int64_t nb, const uint8_t *p, const pq_q8a32 *x, i
 }
 
 static void x8_any(int wide, int64_t nb, const uint8_t *p, const pq_q8a32 *x, int64_t xs, __m256 *out, int R) {
-    switch (R) {
-    case 4: x8_rows(wide, nb, p, x, xs, out, 4); break;
-    case 3: x8_rows(wide, nb, p, x, xs, out, 3); break;
-    case 2: x8_rows(wide, nb, p, x, xs, out, 2); break;
-    default: x8_rows(wide, nb, p, x, xs, out, 1); break;
-    }
+    WITH_ROWS_UP_TO_4(R, x8_rows(wide, nb, p, x, xs, out, ROWS))
 }
 
 // Writes lanes [skip, skip + count) of each of R group results to dst + k·ldy (a group's 8
@@ -201,12 +196,7 @@ INLINE void x8f_rows(int64_t nb, const uint8_t *p, const float *x, int64_t ldx, 
 }
 
 static void x8f_any(int64_t nb, const uint8_t *p, const float *x, int64_t ldx, __m256 *out, int R) {
-    switch (R) {
-    case 4: x8f_rows(nb, p, x, ldx, out, 4); break;
-    case 3: x8f_rows(nb, p, x, ldx, out, 3); break;
-    case 2: x8f_rows(nb, p, x, ldx, out, 2); break;
-    default: x8f_rows(nb, p, x, ldx, out, 1); break;
-    }
+    WITH_ROWS_UP_TO_4(R, x8f_rows(nb, p, x, ldx, out, ROWS))
 }
 
 void pq_matmul_x8_f32(int64_t n, const void *packed, int64_t first, int64_t count,

@@ -197,8 +197,8 @@ public final class WeightMatrix: @unchecked Sendable {
     private static func interleaves(_ type: GGMLType) -> Bool { type == .q8_0 || type == .q5_0 || type == .q4_0 }
 
     /// `Y(m, outputs.count) = X(m, columns) · W[outputs]ᵀ`, with `Y`'s rows `ldy` apart.
-    /// `int8` overrides `int8Activations` for this call; `precision` applies to Float32
-    /// activations on the GEMM path (at least `gemmThreshold` rows).
+    /// `int8` overrides `int8Activations` for this call; `precision` is how Float32 activations
+    /// meet quantized weights (for every row count when it is `bfloat16` and the CPU has it).
     public func apply(_ x: UnsafePointer<Float>, rows m: Int, into y: UnsafeMutablePointer<Float>, ldy: Int? = nil,
                       outputs: Range<Int>? = nil, int8: Bool? = nil, precision: ScoringPrecision = .float32) {
         let int8 = int8 ?? Self.int8Activations

@@ -105,6 +105,9 @@ public final class LocalBackend: ModelBackend, @unchecked Sendable {
     enum Pass: Equatable {
         case generation(int8: Bool)
         case scoring(ScoringPrecision)
+
+        var int8: Bool { if case .generation(let int8) = self { int8 } else { false } }
+        var precision: ScoringPrecision { if case .scoring(let precision) = self { precision } else { .float32 } }
     }
 
     /// `scoring: .bfloat16` takes effect where the CPU has AVX512-BF16; it then joins the scoring
@@ -150,11 +153,7 @@ public final class LocalBackend: ModelBackend, @unchecked Sendable {
         }
         guard common >= Self.minimumSharedPrefix else { return nil }
         let tokens = Array(first.prefix(common))
-        let cache: KVCache
-        switch pass {
-        case .generation(let int8): cache = Generator(model: model).prefill(tokens, int8: int8)
-        case .scoring(let precision): cache = Generator(model: model).prefill(tokens, int8: false, precision: precision)
-        }
+        let cache = Generator(model: model).prefill(tokens, int8: pass.int8, precision: pass.precision)
         sharedPrefixes.append((tokens, cache, pass))
         if sharedPrefixes.count > Self.keptPrefixes { sharedPrefixes.removeFirst() }
         return cache
